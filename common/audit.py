@@ -1,0 +1,35 @@
+"""Audit records and the in-memory sink (the durable one lives in the store)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One append-only audit entry: who did what, and the chain of ids that led to it."""
+
+    action: str
+    details: dict[str, Any]
+    user_id: str | None
+    role: str | None
+    intent_id: str
+    parent_id: str | None
+    created_at: datetime
+
+
+class AuditSink(Protocol):
+    """Where audit records go."""
+
+    def append(self, record: AuditRecord) -> None: ...
+
+
+@dataclass
+class MemoryAuditSink:
+    """Keep audit records in a list; for tests and the storeless default."""
+
+    records: list[AuditRecord] = field(default_factory=list)
+
+    def append(self, record: AuditRecord) -> None:
+        """Add ``record`` to the list."""
+        self.records.append(record)

@@ -1,0 +1,45 @@
+"""Every exception intentd raises on purpose, in one place.
+
+Messages are one sentence: the rule that was broken, the offending value (with ``!r``), where,
+and the fix when there is one.
+"""
+
+
+class IntentdError(Exception):
+    """Base class of every error intentd raises on purpose."""
+
+
+class ConfigError(IntentdError):
+    """A configuration file or value breaks the configuration schema."""
+
+
+class EventNameError(IntentdError, ValueError):
+    """An event type is not an UPPER_SNAKE_CASE name."""
+
+
+class BusFullError(IntentdError):
+    """The message bus queue is at its limit; the event was not accepted."""
+
+
+class BusClosedError(IntentdError):
+    """The message bus is stopping and accepts no new events."""
+
+
+class WrongThreadError(IntentdError, RuntimeError):
+    """An object bound to the daemon's event loop was used from another thread."""
+
+
+class RoleContractError(IntentdError):
+    """A role file breaks the role contract."""
+
+
+class IntentHandlingError(IntentdError):
+    """An intent could not be carried out."""
+
+
+class StoreError(IntentdError):
+    """The durable store cannot be opened or written."""
+
+
+class TimerError(IntentdError):
+    """A timer request is invalid (unknown id, already fired, bad duration...)."""

@@ -1,0 +1,43 @@
+"""Event names: UPPER_SNAKE_CASE facts or ticks, defined once here and checked everywhere.
+
+Publishing or subscribing a malformed name (``workflow_completed``, ``Timer-Expired``) is an
+error, never silence: an event published in one spelling and subscribed in another would never
+reach its handler.
+"""
+
+import re
+
+from common.errors import EventNameError
+
+HEARTBEAT_TICK = "HEARTBEAT_TICK"
+FAST_HEARTBEAT_TICK = "FAST_HEARTBEAT_TICK"
+TIMER_EXPIRED = "TIMER_EXPIRED"
+USER_REQUEST = "USER_REQUEST"
+WORKFLOW_STARTED = "WORKFLOW_STARTED"
+WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
+WORKFLOW_FAILED = "WORKFLOW_FAILED"
+ROLE_LOADED = "ROLE_LOADED"
+ROLE_FAILED = "ROLE_FAILED"
+ROLE_RELOAD_FAILED = "ROLE_RELOAD_FAILED"
+ROLE_QUARANTINED = "ROLE_QUARANTINED"
+ROLE_UNLOADED = "ROLE_UNLOADED"
+NOTIFICATION_DEAD_LETTERED = "NOTIFICATION_DEAD_LETTERED"
+
+_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+MAX_EVENT_NAME_LENGTH = 128
+
+
+def check_event_type(event_type: object, where: str = "event type") -> str:
+    """Return ``event_type`` if it is an UPPER_SNAKE_CASE name; raise EventNameError otherwise."""
+    if isinstance(event_type, str) and len(event_type) <= MAX_EVENT_NAME_LENGTH:
+        if _EVENT_NAME.fullmatch(event_type):
+            return event_type
+        suggestion = re.sub(r"[^A-Za-z0-9]+", "_", event_type).strip("_").upper()
+        if suggestion and _EVENT_NAME.fullmatch(suggestion):
+            raise EventNameError(
+                f"{where} {event_type!r} is not an UPPER_SNAKE_CASE name; use {suggestion!r}"
+            )
+    raise EventNameError(
+        f"{where} {event_type!r} is not an UPPER_SNAKE_CASE name of at most "
+        f"{MAX_EVENT_NAME_LENGTH} characters, such as 'TIMER_EXPIRED'"
+    )

@@ -1,0 +1,266 @@
+"""The IntentProcessor: carries out intents, core and role-defined, and never raises for one.
+
+Rules kept here:
+- Each intent is checked with ``validate()`` first; an invalid intent is counted as failed with a
+  readable error and nothing is done for it.
+- Dispatch is by intent type name (``module.QualName``), walking the class's bases, so a
+  subclass of a core intent is handled as that intent and a role module loaded twice cannot
+  split one intent type into two.
+- A handler that raises or overruns its budget fails that intent only; the rest still run.
+"""
+
+import asyncio
+import inspect
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from common.audit import AuditRecord, AuditSink, MemoryAuditSink
+from common.errors import IntentHandlingError
+from common.intents import AuditIntent, EventIntent, Intent, NotificationIntent, WorkflowIntent
+from common.types import IntentHandler, ServicesFactory
+
+log = structlog.get_logger("intentd.intents")
+
+
+class CommunicationManager(Protocol):
+    """Delivers notifications (see supervisor/channels.py)."""
+
+    async def send(self, intent: NotificationIntent) -> Any: ...
+
+
+class WorkflowEngine(Protocol):
+    """Runs LLM workflows (see supervisor/workflow_engine.py)."""
+
+    async def start_workflow_intent(self, intent: WorkflowIntent) -> Any: ...
+
+
+class EventPublisher(Protocol):
+    """Publishes events (the MessageBus)."""
+
+    def publish(self, publisher: str, event_type: str, message: Any = None, **context: Any) -> str: ...
+
+
+@dataclass(frozen=True)
+class IntentOutcome:
+    """What happened to one intent: ``ok`` with the handler's result, or the error."""
+
+    intent: Intent
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class _RoleHandler:
+    role: str | None
+    handler: IntentHandler
+    wants_services: bool
+
+
+@dataclass
+class ProcessorStats:
+    """Counters by intent type name; the metrics endpoint reads them when scraped."""
+
+    processed: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+
+
+class IntentProcessor:
+    """Carry out intents: notifications, audit, workflows, events and role intents."""
+
+    def __init__(
+        self,
+        communication_manager: CommunicationManager | None = None,
+        workflow_engine: WorkflowEngine | None = None,
+        *,
+        audit_sink: AuditSink | None = None,
+        message_bus: EventPublisher | None = None,
+        services_factory: ServicesFactory | None = None,
+        intent_timeout: float = 10.0,
+    ) -> None:
+        self.communication_manager = communication_manager
+        self.workflow_engine = workflow_engine
+        self.audit_sink: AuditSink = audit_sink if audit_sink is not None else MemoryAuditSink()
+        self.message_bus = message_bus
+        self.services_factory = services_factory
+        self.intent_timeout = intent_timeout
+        self.stats = ProcessorStats()
+        self._role_handlers: dict[str, _RoleHandler] = {}
+        self._role_types: dict[str, type[Intent]] = {}
+
+    # -- registration -----------------------------------------------------------------------
+
+    def register_role_intent_handler(
+        self, intent_type: type[Intent], handler: IntentHandler, role: str | None = None
+    ) -> None:
+        """Carry out ``intent_type`` intents with ``handler(intent[, services])``."""
+        if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
+            raise TypeError(f"intent type {intent_type!r} is not a subclass of common.intents.Intent")
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(
+                f"intent handler {handler!r} for {intent_type.__name__} must be an async function"
+            )
+        positional = [
+            p
+            for p in inspect.signature(handler).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if len(positional) not in (1, 2):
+            raise TypeError(
+                f"intent handler {handler.__qualname__!r} takes {len(positional)} parameters; "
+                "expected (intent) or (intent, services)"
+            )
+        name = intent_type.type_name()
+        self._role_handlers[name] = _RoleHandler(role, handler, len(positional) == 2)
+        self._role_types[name] = intent_type
+
+    def unregister_role(self, role: str) -> int:
+        """Remove every intent handler registered for ``role``; return how many."""
+        names = [name for name, entry in self._role_handlers.items() if entry.role == role]
+        for name in names:
+            del self._role_handlers[name]
+            del self._role_types[name]
+        return len(names)
+
+    @property
+    def role_intent_types(self) -> list[type[Intent]]:
+        """Return the registered role intent classes (for replaying stored intents)."""
+        return list(self._role_types.values())
+
+    # -- processing -------------------------------------------------------------------------
+
+    async def process_intents(
+        self, intents: Iterable[Any], role: str | None = None
+    ) -> dict[str, Any]:
+        """Carry out each intent; return ``{"processed", "failed", "errors"}`` and never raise."""
+        processed = failed = 0
+        errors: list[str] = []
+        for intent in intents:
+            outcome = await self.carry_out(intent, role=role)
+            if outcome.ok:
+                processed += 1
+            else:
+                failed += 1
+                errors.append(outcome.error or "unknown error")
+        return {"processed": processed, "failed": failed, "errors": errors}
+
+    async def carry_out(self, intent: Any, role: str | None = None) -> IntentOutcome:
+        """Carry out one intent and say what happened; never raises for a bad intent."""
+        if not isinstance(intent, Intent):
+            self.stats.failed["<not an intent>"] += 1
+            error = f"{intent!r:.80} is not an Intent; handlers and tools must return Intent objects"
+            log.warning("intent_failed", error=error, role=role)
+            return IntentOutcome(intent, False, error=error)
+        type_name = type(intent).__name__
+        try:
+            problems = intent.problems()
+        except Exception as err:
+            problems = [f"{type_name}.validate() raised {type(err).__name__}: {err}"]
+        if problems:
+            return self._failed(intent, role, f"invalid {type_name}: " + "; ".join(problems))
+        try:
+            result = await self._dispatch(intent, role)
+        except Exception as err:
+            return self._failed(intent, role, f"{type_name} failed: {err}", err)
+        self.stats.processed[intent.type_name()] += 1
+        return IntentOutcome(intent, True, result=result)
+
+    def _failed(
+        self, intent: Intent, role: str | None, error: str, exc: BaseException | None = None
+    ) -> IntentOutcome:
+        self.stats.failed[intent.type_name()] += 1
+        log.warning(
+            "intent_failed",
+            intent_type=type(intent).__name__,
+            intent_id=intent.intent_id,
+            parent_id=intent.parent_id,
+            role=role,
+            error=error,
+            exc_info=exc if exc is not None and not isinstance(exc, IntentHandlingError) else None,
+        )
+        return IntentOutcome(intent, False, error=error)
+
+    async def _dispatch(self, intent: Intent, role: str | None) -> Any:
+        for cls in type(intent).__mro__:
+            if cls is Intent or not (isinstance(cls, type) and issubclass(cls, Intent)):
+                continue
+            entry = self._role_handlers.get(cls.type_name())
+            if entry is not None:
+                return await self._run_role_handler(entry, intent)
+            if cls is NotificationIntent:
+                return await self._notify(intent)  # type: ignore[arg-type]
+            if cls is AuditIntent:
+                return self._audit(intent, role)  # type: ignore[arg-type]
+            if cls is WorkflowIntent:
+                return await self._start_workflow(intent)  # type: ignore[arg-type]
+            if cls is EventIntent:
+                return self._publish(intent)  # type: ignore[arg-type]
+        raise IntentHandlingError(
+            f"no handler is registered for {type(intent).type_name()}; register one in the "
+            "role's register_role()['intents']"
+        )
+
+    async def _run_role_handler(self, entry: _RoleHandler, intent: Intent) -> Any:
+        args: tuple[Any, ...] = (intent,)
+        if entry.wants_services:
+            if self.services_factory is None:
+                raise IntentHandlingError(
+                    f"intent handler {entry.handler.__qualname__!r} takes services, but this "
+                    "IntentProcessor was built without a services_factory"
+                )
+            args = (intent, self.services_factory(entry.role or ""))
+        try:
+            async with asyncio.timeout(self.intent_timeout):
+                return await entry.handler(*args)
+        except TimeoutError as err:
+            raise IntentHandlingError(
+                f"intent handler {entry.handler.__qualname__!r} exceeded its "
+                f"{self.intent_timeout} s budget and was cancelled"
+            ) from err
+
+    async def _notify(self, intent: NotificationIntent) -> Any:
+        if self.communication_manager is None:
+            log.info(
+                "notification",
+                channel=intent.channel,
+                priority=intent.priority,
+                user_id=intent.user_id,
+                message=intent.message,
+            )
+            return None
+        return await self.communication_manager.send(intent)
+
+    def _audit(self, intent: AuditIntent, role: str | None) -> AuditRecord:
+        record = AuditRecord(
+            action=intent.action,
+            details=intent.details,
+            user_id=intent.user_id,
+            role=role,
+            intent_id=intent.intent_id,
+            parent_id=intent.parent_id,
+            created_at=intent.created_at,
+        )
+        self.audit_sink.append(record)
+        return record
+
+    async def _start_workflow(self, intent: WorkflowIntent) -> Any:
+        if self.workflow_engine is None:
+            raise IntentHandlingError(
+                f"no workflow engine configured, so workflow {intent.workflow_type!r} cannot run; "
+                "set llm.provider in config.yaml"
+            )
+        return await self.workflow_engine.start_workflow_intent(intent)
+
+    def _publish(self, intent: EventIntent) -> str:
+        if self.message_bus is None:
+            raise IntentHandlingError(
+                f"EventIntent {intent.event_type!r} cannot be published: this IntentProcessor "
+                "has no message bus"
+            )
+        return self.message_bus.publish(
+            "intent_processor", intent.event_type, intent.data, parent_id=intent.intent_id
+        )

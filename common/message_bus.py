@@ -1,0 +1,363 @@
+"""The message bus: events in, handlers fanned out, intents to the IntentProcessor.
+
+Rules kept here:
+- ``publish`` never blocks and never runs a handler: it checks the name, enqueues and returns the
+  event id. A full queue is an error (BusFullError), not unbounded growth.
+- One dispatcher delivers events in publish order, to every subscriber in subscription order.
+- A handler that raises, times out, or returns something other than a list of intents is logged
+  with role, event type and event id, counted, and reported to the failure hooks; the other
+  handlers and the valid intents still run.
+- The bus belongs to one event loop: publishing from another thread is an error.
+- ``await bus.drain()`` returns when the queue is empty and every intent it produced has been
+  processed (events published by those intents included).
+"""
+
+import asyncio
+import inspect
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from common.context import EventContext
+from common.errors import BusClosedError, BusFullError, WrongThreadError
+from common.events import check_event_type
+from common.ids import new_id
+from common.intents import Intent
+from common.types import EventHandler
+
+log = structlog.get_logger("intentd.bus")
+
+
+class IntentSink(Protocol):
+    """What the bus hands intents to (the IntentProcessor)."""
+
+    async def process_intents(self, intents: list[Intent], role: str | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One role's handler for one event type."""
+
+    role: str
+    event_type: str
+    handler: EventHandler
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerFailure:
+    """A handler that raised, timed out or returned garbage."""
+
+    role: str
+    event_type: str
+    event_id: str
+    handler: str
+    error: str
+
+
+@dataclass
+class BusStats:
+    """Counters the bus keeps; the metrics endpoint reads them when scraped."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    handled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    timed_out: Counter[tuple[str, str]] = field(default_factory=Counter)
+    blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rejected_full: int = 0
+
+
+HandlerObserver = Callable[[Subscription, EventContext, float, str | None], None]
+
+
+class MessageBus:
+    """Fan events out to role handlers on the daemon's one event loop."""
+
+    def __init__(
+        self,
+        intent_processor: IntentSink | None = None,
+        *,
+        max_queue: int = 10_000,
+        handler_timeout: float = 1.0,
+        block_threshold: float = 0.1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._processor = intent_processor
+        self.max_queue = max_queue
+        self.handler_timeout = handler_timeout
+        self.block_threshold = block_threshold
+        self._clock = clock
+        self._queue: deque[tuple[Any, EventContext]] = deque()
+        self._subs: dict[str, tuple[Subscription, ...]] = {}
+        self._thread_id = threading.get_ident()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._busy = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.stats = BusStats()
+        self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
+        self.observers: list[HandlerObserver] = []
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def set_intent_processor(self, processor: IntentSink) -> None:
+        """Send the intents handlers return to ``processor``."""
+        self._processor = processor
+
+    def subscribe(self, role_name: str, event_type: str, handler: EventHandler) -> None:
+        """Call ``handler(event_data, context)`` for every ``event_type`` event."""
+        check_event_type(event_type, f"role {role_name!r} subscribed to event type")
+        if not callable(handler):
+            raise TypeError(
+                f"role {role_name!r} subscribed {handler!r} to {event_type}, which is not callable"
+            )
+        name = getattr(handler, "__qualname__", repr(handler))
+        sub = Subscription(role_name, event_type, handler, name)
+        self._subs[event_type] = (*self._subs.get(event_type, ()), sub)
+
+    def unsubscribe_role(self, role_name: str) -> int:
+        """Remove every subscription of ``role_name``; return how many there were."""
+        removed = 0
+        for event_type, subs in list(self._subs.items()):
+            kept = tuple(s for s in subs if s.role != role_name)
+            removed += len(subs) - len(kept)
+            if kept:
+                self._subs[event_type] = kept
+            else:
+                del self._subs[event_type]
+        return removed
+
+    def subscriptions(self, event_type: str | None = None) -> list[Subscription]:
+        """Return the current subscriptions, for one event type or all."""
+        if event_type is not None:
+            return list(self._subs.get(event_type, ()))
+        return [sub for subs in self._subs.values() for sub in subs]
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(
+        self,
+        publisher: str,
+        event_type: str,
+        message: Any = None,
+        *,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+        parent_id: str | None = None,
+        source: str | None = None,
+        attempt: int = 1,
+    ) -> str:
+        """Enqueue an event and return its id; handlers run later, on the dispatcher."""
+        if threading.get_ident() != self._thread_id:
+            raise WrongThreadError(
+                f"MessageBus.publish({event_type!r}) was called from thread "
+                f"{threading.current_thread().name!r}, not the event loop's thread; "
+                "use loop.call_soon_threadsafe(bus.publish, ...)"
+            )
+        check_event_type(event_type, f"{publisher!r} published event type")
+        if self._closed:
+            raise BusClosedError(
+                f"the message bus is stopping; event {event_type!r} from {publisher!r} "
+                "was not accepted"
+            )
+        if len(self._queue) >= self.max_queue:
+            self.stats.rejected_full += 1
+            raise BusFullError(
+                f"the message bus queue is full ({self.max_queue} events); event {event_type!r} "
+                f"from {publisher!r} was not accepted; raise bus.max_queue or publish less often"
+            )
+        if isinstance(message, dict):
+            channel_id = channel_id or message.get("channel_id")
+            user_id = user_id or message.get("user_id")
+        event_id = new_id("evt")
+        context = EventContext(
+            event_id,
+            event_type,
+            source or publisher,
+            self._clock(),
+            channel_id,
+            user_id,
+            parent_id,
+            attempt,
+        )
+        self._queue.append((message, context))
+        self.stats.published[event_type] += 1
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+        return event_id
+
+    @property
+    def queue_depth(self) -> int:
+        """Return how many events wait for the dispatcher."""
+        return len(self._queue)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Accept events and, inside a running loop, start the dispatcher (stop with ``stop()``)."""
+        self._closed = False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self.run(), name="message-bus")
+
+    async def stop(self) -> None:
+        """Drain what is queued, refuse new events, and stop the dispatcher started by start()."""
+        await self.drain()
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise
+            self._task = None
+
+    def close(self) -> None:
+        """Refuse new events from now on."""
+        self._closed = True
+
+    async def run(self) -> None:
+        """Deliver queued events until cancelled; the supervisor owns this task."""
+        loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self._closed = False
+        try:
+            while True:
+                await self._dispatch_pending()
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+        finally:
+            self._wakeup = None
+            self._busy = False
+            self._wake_idle()
+
+    async def drain(self) -> None:
+        """Return once the queue is empty and every intent it produced has been processed."""
+        running = self._task is not None and not self._task.done() or self._wakeup is not None
+        if not running:
+            await self._dispatch_pending()
+            return
+        loop = asyncio.get_running_loop()
+        while self._queue or self._busy:
+            waiter = loop.create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _wake_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _dispatch_pending(self) -> None:
+        queue = self._queue
+        self._busy = True
+        try:
+            while queue:
+                data, context = queue.popleft()
+                for sub in self._subs.get(context.event_type, ()):
+                    intents = await self._call(sub, data, context)
+                    if intents:
+                        await self._hand_over(intents, sub, context)
+        finally:
+            self._busy = False
+            self._wake_idle()
+
+    async def _call(self, sub: Subscription, data: Any, context: EventContext) -> list[Intent]:
+        started = time.perf_counter()
+        error: str | None = None
+        exc: BaseException | None = None
+        result: Any = None
+        try:
+            result = sub.handler(data, context)
+            blocked = time.perf_counter() - started
+            if blocked > self.block_threshold:
+                self._report_block(sub, context, blocked)
+            if inspect.isawaitable(result):
+                async with asyncio.timeout(self.handler_timeout):
+                    result = await result
+        except TimeoutError:
+            self.stats.timed_out[sub.role, sub.event_type] += 1
+            error = f"handler exceeded its {self.handler_timeout} s budget and was cancelled"
+        except Exception as err:
+            error = f"handler raised {type(err).__name__}: {err}"
+            exc = err
+        intents: list[Intent] = []
+        if error is None:
+            intents, error = self._intents_from(result, sub)
+        elapsed = time.perf_counter() - started
+        for observer in self.observers:
+            observer(sub, context, elapsed, error)
+        if error is None:
+            self.stats.handled[sub.role, sub.event_type] += 1
+        else:
+            self._report_failure(sub, context, error, exc)
+        return intents
+
+    @staticmethod
+    def _intents_from(result: Any, sub: Subscription) -> tuple[list[Intent], str | None]:
+        if result is None:
+            return [], None
+        if type(result) is not list and not isinstance(result, (list, tuple)):
+            return [], f"handler returned {type(result).__name__} {result!r:.80}; expected a list of intents"
+        intents = [item for item in result if isinstance(item, Intent)]
+        if len(intents) != len(result):
+            bad = next(item for item in result if not isinstance(item, Intent))
+            return intents, f"handler returned {bad!r:.80} in its list; expected only Intent objects"
+        return intents, None
+
+    async def _hand_over(self, intents: list[Intent], sub: Subscription, context: EventContext) -> None:
+        for intent in intents:
+            if intent.parent_id is None:
+                intent.parent_id = context.event_id
+        if self._processor is None:
+            log.warning(
+                "intents_dropped_no_processor",
+                role=sub.role,
+                event_type=sub.event_type,
+                event_id=context.event_id,
+                count=len(intents),
+            )
+            return
+        await self._processor.process_intents(intents, role=sub.role)
+
+    def _report_failure(
+        self, sub: Subscription, context: EventContext, error: str, exc: BaseException | None
+    ) -> None:
+        self.stats.failed[sub.role, sub.event_type] += 1
+        log.error(
+            "handler_failed",
+            role=sub.role,
+            event_type=sub.event_type,
+            event_id=context.event_id,
+            handler=sub.name,
+            error=error,
+            exc_info=exc,
+        )
+        failure = HandlerFailure(sub.role, sub.event_type, context.event_id, sub.name, error)
+        for hook in self.failure_hooks:
+            hook(failure)
+
+    def _report_block(self, sub: Subscription, context: EventContext, seconds: float) -> None:
+        self.stats.blocked[sub.role, sub.event_type] += 1
+        log.warning(
+            "handler_blocked_loop",
+            role=sub.role,
+            event_type=sub.event_type,
+            event_id=context.event_id,
+            handler=sub.name,
+            blocked_ms=round(seconds * 1000, 1),
+            threshold_ms=round(self.block_threshold * 1000, 1),
+        )

@@ -1,0 +1,5 @@
+"""``python -m supervisor`` works like the ``intentd`` command."""
+
+from supervisor.cli import main
+
+raise SystemExit(main())

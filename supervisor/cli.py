@@ -1,0 +1,81 @@
+"""The ``intentd`` command line."""
+
+import argparse
+import asyncio
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from common.errors import ConfigError, IntentdError
+from supervisor.config import load_config
+from supervisor.logs import configure_logging
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _version() -> str:
+    try:
+        return version("intentd")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="intentd",
+        description=(
+            "A daemon where drop-in role files turn events into intents: notifications, "
+            "timers, audit records and LLM workflows."
+        ),
+        epilog="Start with 'intentd run' in a folder with config.yaml and roles/.",
+    )
+    parser.add_argument("--version", action="version", version=f"intentd {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start the daemon (stop with Ctrl-C or SIGTERM)")
+    run.add_argument("--config", default=None, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a config file without starting")
+    check.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="config file to check")
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def _config_path(path: str | None) -> str | None:
+    if path is not None:
+        return path
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from supervisor.supervisor import Supervisor
+
+    config = load_config(_config_path(args.config))
+    configure_logging(config.logging.level, config.logging.format)
+    asyncio.run(Supervisor(config=config).run())
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    load_config(args.path)
+    print(f"{args.path}: ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args))
+    except ConfigError as err:
+        print(f"intentd: configuration error: {err}", file=sys.stderr)
+        return 2
+    except IntentdError as err:
+        print(f"intentd: {err}", file=sys.stderr)
+        return 1

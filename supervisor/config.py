@@ -1,0 +1,208 @@
+"""config.yaml: parsed with pyyaml, checked with pydantic, ``${VAR}`` and ``${VAR:-default}`` expanded.
+
+Unknown keys are errors, and every error names the file, the key path and what was expected.
+Relative paths are relative to the config file's folder.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common.errors import ConfigError
+from common.events import check_event_type
+
+Seconds = Annotated[float, Field(gt=0)]
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SupervisorConfig(_Section):
+    heartbeat_interval: Seconds = 30.0
+    fast_heartbeat_interval: Seconds = 5.0
+    shutdown_timeout: Seconds = 10.0
+
+
+class RolesConfig(_Section):
+    directory: Path = Path("roles")
+    settings: dict[str, dict[str, Any]] = {}
+    handler_timeout: Seconds = 1.0
+    intent_timeout: Seconds = 10.0
+    block_threshold: Seconds = 0.1
+    quarantine_failures: Annotated[int, Field(ge=1)] = 5
+    quarantine_window: Seconds = 60.0
+    strict: bool = False
+
+
+class BusConfig(_Section):
+    max_queue: Annotated[int, Field(ge=1)] = 10_000
+
+
+class ChannelsConfig(_Section):
+    default: str = "console"
+    admin: str | None = None
+    aliases: dict[str, str] = {}
+    mention_on_high: str = "<!here>"
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "console", "json"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class StoreConfig(_Section):
+    path: Path = Path("var/intentd.db")
+
+
+class ScheduleConfig(_Section):
+    name: str
+    event: str
+    cron: str | None = None
+    interval: Seconds | None = None
+    timezone: str = "UTC"
+    misfire: Literal["skip", "once", "all"] = "once"
+    grace: Seconds = 3600.0
+    jitter: Annotated[float, Field(ge=0)] = 0.0
+    data: dict[str, Any] = {}
+
+    @field_validator("event")
+    @classmethod
+    def _event_name(cls, value: str) -> str:
+        return check_event_type(value, "schedule event")
+
+
+class SlackConfig(_Section):
+    enabled: bool = False
+    bot_token: str | None = None
+    app_token: str | None = None
+    base_url: str = "https://slack.com/api/"
+    default_channel: str | None = None
+    socket_mode: bool = True
+
+
+class OutboxConfig(_Section):
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    backoff_initial: Seconds = 1.0
+    backoff_max: Seconds = 300.0
+    per_channel_rate: Seconds = 1.0
+
+
+class LLMConfig(_Section):
+    provider: Literal["none", "bedrock", "anthropic", "openai", "ollama", "llamacpp", "litellm"] = (
+        "none"
+    )
+    base_url: str | None = None
+    api_key: str | None = None
+    models: dict[Literal["WEAK", "DEFAULT", "STRONG"], str] = {}
+    params: dict[str, Any] = {}
+    max_concurrent: Annotated[int, Field(ge=1)] = 4
+    timeout: Seconds = 120.0
+
+
+class RouterConfig(_Section):
+    confidence_threshold: Annotated[float, Field(ge=0, le=1)] = 0.6
+    default_role: str | None = None
+
+
+class HTTPConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    token: str | None = None
+
+
+class Config(_Section):
+    """The whole of config.yaml; every section is optional and has embedded defaults."""
+
+    supervisor: SupervisorConfig = SupervisorConfig()
+    roles: RolesConfig = RolesConfig()
+    bus: BusConfig = BusConfig()
+    channels: ChannelsConfig = ChannelsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    store: StoreConfig = StoreConfig()
+    schedules: list[ScheduleConfig] = []
+    slack: SlackConfig = SlackConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    llm: LLMConfig = LLMConfig()
+    router: RouterConfig = RouterConfig()
+    http: HTTPConfig = HTTPConfig()
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        """Return ``path`` made absolute against the config file's folder."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def expand_env(value: Any, environ: dict[str, str], where: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{where}: environment variable {name!r} is not set; set it or write "
+            f"'${{{name}:-default}}'"
+        )
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read, expand and check a config file; ``None`` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{line}: the file is not valid YAML ({problem})") from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {raw!r:.60}")
+    try:
+        raw = expand_env(raw, dict(os.environ) if environ is None else environ)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    try:
+        return Config.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as err:
+        raise ConfigError(_describe(path, err)) from err
+
+
+def _describe(path: Path, err: ValidationError) -> str:
+    problems = []
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown key; check the spelling against the reference")
+        else:
+            problems.append(f"{where}: {item['msg']}, got {item.get('input')!r:.60}")
+    return f"{path}: " + "; ".join(problems)

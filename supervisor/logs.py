@@ -1,0 +1,64 @@
+"""One structlog configuration for our logs and third-party stdlib logs.
+
+Console rendering on a TTY, JSON lines otherwise. Tracebacks never carry frame locals, and values
+under secret-looking keys are redacted, so tokens do not reach the log.
+"""
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor
+
+_SECRET_KEY = re.compile(r"(token|secret|password|api_key|authorization)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"\b(xox[abpr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9]{8,})")
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Hide values under secret-looking keys and token-shaped strings anywhere in the event."""
+    for key, value in event_dict.items():
+        if _SECRET_KEY.search(key) and value is not None:
+            event_dict[key] = "[redacted]"
+        elif isinstance(value, str) and _SECRET_VALUE.search(value):
+            event_dict[key] = _SECRET_VALUE.sub("[redacted]", value)
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging through one renderer on ``stream`` (stderr)."""
+    stream = stream or sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Processor
+    if as_json:
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        )
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,191 @@
+"""The Supervisor: builds the daemon's parts, runs them on one loop, and stops them cleanly.
+
+Rules kept here:
+- Constructing a Supervisor reads the config and builds objects; it starts no thread and no task,
+  with or without a running loop.
+- ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
+  sources, drains the bus within ``shutdown_timeout``, then cancels and awaits every task.
+"""
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from common.clock import Clock, SystemClock
+from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
+from common.intent_processor import IntentProcessor
+from common.message_bus import MessageBus
+from llm_provider.role_registry import RoleRegistry
+from supervisor.channels import CommunicationManager
+from supervisor.config import Config, load_config
+from supervisor.heartbeat import tick_forever
+from supervisor.services import RoleServices
+
+log = structlog.get_logger("intentd.supervisor")
+
+
+class Supervisor:
+    """Own the daemon's parts and run them on the current event loop."""
+
+    def __init__(
+        self,
+        config_file: str | Path | None = None,
+        *,
+        config: Config | None = None,
+        clock: Clock | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config(config_file)
+        self.clock: Clock = clock or SystemClock()
+        cfg = self.config
+        self.message_bus = MessageBus(
+            max_queue=cfg.bus.max_queue,
+            handler_timeout=cfg.roles.handler_timeout,
+            block_threshold=cfg.roles.block_threshold,
+            clock=self.clock.time,
+        )
+        self.communication_manager = CommunicationManager(cfg.channels, stdout=stdout)
+        self.workflow_engine: Any = None
+        self.intent_processor = IntentProcessor(
+            self.communication_manager,
+            self.workflow_engine,
+            message_bus=self.message_bus,
+            services_factory=self.services_for,
+            intent_timeout=cfg.roles.intent_timeout,
+        )
+        self.message_bus.set_intent_processor(self.intent_processor)
+        self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        self.started_at: float | None = None
+        self.last_heartbeat: float | None = None
+        self._services: dict[str, RoleServices] = {}
+        self._stop_requested: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+
+    # -- parts roles use --------------------------------------------------------------------
+
+    def services_for(self, role: str) -> RoleServices:
+        """Return the services object handed to ``role``'s intent handlers."""
+        services = self._services.get(role)
+        if services is None:
+            settings = self.config.roles.settings.get(role, {})
+            services = RoleServices(role=role, bus=self.message_bus, settings=settings)
+            self._services[role] = services
+        return services
+
+    def active_workflows(self) -> int:
+        """Return how many LLM workflows are running now."""
+        engine = self.workflow_engine
+        return engine.active_count if engine is not None else 0
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until ``stop()`` or SIGINT/SIGTERM; return after a graceful shutdown."""
+        self._stop_requested = asyncio.Event()
+        self._ready = asyncio.Event()
+        removers = self._install_signal_handlers()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                await self._serve(tasks)
+        finally:
+            for remove in removers:
+                remove()
+            self._ready = None
+            log.info("stopped")
+
+    async def _serve(self, tasks: asyncio.TaskGroup) -> None:
+        assert self._stop_requested is not None and self._ready is not None
+        cfg = self.config
+        self.started_at = self.clock.time()
+        dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
+        self.role_registry.discover_roles()
+        self.role_registry.set_intent_processor(self.intent_processor)
+        sources = [
+            tasks.create_task(
+                tick_forever(
+                    self.message_bus,
+                    self.clock,
+                    HEARTBEAT_TICK,
+                    cfg.supervisor.heartbeat_interval,
+                    lambda now: {"timestamp": now, "active_workflows": self.active_workflows()},
+                    self._heartbeat_seen,
+                ),
+                name="heartbeat",
+            ),
+            tasks.create_task(
+                tick_forever(
+                    self.message_bus,
+                    self.clock,
+                    FAST_HEARTBEAT_TICK,
+                    cfg.supervisor.fast_heartbeat_interval,
+                    lambda now: {"timestamp": now},
+                ),
+                name="fast-heartbeat",
+            ),
+        ]
+        log.info("ready", roles=sorted(self.role_registry.roles))
+        self._ready.set()
+        await self._stop_requested.wait()
+        log.info("stopping")
+        for task in sources:
+            task.cancel()
+        try:
+            async with asyncio.timeout(cfg.supervisor.shutdown_timeout):
+                await self.message_bus.drain()
+        except TimeoutError:
+            log.warning(
+                "shutdown_drain_timed_out",
+                queued=self.message_bus.queue_depth,
+                timeout_s=cfg.supervisor.shutdown_timeout,
+            )
+        self.message_bus.close()
+        dispatcher.cancel()
+
+    def _heartbeat_seen(self, now: float) -> None:
+        self.last_heartbeat = now
+
+    def stop(self) -> None:
+        """Ask a running supervisor to shut down gracefully."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def wait_ready(self) -> None:
+        """Return once ``run()`` has started every part."""
+        while self._ready is None:
+            await asyncio.sleep(0)
+        await self._ready.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator["Supervisor"]:
+        """Run the supervisor for the body of an ``async with``; stop and await it after."""
+        task = asyncio.get_running_loop().create_task(self.run(), name="supervisor")
+        ready = asyncio.ensure_future(self.wait_ready())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            ready.cancel()
+            await task
+        try:
+            yield self
+        finally:
+            self.stop()
+            await task
+
+    def _install_signal_handlers(self) -> list[Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        removers = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+            removers.append(lambda signum=signum: loop.remove_signal_handler(signum))
+        return removers
+
+    def _on_signal(self, signum: int) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        self.stop()
