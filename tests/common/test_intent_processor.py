@@ -1,0 +1,192 @@
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from common.intent_processor import IntentProcessor
+from common.intents import AuditIntent, EventIntent, Intent, NotificationIntent, WorkflowIntent
+from tests.factories import make_bus
+
+
+@dataclass
+class PingIntent(Intent):
+    target: str
+
+    def validate(self) -> bool:
+        return bool(self.target)
+
+
+class RecordingChannels:
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, intent):
+        self.sent.append(intent)
+
+
+async def test_core_intents_are_carried_out_and_counted():
+    channels = RecordingChannels()
+    processor = IntentProcessor(channels)
+    result = await processor.process_intents(
+        [NotificationIntent("hello", "console"), AuditIntent("said_hello", {"to": "U1"}, "U1")]
+    )
+    assert result == {"processed": 2, "failed": 0, "errors": []}
+    assert [i.message for i in channels.sent] == ["hello"]
+    assert [(r.action, r.user_id) for r in processor.audit_sink.records] == [("said_hello", "U1")]
+
+
+async def test_an_invalid_intent_is_counted_as_failed_never_raised():
+    result = await IntentProcessor().process_intents([NotificationIntent("", "console")])
+    assert result == {
+        "processed": 0,
+        "failed": 1,
+        "errors": [
+            "invalid NotificationIntent: NotificationIntent.message must be non-empty text, got ''"
+        ],
+    }
+
+
+async def test_something_that_is_not_an_intent_is_a_failure():
+    result = await IntentProcessor().process_intents(["notify me"])
+    assert result["failed"] == 1
+    assert result["errors"][0].startswith("'notify me' is not an Intent")
+
+
+async def test_an_unregistered_role_intent_is_a_failure_naming_the_type():
+    result = await IntentProcessor().process_intents([PingIntent("db")])
+    assert result["errors"] == [
+        f"PingIntent failed: no handler is registered for {PingIntent.type_name()}; "
+        "register one in the role's register_role()['intents']"
+    ]
+
+
+async def test_role_intent_handlers_get_the_intent_and_optionally_services():
+    seen = []
+
+    async def process_ping(intent, services):
+        seen.append((intent.target, services))
+        return {"pinged": intent.target}
+
+    processor = IntentProcessor(services_factory=lambda role: f"services for {role}")
+    processor.register_role_intent_handler(PingIntent, process_ping, role="pinger")
+    outcome = await processor.carry_out(PingIntent("db"))
+    assert (outcome.ok, outcome.result) == (True, {"pinged": "db"})
+    assert seen == [("db", "services for pinger")]
+
+
+async def test_a_raising_role_handler_fails_its_intent_only():
+    async def process_ping(intent):
+        raise ConnectionError("db is down")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, process_ping, role="pinger")
+    result = await processor.process_intents([PingIntent("db"), AuditIntent("after", {})])
+    assert result == {
+        "processed": 1,
+        "failed": 1,
+        "errors": ["PingIntent failed: db is down"],
+    }
+
+
+async def test_a_role_handler_over_its_budget_is_cancelled():
+    async def process_ping(intent):
+        await asyncio.Event().wait()
+
+    processor = IntentProcessor(intent_timeout=0.01)
+    processor.register_role_intent_handler(PingIntent, process_ping)
+    result = await processor.process_intents([PingIntent("db")])
+    assert result["errors"] == [
+        "PingIntent failed: intent handler 'test_a_role_handler_over_its_budget_is_cancelled."
+        "<locals>.process_ping' exceeded its 0.01 s budget and was cancelled"
+    ]
+
+
+def test_registration_checks_the_type_and_the_handler():
+    processor = IntentProcessor()
+
+    async def ok(intent):
+        return None
+
+    def not_async(intent):
+        return None
+
+    async def three(intent, services, extra):
+        return None
+
+    with pytest.raises(TypeError, match="is not a subclass of common.intents.Intent"):
+        processor.register_role_intent_handler(dict, ok)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be an async function"):
+        processor.register_role_intent_handler(PingIntent, not_async)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes 3 parameters; expected \(intent\) or"):
+        processor.register_role_intent_handler(PingIntent, three)
+
+
+async def test_a_reloaded_intent_class_with_the_same_name_uses_the_new_handler():
+    calls = []
+
+    async def old(intent):
+        calls.append("old")
+
+    async def new(intent):
+        calls.append("new")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, old, role="pinger")
+    processor.unregister_role("pinger")
+
+    @dataclass
+    class ReloadedPing(Intent):
+        target: str
+
+        def validate(self) -> bool:
+            return True
+
+    ReloadedPing.__qualname__ = PingIntent.__qualname__
+    processor.register_role_intent_handler(ReloadedPing, new, role="pinger")
+    await processor.process_intents([PingIntent("db")])
+    assert calls == ["new"]
+
+
+async def test_a_subclass_of_a_core_intent_is_handled_as_that_intent():
+    @dataclass
+    class UrgentNotification(NotificationIntent):
+        priority: str = "high"
+
+    channels = RecordingChannels()
+    result = await IntentProcessor(channels).process_intents([UrgentNotification("db down", "ops")])
+    assert (result["processed"], channels.sent[0].priority) == (1, "high")
+
+
+async def test_a_workflow_without_an_engine_fails_with_a_clear_error():
+    result = await IntentProcessor().process_intents([WorkflowIntent("timer", {})])
+    assert result["errors"] == [
+        "WorkflowIntent failed: no workflow engine configured, so workflow 'timer' cannot run; "
+        "set llm.provider in config.yaml"
+    ]
+
+
+async def test_an_event_intent_publishes_on_the_bus():
+    bus, processor = make_bus()
+    seen = []
+    bus.subscribe("r", "FOLLOW_UP", lambda data, context: seen.append(data))
+    result = await processor.process_intents([EventIntent("FOLLOW_UP", {"x": 1})])
+    await bus.drain()
+    assert (result["processed"], seen) == (1, [{"x": 1}])
+
+
+async def test_an_event_intent_without_a_bus_fails():
+    result = await IntentProcessor().process_intents([EventIntent("FOLLOW_UP", {})])
+    assert result["errors"][0] == (
+        "EventIntent failed: EventIntent 'FOLLOW_UP' cannot be published: this IntentProcessor "
+        "has no message bus"
+    )
+
+
+async def test_services_handler_without_a_factory_is_a_clear_failure():
+    async def process_ping(intent, services):
+        return None
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, process_ping)
+    result = await processor.process_intents([PingIntent("db")])
+    assert "was built without a services_factory" in result["errors"][0]

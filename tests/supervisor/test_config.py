@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from supervisor.config import Config, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_gives_the_embedded_defaults():
+    config = load_config(None)
+    assert (
+        config.supervisor.heartbeat_interval,
+        config.supervisor.fast_heartbeat_interval,
+        config.supervisor.shutdown_timeout,
+        config.roles.directory,
+        config.channels.default,
+        config.logging.level,
+        config.logging.format,
+    ) == (30.0, 5.0, 10.0, Path("roles"), "console", "INFO", "auto")
+
+
+def test_the_shipped_config_file_is_valid():
+    config = load_config(Path(__file__).parents[2] / "config.yaml", environ={})
+    assert config.channels.default == "console"
+
+
+def test_values_and_floats_are_read(tmp_path):
+    config = load_config(write(tmp_path, "supervisor: {heartbeat_interval: 0.5}\n"), environ={})
+    assert config.supervisor.heartbeat_interval == 0.5
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    config = load_config(write(tmp_path, "roles: {directory: my_roles}\n"), environ={})
+    assert config.resolve(config.roles.directory) == tmp_path / "my_roles"
+
+
+def test_environment_variables_are_expanded_with_defaults(tmp_path):
+    path = write(tmp_path, "slack: {bot_token: '${BOT}', app_token: '${APP:-xapp-none}'}\n")
+    config = load_config(path, environ={"BOT": "xoxb-1"})
+    assert (config.slack.bot_token, config.slack.app_token) == ("xoxb-1", "xapp-none")
+
+
+def test_a_missing_environment_variable_names_the_key_path(tmp_path):
+    path = write(tmp_path, "slack: {bot_token: '${BOT}'}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: slack.bot_token: environment variable 'BOT' is not set; "
+        "set it or write '${BOT:-default}'"
+    )
+
+
+def test_an_unknown_key_is_an_error_naming_its_path(tmp_path):
+    path = write(tmp_path, "supervisor: {heartbeat_intervall: 3}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: supervisor.heartbeat_intervall: unknown key; check the spelling against the "
+        "reference"
+    )
+
+
+def test_a_wrong_value_says_what_was_expected(tmp_path):
+    path = write(tmp_path, "supervisor: {shutdown_timeout: -1}\nlogging: {format: xml}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: supervisor.shutdown_timeout: Input should be greater than 0, got -1; "
+        "logging.format: Input should be 'auto', 'console' or 'json', got 'xml'"
+    )
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "supervisor:\n  heartbeat_interval: [1,\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:3: the file is not valid YAML"):
+        load_config(path, environ={})
+
+
+def test_a_non_mapping_file_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"), environ={})
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_an_empty_file_means_defaults(tmp_path):
+    assert load_config(write(tmp_path, ""), environ={}).supervisor == Config().supervisor
+
+
+def test_a_malformed_schedule_event_name_is_rejected(tmp_path):
+    path = write(tmp_path, "schedules: [{name: daily, event: daily_report, interval: 60}]\n")
+    with pytest.raises(ConfigError, match="schedules.0.event: Value error, schedule event"):
+        load_config(path, environ={})
