@@ -139,13 +139,11 @@ class TimerService:
 
     def start(self) -> int:
         """Arm every pending timer; return how many."""
-        rows = self.store.db.execute(
-            "SELECT timer_id, due_at FROM timers WHERE state = 'pending'"
-        ).fetchall()
-        for timer_id, due_at in rows:
+        rows = self.store.db.execute("SELECT timer_id, due_at FROM timers WHERE state = 'pending'")
+        for timer_id, due_at in rows:  # streamed, not fetched at once: 100,000 rows stay cheap
             self._arm(timer_id, due_at)
-        log.info("timers_armed", count=len(rows))
-        return len(rows)
+        log.info("timers_armed", count=len(self._armed))
+        return len(self._armed)
 
     def stop(self) -> None:
         """Disarm every timer (they stay pending on disk)."""
