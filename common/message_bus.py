@@ -10,6 +10,8 @@ Rules kept here:
 - The bus belongs to one event loop: publishing from another thread is an error.
 - ``await bus.drain()`` returns when the queue is empty and every intent it produced has been
   processed (events published by those intents included).
+- ``publish(..., on_done=callback)`` calls ``callback()`` once every subscriber of that event has
+  run and their intents have been processed; an event lost in a crash never calls it.
 """
 
 import asyncio
@@ -92,7 +94,7 @@ class MessageBus:
         self.handler_timeout = handler_timeout
         self.block_threshold = block_threshold
         self._clock = clock
-        self._queue: deque[tuple[Any, EventContext]] = deque()
+        self._queue: deque[tuple[Any, EventContext, Callable[[], None] | None]] = deque()
         self._subs: dict[str, tuple[Subscription, ...]] = {}
         self._thread_id = threading.get_ident()
         self._wakeup: asyncio.Future[None] | None = None
@@ -152,6 +154,7 @@ class MessageBus:
         parent_id: str | None = None,
         source: str | None = None,
         attempt: int = 1,
+        on_done: Callable[[], None] | None = None,
     ) -> str:
         """Enqueue an event and return its id; handlers run later, on the dispatcher."""
         if threading.get_ident() != self._thread_id:
@@ -186,7 +189,7 @@ class MessageBus:
             parent_id,
             attempt,
         )
-        self._queue.append((message, context))
+        self._queue.append((message, context, on_done))
         self.stats.published[event_type] += 1
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
@@ -266,11 +269,13 @@ class MessageBus:
         self._busy = True
         try:
             while queue:
-                data, context = queue.popleft()
+                data, context, on_done = queue.popleft()
                 for sub in self._subs.get(context.event_type, ()):
                     intents = await self._call(sub, data, context)
                     if intents:
                         await self._hand_over(intents, sub, context)
+                if on_done is not None:
+                    self._report_done(on_done, context)
         finally:
             self._busy = False
             self._wake_idle()
@@ -332,6 +337,19 @@ class MessageBus:
             )
             return
         await self._processor.process_intents(intents, role=sub.role)
+
+    @staticmethod
+    def _report_done(on_done: Callable[[], None], context: EventContext) -> None:
+        try:
+            on_done()
+        except Exception as err:
+            log.error(
+                "on_done_failed",
+                event_type=context.event_type,
+                event_id=context.event_id,
+                error=str(err),
+                exc_info=err,
+            )
 
     def _report_failure(
         self, sub: Subscription, context: EventContext, error: str, exc: BaseException | None

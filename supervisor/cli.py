@@ -9,6 +9,7 @@ from pathlib import Path
 from common.errors import ConfigError, IntentdError
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
+from supervisor.store_commands import add_commands as add_store_commands
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="config file to check")
     check.set_defaults(handler=_check_config)
+
+    add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     return parser
 
 

@@ -8,9 +8,19 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from croniter import croniter
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from common.errors import ConfigError
 from common.events import check_event_type
@@ -63,13 +73,16 @@ class LoggingConfig(_Section):
 
 class StoreConfig(_Section):
     path: Path = Path("var/intentd.db")
+    synchronous: Literal["normal", "full"] = "normal"
 
 
 class ScheduleConfig(_Section):
     name: str
     event: str
     cron: str | None = None
-    interval: Seconds | None = None
+    interval: Seconds | None = Field(
+        default=None, validation_alias=AliasChoices("interval", "every")
+    )
     timezone: str = "UTC"
     misfire: Literal["skip", "once", "all"] = "once"
     grace: Seconds = 3600.0
@@ -80,6 +93,28 @@ class ScheduleConfig(_Section):
     @classmethod
     def _event_name(cls, value: str) -> str:
         return check_event_type(value, "schedule event")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'"
+            ) from err
+        return value
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> "ScheduleConfig":
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError(f"schedule {self.name!r} needs exactly one of 'cron' or 'every'")
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(
+                f"schedule {self.name!r} has cron {self.cron!r}, which is not a valid cron "
+                "expression such as '0 9 * * 1-5'"
+            )
+        return self
 
 
 class SlackConfig(_Section):

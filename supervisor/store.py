@@ -93,6 +93,13 @@ class Store:
 
 
 def _statements(script: str) -> Iterator[str]:
-    for statement in script.split(";"):
-        if statement.strip():
-            yield statement
+    # Split on ";" but keep a CREATE TRIGGER body (which contains ";") in one statement.
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n\t;"):
+                yield statement
+            statement = ""
+    if statement.strip(" \n\t;"):
+        yield statement

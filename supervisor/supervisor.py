@@ -5,6 +5,8 @@ Rules kept here:
   with or without a running loop.
 - ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
   sources, drains the bus within ``shutdown_timeout``, then cancels and awaits every task.
+- ``run()`` opens the store (timers, schedules, audit) before anything starts and closes it last;
+  timers and schedules are armed only after the roles are loaded, so no expiry finds no handler.
 """
 
 import asyncio
@@ -22,10 +24,14 @@ from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
+from supervisor.audit_store import DurableAuditSink
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
+from supervisor.schedules import ScheduleService
 from supervisor.services import RoleServices
+from supervisor.store import Store
+from supervisor.timers import TimerService
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -61,6 +67,9 @@ class Supervisor:
         )
         self.message_bus.set_intent_processor(self.intent_processor)
         self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        self.store: Store | None = None
+        self.timers: TimerService | None = None
+        self.schedules: ScheduleService | None = None
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
@@ -74,7 +83,9 @@ class Supervisor:
         services = self._services.get(role)
         if services is None:
             settings = self.config.roles.settings.get(role, {})
-            services = RoleServices(role=role, bus=self.message_bus, settings=settings)
+            services = RoleServices(
+                role=role, bus=self.message_bus, settings=settings, timers=self.timers
+            )
             self._services[role] = services
         return services
 
@@ -89,6 +100,7 @@ class Supervisor:
         """Run until ``stop()`` or SIGINT/SIGTERM; return after a graceful shutdown."""
         self._stop_requested = asyncio.Event()
         self._ready = asyncio.Event()
+        self._open_store()
         removers = self._install_signal_handlers()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -97,7 +109,24 @@ class Supervisor:
             for remove in removers:
                 remove()
             self._ready = None
+            self._close_store()
             log.info("stopped")
+
+    def _open_store(self) -> None:
+        cfg = self.config
+        store = Store(cfg.resolve(cfg.store.path), synchronous=cfg.store.synchronous.upper())
+        self.store = store
+        self.timers = TimerService(store, self.message_bus, self.clock)
+        self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
+        self.intent_processor.audit_sink = DurableAuditSink(store)
+        self._services.clear()
+
+    def _close_store(self) -> None:
+        for service in (self.timers, self.schedules):
+            if service is not None:
+                service.stop()
+        if self.store is not None:
+            self.store.close()
 
     async def _serve(self, tasks: asyncio.TaskGroup) -> None:
         assert self._stop_requested is not None and self._ready is not None
@@ -106,6 +135,9 @@ class Supervisor:
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
         self.role_registry.discover_roles()
         self.role_registry.set_intent_processor(self.intent_processor)
+        assert self.timers is not None and self.schedules is not None
+        self.timers.start()
+        self.schedules.start()
         sources = [
             tasks.create_task(
                 tick_forever(
@@ -135,6 +167,8 @@ class Supervisor:
         log.info("stopping")
         for task in sources:
             task.cancel()
+        self.timers.stop()
+        self.schedules.stop()
         try:
             async with asyncio.timeout(cfg.supervisor.shutdown_timeout):
                 await self.message_bus.drain()

@@ -1,0 +1,225 @@
+"""Timers: set, cancel and list reminders; when one expires, notify its channel and audit it.
+
+Reacts to TIMER_EXPIRED (notify + audit) and FAST_HEARTBEAT_TICK (ask for a store check); asks
+for TimerIntent create/cancel/check, carried out through ``services.timers``.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from strands import tool
+
+from common.context import context_value
+from common.errors import TimerError
+from common.intents import AuditIntent, Intent, NotificationIntent
+
+ROLE_CONFIG = {
+    "name": "timer",
+    "version": "1.0.0",
+    "description": "Sets, cancels and lists timers; notifies the user when one expires.",
+    "llm_type": "WEAK",
+    "fast_reply": True,
+    "when_to_use": "The user wants a reminder or countdown, or asks about or cancels a timer.",
+}
+
+ACTIONS = ("create", "cancel", "check")
+MAX_SECONDS = 365 * 24 * 3600
+
+
+@dataclass
+class TimerIntent(Intent):
+    """Create, cancel or check timers; ``report`` asks a check to return the pending timers."""
+
+    action: str
+    timer_id: str | None = None
+    duration: str | int | float | None = None
+    label: str | None = None
+    channel_id: str | None = None
+    user_id: str | None = None
+    report: bool = False
+
+    def validate(self) -> bool:
+        return self.action in ACTIONS
+
+
+# -- event handlers ---------------------------------------------------------------------------
+
+
+def handle_timer_expiry(event_data: Any, context: Any) -> list[Intent]:
+    """Notify the timer's channel (or the default one) and audit the expiry."""
+    if isinstance(event_data, (list, tuple)):
+        timer_id, request = [*event_data, None, None][:2]
+        event_data = {"timer_id": timer_id, "label": request, "original_request": request}
+    data = event_data if isinstance(event_data, dict) else {}
+    label = data.get("label") or data.get("original_request") or ""
+    channel = data.get("channel_id") or context_value(context, "channel_id") or "default"
+    user_id = data.get("user_id") or context_value(context, "user_id")
+    message = f"Timer expired: {label}" if label else "Your timer has expired."
+    late_by = data.get("late_by_s") or 0
+    if late_by >= 60:
+        message += f" (due {_describe(late_by)} ago, while intentd was not running)"
+    return [
+        NotificationIntent(message=message, channel=channel, user_id=user_id, priority="medium"),
+        AuditIntent(
+            action="timer_expired",
+            details={
+                "timer_id": data.get("timer_id"),
+                "label": label,
+                "channel": channel,
+                "late_by_s": late_by,
+                "attempt": data.get("attempt", context_value(context, "attempt", 1)),
+            },
+            user_id=user_id,
+        ),
+    ]
+
+
+def handle_heartbeat_monitoring(event_data: Any, context: Any) -> list[Intent]:
+    """Ask for a check that the scheduler holds every pending timer in the store."""
+    return [TimerIntent(action="check")]
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+
+@tool
+async def set_timer(duration: str, label: str = "") -> dict[str, Any]:
+    """Set a timer that notifies the user when it expires.
+
+    Args:
+        duration: How long until it expires, e.g. "90s", "5m", "1h30m", "10 minutes", "2 hours".
+        label: What the timer is for, shown when it expires, e.g. "tea".
+    """
+    try:
+        _parse_duration(duration)
+    except ValueError as err:
+        return {"success": False, "message": str(err)}
+    return {
+        "success": True,
+        "message": f"Setting a timer for {duration}.",
+        "intent": TimerIntent(action="create", duration=duration, label=label),
+    }
+
+
+@tool
+async def cancel_timer(timer_id: str) -> dict[str, Any]:
+    """Cancel a pending timer.
+
+    Args:
+        timer_id: The id of the timer, as given by set_timer or list_timers.
+    """
+    return {
+        "success": True,
+        "message": f"Cancelling timer {timer_id}.",
+        "intent": TimerIntent(action="cancel", timer_id=timer_id),
+    }
+
+
+@tool
+async def list_timers() -> dict[str, Any]:
+    """List the user's pending timers with their ids, labels and due times."""
+    return {
+        "success": True,
+        "message": "Listing pending timers.",
+        "intent": TimerIntent(action="check", report=True),
+    }
+
+
+# -- private helpers --------------------------------------------------------------------------
+
+_UNITS = {
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_PARTS = re.compile(r"(?:\d+(?:\.\d+)?\s*[a-z]+\s*,?\s*(?:and\s+)?)+")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+
+
+def _parse_duration(text: Any) -> float:
+    """Return ``text`` ("90", "5m", "1h 15m", "2 hours"...) in seconds; raise ValueError if bad."""
+    hint = "use a positive duration such as '90s', '5m', '1h30m' or '2 hours'"
+    if isinstance(text, bool) or not isinstance(text, (int, float, str)):
+        raise ValueError(f"duration {text!r} is not text or a number; {hint}")
+    words = str(text).strip().lower()
+    if words.startswith("-"):
+        raise ValueError(f"duration {text!r} is negative; {hint}")
+    if _NUMBER.fullmatch(words):
+        seconds = float(words)
+    elif _PARTS.fullmatch(words) and all(u in _UNITS for _, u in _PART.findall(words)):
+        seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(words))
+    else:
+        raise ValueError(f"duration {text!r} is not understood; {hint}")
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} is zero; {hint}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"duration {text!r} is longer than a year; {hint}")
+    return seconds
+
+
+def _describe(seconds: float) -> str:
+    """Return ``seconds`` as "1h 5m", "5m 30s" or "45s"."""
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if v]
+    return " ".join(parts[:2]) or "0s"
+
+
+# -- intent handlers --------------------------------------------------------------------------
+
+
+async def process_timer(intent: TimerIntent, services: Any) -> dict[str, Any]:
+    """Carry out a TimerIntent through ``services.timers``; return what really happened."""
+    timers = services.timers
+    if intent.action == "create":
+        try:
+            seconds = _parse_duration(intent.duration)
+        except ValueError as err:
+            raise TimerError(str(err)) from err
+        label = intent.label or ""
+        timer_id = timers.create(
+            duration=seconds,
+            label=label,
+            channel_id=intent.channel_id,
+            user_id=intent.user_id,
+            original_request=label or f"timer for {intent.duration}",
+            role=services.role,
+        )
+        due = timers.get(timer_id).to_dict()["due"]
+        return {
+            "message": f"Timer {timer_id} set for {due} ({_describe(seconds)} from now).",
+            "timer_id": timer_id,
+            "due_at": due,
+            "label": label,
+        }
+    if intent.action == "cancel":
+        if not intent.timer_id:
+            raise TimerError("TimerIntent cancel needs a timer_id; get one from list_timers")
+        cancelled = timers.cancel(intent.timer_id)
+        return {"message": f"Timer {cancelled.timer_id} cancelled.", "timer_id": cancelled.timer_id}
+    result: dict[str, Any] = timers.reconcile()
+    if intent.report:
+        pending = [t.to_dict() for t in timers.list(user_id=intent.user_id)]
+        result["timers"] = [
+            {"timer_id": t["timer_id"], "label": t["label"], "due_at": t["due"]} for t in pending
+        ]
+        result["message"] = f"{len(pending)} pending timer(s)." if pending else "No pending timers."
+    return result
+
+
+def register_role() -> dict[str, Any]:
+    """Return the timer role's wiring."""
+    return {
+        "config": ROLE_CONFIG,
+        "event_handlers": {
+            "TIMER_EXPIRED": handle_timer_expiry,
+            "FAST_HEARTBEAT_TICK": handle_heartbeat_monitoring,
+        },
+        "tools": [set_timer, cancel_timer, list_timers],
+        "intents": {TimerIntent: process_timer},
+    }

@@ -1,0 +1,59 @@
+"""Run a role's tool and carry out the intent it returns before anyone reads the reply.
+
+A tool returns ``{"success", "message"[, "intent"]}``. The intent is carried out here, with the
+IntentProcessor, and the reply handed back describes what really happened: the intent handler's
+result (its ``message`` if it has one) or its error. A tool never tells the model "will be done".
+"""
+
+import dataclasses
+import inspect
+from typing import Any
+
+from common.intent_processor import IntentProcessor
+from common.intents import Intent
+
+_INHERITED = ("channel_id", "user_id")
+
+
+async def run_tool(
+    tool: Any,
+    arguments: dict[str, Any],
+    processor: IntentProcessor,
+    role: str,
+    origin: dict[str, Any],
+) -> dict[str, Any]:
+    """Call ``tool(**arguments)``, carry out its intent, and return the truthful reply."""
+    name = getattr(tool, "tool_name", getattr(tool, "__name__", repr(tool)))
+    try:
+        reply = tool(**arguments)
+        if inspect.isawaitable(reply):
+            reply = await reply
+    except Exception as err:
+        return {"success": False, "message": f"tool {name!r} raised {type(err).__name__}: {err}"}
+    if not isinstance(reply, dict) or "success" not in reply or "message" not in reply:
+        return {
+            "success": False,
+            "message": f"tool {name!r} returned {reply!r:.80}; expected a dict with "
+            "'success' and 'message'",
+        }
+    intent = reply.get("intent")
+    answer = {key: value for key, value in reply.items() if key != "intent"}
+    if intent is None:
+        return answer
+    if isinstance(intent, Intent):
+        _inherit_origin(intent, origin)
+    outcome = await processor.carry_out(intent, role=role)
+    if not outcome.ok:
+        return {"success": False, "message": outcome.error, "error": outcome.error}
+    result = outcome.result
+    message = result.get("message") if isinstance(result, dict) else None
+    return {**answer, "success": True, "message": message or answer["message"], "result": result}
+
+
+def _inherit_origin(intent: Intent, origin: dict[str, Any]) -> None:
+    names = {f.name for f in dataclasses.fields(intent)}
+    for key in _INHERITED:
+        if key in names and not getattr(intent, key) and origin.get(key):
+            setattr(intent, key, origin[key])
+    if intent.parent_id is None:
+        intent.parent_id = origin.get("event_id") or origin.get("parent_id")
