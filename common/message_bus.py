@@ -102,6 +102,7 @@ class MessageBus:
         self._task: asyncio.Task[None] | None = None
         self.stats = BusStats()
         self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
+        self.last_called: tuple[Subscription, float] | None = None  # and its perf_counter start
         self.observers: list[HandlerObserver] = []
 
     # -- wiring -----------------------------------------------------------------------------
@@ -280,6 +281,7 @@ class MessageBus:
         error: str | None = None
         exc: BaseException | None = None
         result: Any = None
+        self.last_called = (sub, started)
         try:
             result = sub.handler(data, context)
             blocked = time.perf_counter() - started

@@ -18,14 +18,19 @@ from typing import Any, TextIO
 import structlog
 
 from common.clock import Clock, SystemClock
+from common.errors import RoleContractError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import RoleRegistry
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
+from supervisor.kv_store import KVStore
+from supervisor.loop_lag import LoopLagMonitor
 from supervisor.services import RoleServices
+from supervisor.store import Store
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -60,7 +65,22 @@ class Supervisor:
             intent_timeout=cfg.roles.intent_timeout,
         )
         self.message_bus.set_intent_processor(self.intent_processor)
-        self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        self.role_registry = RoleRegistry(
+            cfg.resolve(cfg.roles.directory),
+            self.message_bus,
+            admin_channel=cfg.channels.admin or cfg.channels.default,
+        )
+        self.failure_window = FailureWindow(
+            cfg.roles.quarantine_failures,
+            cfg.roles.quarantine_window,
+            self.clock.time,
+            self.role_registry.quarantine,
+        )
+        self.message_bus.failure_hooks.append(self.failure_window.record)
+        self.loop_lag = LoopLagMonitor(
+            threshold=cfg.roles.block_threshold, last_called=lambda: self.message_bus.last_called
+        )
+        self.kv: KVStore | None = None
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
@@ -74,7 +94,8 @@ class Supervisor:
         services = self._services.get(role)
         if services is None:
             settings = self.config.roles.settings.get(role, {})
-            services = RoleServices(role=role, bus=self.message_bus, settings=settings)
+            kv = self.kv.for_role(role) if self.kv is not None else None
+            services = RoleServices(role=role, bus=self.message_bus, settings=settings, kv=kv)
             self._services[role] = services
         return services
 
@@ -89,6 +110,9 @@ class Supervisor:
         """Run until ``stop()`` or SIGINT/SIGTERM; return after a graceful shutdown."""
         self._stop_requested = asyncio.Event()
         self._ready = asyncio.Event()
+        self._load_roles()
+        store = Store(self.config.resolve(self.config.store.path))
+        self.kv = KVStore(store)
         removers = self._install_signal_handlers()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -96,6 +120,9 @@ class Supervisor:
         finally:
             for remove in removers:
                 remove()
+            self.kv = None
+            self._services.clear()
+            store.close()
             self._ready = None
             log.info("stopped")
 
@@ -104,9 +131,8 @@ class Supervisor:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
-        self.role_registry.discover_roles()
-        self.role_registry.set_intent_processor(self.intent_processor)
         sources = [
+            tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
                 tick_forever(
                     self.message_bus,
@@ -125,6 +151,7 @@ class Supervisor:
                     FAST_HEARTBEAT_TICK,
                     cfg.supervisor.fast_heartbeat_interval,
                     lambda now: {"timestamp": now},
+                    lambda now: self.role_registry.check_for_changes(),
                 ),
                 name="fast-heartbeat",
             ),
@@ -146,6 +173,17 @@ class Supervisor:
             )
         self.message_bus.close()
         dispatcher.cancel()
+
+    def _load_roles(self) -> None:
+        self.role_registry.discover_roles()
+        self.role_registry.set_intent_processor(self.intent_processor)
+        failed = self.role_registry.failed
+        if self.config.roles.strict and failed:
+            first = next(iter(failed.values()))[0]
+            raise RoleContractError(
+                f"roles.strict is on and {len(failed)} role file(s) fail their checks, first "
+                f"{first}; fix them (see 'intentd check') or start without --strict"
+            )
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
