@@ -100,6 +100,7 @@ class MessageBus:
         self._busy = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._dispatcher_running = False
         self.stats = BusStats()
         self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
         self.last_called: tuple[Subscription, float] | None = None  # and its perf_counter start
@@ -233,6 +234,7 @@ class MessageBus:
         loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         self._closed = False
+        self._dispatcher_running = True
         try:
             while True:
                 await self._dispatch_pending()
@@ -240,13 +242,14 @@ class MessageBus:
                 await self._wakeup
                 self._wakeup = None
         finally:
+            self._dispatcher_running = False
             self._wakeup = None
             self._busy = False
             self._wake_idle()
 
     async def drain(self) -> None:
         """Return once the queue is empty and every intent it produced has been processed."""
-        running = self._task is not None and not self._task.done() or self._wakeup is not None
+        running = self._dispatcher_running or self._task is not None and not self._task.done()
         if not running:
             await self._dispatch_pending()
             return

@@ -1,5 +1,6 @@
 """A running daemon with role files that are broken, edited, deleted and misbehaving."""
 
+import asyncio
 import io
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from structlog.testing import capture_logs
 from common.errors import RoleContractError
 from llm_provider.role_template import render_role
 from supervisor.supervisor import Supervisor
-from tests.fakes.clock import FakeClock
+from tests.fakes.clock import FakeClock, settle
 from tests.role_files import echo_role, make_config, write_role
 
 BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
@@ -240,3 +241,37 @@ async def test_sync_handler_blocking_the_loop_is_reported_by_name(tmp_path, daem
     assert [(e["role"], e["handler"], e["blocked_ms"] >= 200) for e in blocked] == [
         ("echo", "handle_ping", True)
     ]
+
+
+GATED_ROLE = echo_role("TAG").replace(
+    "def handle_ping(event_data, context):\n",
+    "async def handle_ping(event_data, context):\n    await event_data['gate'].wait()\n",
+)
+
+
+async def test_event_in_flight_finishes_on_the_old_version_and_the_next_uses_the_new(
+    tmp_path, daemon, clock, out
+):
+    write_role(tmp_path / "roles", "echo", GATED_ROLE.replace("TAG", "v1"))
+    gate = asyncio.Event()
+    async with daemon().running() as supervisor:
+        supervisor.message_bus.publish("test", "PING", {"text": "first", "gate": gate})
+        await settle()
+        write_role(tmp_path / "roles", "echo", GATED_ROLE.replace("TAG", "v2"))
+        await clock.advance(TICK)
+        supervisor.message_bus.publish("test", "PING", {"text": "second", "gate": gate})
+        gate.set()
+        await supervisor.message_bus.drain()
+    assert lines(out) == ["v1 first", "admin role 'echo' was reloaded (version 1.0.0)", "v2 second"]
+
+
+async def test_role_kv_data_survives_a_reload(tmp_path, daemon, clock):
+    write_role(tmp_path / "roles", "greeter", render_role("greeter"))
+    async with daemon().running() as supervisor:
+        old = supervisor.role_registry.roles["greeter"].module
+        note = old.GreeterNoteIntent(key="k", text="v")
+        await supervisor.intent_processor.process_intents([note])
+        write_role(tmp_path / "roles", "greeter", render_role("greeter") + "\n# edited\n")
+        await clock.advance(TICK)
+        assert supervisor.role_registry.roles["greeter"].module is not old
+        assert supervisor.services_for("greeter").kv.get("k") == "v"
