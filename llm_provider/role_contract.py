@@ -315,6 +315,9 @@ def _name(thing: Any) -> str:
 
 
 def _line_of(thing: Any, default: int) -> int:
+    code = getattr(thing, "__code__", None)
+    if code is not None:
+        return int(code.co_firstlineno)
     try:
         return inspect.getsourcelines(thing)[1] or default
     except (OSError, TypeError):
