@@ -5,7 +5,8 @@ Rules kept here:
   imported as module ``roles.<name>``; a file already imported from the same path is reused.
 - Role names equal file names, so one folder cannot hold two roles of the same name.
 - A file that fails the contract checks (llm_provider/role_contract.py) is skipped, logged and
-  announced with ROLE_FAILED; every other role runs.
+  published as ROLE_FAILED; every other role runs. Every change is published as a ROLE_* event
+  (role_announcements.py turns them into notifications).
 - ``check_for_changes()`` (called on the fast heartbeat) compares each file's modification time
   and size, then its content hash, and reloads only files whose content changed. A reload is a
   synchronous swap: events already being dispatched finish on the old handlers, later events reach
@@ -29,7 +30,6 @@ from common.events import (
 )
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_contract import LoadedRole, Problem, check_role
 from llm_provider.role_import import file_digest, import_role_module, module_name, restore_module
 
@@ -37,7 +37,7 @@ __all__ = ["LoadedRole", "RoleRegistry", "import_role_module"]  # import_role_mo
 
 log = structlog.get_logger("intentd.roles")
 
-REGISTRY = "_registry"  # publisher and subscriber name; never a valid role name
+REGISTRY = "_registry"  # publisher name; never a valid role name
 
 
 class RoleRegistry:
@@ -47,18 +47,14 @@ class RoleRegistry:
         self,
         roles_directory: str | Path = "roles",
         message_bus: MessageBus | None = None,
-        *,
-        admin_channel: str = "console",
     ):
         self.roles_directory = Path(roles_directory)
         self.message_bus = message_bus
-        self.admin_channel = admin_channel
         self.roles: dict[str, LoadedRole] = {}
         self.failed: dict[Path, list[Problem]] = {}
         self.quarantined: set[str] = set()
         self.intent_processor: IntentProcessor | None = None
         self._seen: dict[Path, tuple[int, int, str]] = {}
-        self._announcing = False
 
     def role_files(self) -> list[Path]:
         """Return the role files in the folder, sorted by name."""
@@ -68,7 +64,6 @@ class RoleRegistry:
 
     def discover_roles(self) -> dict[str, LoadedRole]:
         """Check and wire every role file not loaded yet; return the loaded roles by name."""
-        self._subscribe_announcer()
         loaded_paths = {role.path for role in self.roles.values()}
         for path in self.role_files():
             if path not in loaded_paths:
@@ -190,16 +185,6 @@ class RoleRegistry:
     def _register_intents(role: LoadedRole, processor: IntentProcessor) -> None:
         for intent_type, handler in role.intents.items():
             processor.register_role_intent_handler(intent_type, handler, role=role.name)
-
-    # -- announcements ----------------------------------------------------------------------
-
-    def _subscribe_announcer(self) -> None:
-        if self.message_bus is None or self._announcing:
-            return
-        announcer = make_announcer(self.admin_channel)
-        for event_type in ANNOUNCED_EVENTS:
-            self.message_bus.subscribe(REGISTRY, event_type, announcer)
-        self._announcing = True
 
     def _publish(self, event_type: str, data: dict[str, Any]) -> None:
         if self.message_bus is not None:

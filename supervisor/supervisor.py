@@ -22,8 +22,9 @@ from common.errors import RoleContractError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
-from llm_provider.role_registry import RoleRegistry
+from llm_provider.role_registry import REGISTRY, RoleRegistry
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
@@ -65,11 +66,10 @@ class Supervisor:
             intent_timeout=cfg.roles.intent_timeout,
         )
         self.message_bus.set_intent_processor(self.intent_processor)
-        self.role_registry = RoleRegistry(
-            cfg.resolve(cfg.roles.directory),
-            self.message_bus,
-            admin_channel=cfg.channels.admin or cfg.channels.default,
-        )
+        self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        announcer = make_announcer(cfg.channels.admin or cfg.channels.default)
+        for event_type in ANNOUNCED_EVENTS:
+            self.message_bus.subscribe(REGISTRY, event_type, announcer)
         self.failure_window = FailureWindow(
             cfg.roles.quarantine_failures,
             cfg.roles.quarantine_window,
@@ -151,7 +151,7 @@ class Supervisor:
                     FAST_HEARTBEAT_TICK,
                     cfg.supervisor.fast_heartbeat_interval,
                     lambda now: {"timestamp": now},
-                    lambda now: self.role_registry.check_for_changes(),
+                    self._reload_changed_roles,
                 ),
                 name="fast-heartbeat",
             ),
@@ -184,6 +184,9 @@ class Supervisor:
                 f"roles.strict is on and {len(failed)} role file(s) fail their checks, first "
                 f"{first}; fix them (see 'intentd check') or start without --strict"
             )
+
+    def _reload_changed_roles(self, now: float) -> None:
+        self.role_registry.check_for_changes()
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now

@@ -9,6 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from common.errors import RoleContractError
+from common.message_bus import MessageBus
+from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock, settle
@@ -275,3 +277,33 @@ async def test_role_kv_data_survives_a_reload(tmp_path, daemon, clock):
         await clock.advance(TICK)
         assert supervisor.role_registry.roles["greeter"].module is not old
         assert supervisor.services_for("greeter").kv.get("k") == "v"
+
+
+async def test_async_handler_over_its_budget_is_cancelled_and_counted(tmp_path, daemon, out):
+    slow = echo_role("v1").replace(
+        "def handle_ping(event_data, context):\n",
+        "async def handle_ping(event_data, context):\n    await asyncio.Event().wait()\n",
+    ).replace('"""Echo: replies to PING events with the text of the ping."""\n',
+              '"""Echo, slow."""\n\nimport asyncio\n')
+    write_role(tmp_path / "roles", "echo", slow)
+    async with daemon(handler_timeout=0.05).running() as supervisor:
+        await ping(supervisor)
+        assert supervisor.message_bus.stats.timed_out["echo", "PING"] == 1
+    assert lines(out) == []
+
+
+async def test_deleting_a_broken_file_forgets_its_problems(tmp_path, daemon, clock):
+    roles = tmp_path / "roles"
+    roles.mkdir()
+    shutil.copy(BROKEN / "returns_list.py", roles / "returns_list.py")
+    async with daemon().running() as supervisor:
+        (roles / "returns_list.py").unlink()
+        await clock.advance(TICK)
+        assert supervisor.role_registry.failed == {}
+
+
+async def test_role_registry_alone_subscribes_only_role_handlers(tmp_path):
+    write_role(tmp_path / "roles", "echo", echo_role())
+    bus = MessageBus()
+    RoleRegistry(tmp_path / "roles", bus).discover_roles()
+    assert [(s.role, s.event_type) for s in bus.subscriptions()] == [("echo", "PING")]
