@@ -23,7 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from common.errors import EventNameError
 from common.events import check_event_type
 from common.intents import Intent
-from llm_provider.role_import import file_digest, import_role_module, module_name, restore_module
+from llm_provider.role_import import (
+    import_role_module,
+    module_name,
+    restore_module,
+    source_digest,
+)
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -119,11 +124,12 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         report(1, f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
                f"{re.sub(r'[^a-z0-9_]+', '_', path.stem.lower()).strip('_') or 'my_role'}.py")
     try:
+        mtime_ns = path.stat().st_mtime_ns
         source = path.read_bytes()
     except OSError as err:
         report(1, f"the file cannot be read ({err.strerror}); check that it exists and is readable")
         return None, problems
-    digest, mtime_ns = file_digest(path), path.stat().st_mtime_ns
+    digest = source_digest(source)
     name = module_name(path)
     previous = sys.modules.get(name)
     try:
@@ -132,7 +138,7 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         report(err.lineno or 1, f"the file has a syntax error ({err.msg}); fix it so that "
                f"'python -m py_compile {path.name}' passes")
         return None, problems
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         report(_raising_line(err, path), f"importing the file raised {_describe(err)}; roles may "
                "import only common, strands and the standard library, and do no work at import")
         return None, problems
@@ -158,7 +164,7 @@ def _check_module(
         return None
     try:
         registration = register()
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         report(_raising_line(err, path, where), f"register_role() raised {_describe(err)}; "
                "it must only return a literal dict")
         return None
@@ -183,22 +189,20 @@ def _check_module(
     _check_event_handlers(handlers, where, report)
     _check_tools(tools, where, report)
     _check_intents(intents, where, report)
-    if missing or unknown or not isinstance(config, dict):
+    shapes = ((config, dict), (handlers, dict), (tools, list), (intents, dict))
+    if missing or unknown or not all(isinstance(value, kind) for value, kind in shapes):
         return None
-    try:
-        return LoadedRole(
-            name=config["name"],
-            path=path,
-            module=module,
-            config=config,
-            event_handlers=dict(handlers),
-            tools=list(tools),
-            intents=dict(intents),
-            digest=digest,
-            mtime_ns=mtime_ns,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
+    return LoadedRole(
+        name=str(config.get("name", path.stem)),
+        path=path,
+        module=module,
+        config=config,
+        event_handlers=dict(handlers),
+        tools=list(tools),
+        intents=dict(intents),
+        digest=digest,
+        mtime_ns=mtime_ns,
+    )
 
 
 def _check_config(config: Any, path: Path, line: int, report: Callable[[int, str], None]) -> None:

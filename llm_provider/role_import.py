@@ -15,9 +15,14 @@ from pathlib import Path
 from types import ModuleType
 
 
+def source_digest(source: bytes) -> str:
+    """Return the sha256 of a role file's bytes."""
+    return hashlib.sha256(source).hexdigest()
+
+
 def file_digest(path: Path) -> str:
     """Return the sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return source_digest(path.read_bytes())
 
 
 def module_name(path: Path) -> str:

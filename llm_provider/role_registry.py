@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from common.errors import BusClosedError, BusFullError
 from common.events import (
     ROLE_FAILED,
     ROLE_LOADED,
@@ -66,7 +67,7 @@ class RoleRegistry:
         """Check and wire every role file not loaded yet; return the loaded roles by name."""
         loaded_paths = {role.path for role in self.roles.values()}
         for path in self.role_files():
-            if path not in loaded_paths:
+            if path not in loaded_paths and self._note(path) is not None:
                 self._load(path, fresh=False)
         return self.roles
 
@@ -78,25 +79,33 @@ class RoleRegistry:
             changed.append(path.name)
             self._forget(path)
         for path in sorted(present):
-            try:
-                stat = path.stat()
-            except OSError:
-                continue  # deleted between glob and stat: the next tick unloads it
             seen = self._seen.get(path)
-            if seen is not None and seen[:2] == (stat.st_mtime_ns, stat.st_size):
-                continue
-            digest = file_digest(path)
-            self._seen[path] = (stat.st_mtime_ns, stat.st_size, digest)
-            if seen is not None and seen[2] == digest:
+            now = self._note(path, unless_stat=seen)
+            if now is None or (seen is not None and now[2] == seen[2]):
                 continue
             changed.append(path.name)
             self._load(path, fresh=True)
         return changed
 
-    def quarantine(self, name: str, failures: int, window: float, error: str) -> bool:
-        """Unsubscribe role ``name`` until its file changes; return False if nothing to do."""
+    def _note(
+        self, path: Path, unless_stat: tuple[int, int, str] | None = None
+    ) -> tuple[int, int, str] | None:
+        """Record the file's (mtime, size, digest), hashing only if mtime or size moved."""
+        try:
+            stat = path.stat()
+            if unless_stat is not None and unless_stat[:2] == (stat.st_mtime_ns, stat.st_size):
+                return unless_stat
+            # stat before reading: an edit racing this read shows up as a change next tick
+            seen = (stat.st_mtime_ns, stat.st_size, file_digest(path))
+        except OSError:
+            return None  # deleted meanwhile: the next tick unloads it
+        self._seen[path] = seen
+        return seen
+
+    def quarantine(self, name: str, failures: int, window: float, error: str) -> None:
+        """Unsubscribe role ``name`` until its file changes (unknown names are ignored)."""
         if name not in self.roles or name in self.quarantined:
-            return False
+            return
         self.quarantined.add(name)
         if self.message_bus is not None:
             self.message_bus.unsubscribe_role(name)
@@ -104,7 +113,6 @@ class RoleRegistry:
         self._publish(ROLE_QUARANTINED, {
             "role": name, "failures": failures, "window": window, "error": error,
         })
-        return True
 
     def set_intent_processor(self, processor: IntentProcessor) -> None:
         """Register every loaded role's intent handlers with ``processor``."""
@@ -122,8 +130,6 @@ class RoleRegistry:
         live = self._role_at(path)
         role, problems = check_role(path, fresh=fresh)
         if role is not None:
-            stat = path.stat()
-            self._seen.setdefault(path, (stat.st_mtime_ns, stat.st_size, role.digest))
             self.failed.pop(path, None)
             if live is not None:
                 self._unwire(live.name)
@@ -134,9 +140,6 @@ class RoleRegistry:
                 "reloaded": live is not None,
             })
             return role
-        if path not in self._seen and path.exists():
-            stat = path.stat()
-            self._seen[path] = (stat.st_mtime_ns, stat.st_size, file_digest(path))
         self.failed[path] = problems
         lines = [str(problem) for problem in problems]
         if live is not None:
@@ -187,5 +190,9 @@ class RoleRegistry:
             processor.register_role_intent_handler(intent_type, handler, role=role.name)
 
     def _publish(self, event_type: str, data: dict[str, Any]) -> None:
-        if self.message_bus is not None:
+        if self.message_bus is None:
+            return
+        try:
             self.message_bus.publish(REGISTRY, event_type, data, source="role_registry")
+        except (BusFullError, BusClosedError) as err:
+            log.warning("role_event_not_published", event_type=event_type, error=str(err))

@@ -172,3 +172,18 @@ def test_bad_parameter_spec_is_reported_with_its_key_path(tmp_path):
 def test_problem_json_is_plain_data():
     problem = Problem(BROKEN / "x.py", 1, "m")
     assert json.loads(json.dumps(problem.to_json()))["line"] == 1
+
+
+def test_missing_file_is_one_problem(tmp_path):
+    assert lines(check_role(tmp_path / "ghost.py")[1]) == [
+        "1: the file cannot be read (No such file or directory); check that it exists and is "
+        "readable"
+    ]
+
+
+def test_role_calling_sys_exit_at_import_is_reported_not_fatal(tmp_path):
+    path = write_role(tmp_path, "quitter", "import sys\n\nsys.exit(3)\n")
+    assert lines(check_role(path, fresh=True)[1]) == [
+        "3: importing the file raised SystemExit: 3; roles may import only common, strands and "
+        "the standard library, and do no work at import"
+    ]
