@@ -4,6 +4,10 @@ It catches blocking the bus cannot time itself (an async handler that blocks bet
 slow intent handler, a sync call in a channel). The report names the last bus handler called
 during the stalled interval, if any: the likely culprit, not a proof. It measures the real loop
 with real time, so it takes no Clock: a fake clock cannot see a blocked loop.
+
+A stall shows up when it overlaps a wake-up, so one longer than ``interval + threshold`` is always
+reported. Each wake-up costs CPU even when idle (bench/loop_lag.py measures it), which is why the
+interval is not shorter.
 """
 
 import asyncio
