@@ -4,7 +4,7 @@ Rules kept here:
 - ``check_role(path)`` imports the file, calls ``register_role()`` and reports ALL problems at
   once, each as ``roles/foo.py:LINE: rule, what was found, how to fix``.
 - A role that has any problem is not returned; nothing of it gets wired in.
-- ROLE_CONFIG is a pydantic model with unknown keys forbidden and no type coercion.
+- ROLE_CONFIG's own rules live in role_config.py.
 """
 
 import inspect
@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from common.errors import EventNameError
 from common.events import check_event_type
 from common.intents import Intent
+from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_name
 from llm_provider.role_import import (
     import_role_module,
     module_name,
@@ -31,46 +30,6 @@ from llm_provider.role_import import (
 )
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
-ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
-SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
-
-
-class ParameterSpec(BaseModel):
-    """One parameter the role's workflows accept (shown to the router and the model)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    type: Literal["string", "integer", "number", "boolean", "array", "object"]
-    description: Annotated[str, Field(min_length=1)]
-    required: bool = False
-    enum: list[Any] | None = None
-    examples: list[Any] | None = None
-
-
-class RoleConfig(BaseModel):
-    """The ROLE_CONFIG dict of a role file."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
-    version: Annotated[str, Field(pattern=SEMVER)]
-    description: Annotated[str, Field(min_length=1)]
-    llm_type: Literal["WEAK", "DEFAULT", "STRONG"]
-    fast_reply: bool = False
-    when_to_use: str | None = None
-    parameters: dict[str, ParameterSpec] = {}
-    system_prompt: str | None = None
-
-
-_CONFIG_HINTS = {
-    "name": "use the file name without '.py', in lowercase snake_case",
-    "version": "use a semantic version such as '1.0.0'",
-    "llm_type": "use one of 'WEAK', 'DEFAULT', 'STRONG'",
-    "description": "describe in one sentence what the role does",
-    "fast_reply": "use True or False",
-}
-
-
 @dataclass(frozen=True)
 class Problem:
     """One broken rule of one role file."""
@@ -122,7 +81,7 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
 
     if not ROLE_NAME.fullmatch(path.stem):
         report(1, f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
-               f"{re.sub(r'[^a-z0-9_]+', '_', path.stem.lower()).strip('_') or 'my_role'}.py")
+               f"{suggest_role_name(path.stem)}.py")
     try:
         mtime_ns = path.stat().st_mtime_ns
         source = path.read_bytes()
@@ -210,30 +169,12 @@ def _check_config(config: Any, path: Path, line: int, report: Callable[[int, str
         report(line, f"register_role()['config'] is {type(config).__name__} {config!r:.60}; "
                "set it to the ROLE_CONFIG dict")
         return
-    try:
-        RoleConfig.model_validate(config)
-    except ValidationError as err:
-        for item in err.errors():
-            report(line, _config_message(item))
+    for message in config_problems(config):
+        report(line, message)
     name = config.get("name")
     if isinstance(name, str) and name != path.stem:
         report(line, f"ROLE_CONFIG['name'] is {name!r} but the file is {path.name!r}; the name "
                f"must equal the file name, so set 'name': {path.stem!r} or rename the file")
-
-
-def _config_message(item: Any) -> str:
-    loc = item["loc"]
-    key = "".join(f"[{part!r}]" for part in loc)
-    parent = "ROLE_CONFIG" + "".join(f"[{part!r}]" for part in loc[:-1])
-    if item["type"] == "missing":
-        return f"{parent} lacks required key {loc[-1]!r}; add it"
-    if item["type"] == "extra_forbidden":
-        model = RoleConfig if len(loc) == 1 else ParameterSpec
-        return f"{parent} has unknown key {loc[-1]!r}; remove it or use one of " + ", ".join(
-            model.model_fields
-        )
-    hint = _CONFIG_HINTS.get(str(loc[0])) if len(loc) == 1 else None
-    return f"ROLE_CONFIG{key} is {item.get('input')!r:.60}; {hint or item['msg']}"
 
 
 def _check_event_handlers(handlers: Any, where: int, report: Callable[[int, str], None]) -> None:

@@ -2,19 +2,17 @@
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from common.errors import RoleContractError
+from llm_provider.role_config import ROLE_NAME, suggest_role_name
 from llm_provider.role_contract import LoadedRole, check_paths, display_path
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role, render_test
 from supervisor.config import Config
 from supervisor.logs import configure_logging
-
-ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def add_role_commands(
@@ -61,9 +59,9 @@ def new_role_command(args: argparse.Namespace) -> int:
     """Write a new role file and its test from the template."""
     name = args.name
     if not ROLE_NAME.fullmatch(name):
-        suggestion = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "my_role"
         raise RoleContractError(
-            f"role name {name!r} is not lowercase snake_case; use a name such as {suggestion!r}"
+            f"role name {name!r} is not lowercase snake_case; use a name such as "
+            f"{suggest_role_name(name)!r}"
         )
     config = args.load_config(args.config)
     role_file = _roles_folder(config) / f"{name}.py"
