@@ -113,6 +113,7 @@ class Supervisor:
         self._load_roles()
         store = Store(self.config.resolve(self.config.store.path))
         self.kv = KVStore(store)
+        self._services.clear()  # built before the store was open: rebuild with kv
         removers = self._install_signal_handlers()
         try:
             async with asyncio.TaskGroup() as tasks:
