@@ -187,3 +187,24 @@ def test_role_calling_sys_exit_at_import_is_reported_not_fatal(tmp_path):
         "3: importing the file raised SystemExit: 3; roles may import only common, strands and "
         "the standard library, and do no work at import"
     ]
+
+
+def test_intent_handler_with_three_parameters_is_reported(tmp_path):
+    source = render_role("greeter").replace(
+        "async def process_greeter_note(intent, services):",
+        "async def process_greeter_note(intent, services, extra):",
+    )
+    problems = check_role(write_role(tmp_path, "greeter", source), fresh=True)[1]
+    assert [p.message for p in problems] == [
+        "intent handler 'process_greeter_note' has signature (intent, services, extra); it must "
+        "accept (intent) or (intent, services)"
+    ]
+
+
+def test_full_parameter_spec_is_accepted(tmp_path):
+    spec = (
+        '"parameters": {"key": {"type": "string", "description": "k", "required": True, '
+        '"enum": ["a", "b"], "examples": ["a"]}},'
+    )
+    source = render_role("greeter").replace('    "fast_reply": True,', f"    {spec}")
+    assert check_role(write_role(tmp_path, "greeter", source), fresh=True)[1] == []
