@@ -102,8 +102,10 @@ class MessageBus:
         self._busy = False
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._dispatcher_running = False
         self.stats = BusStats()
         self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
+        self.last_called: tuple[Subscription, float] | None = None  # and its perf_counter start
         self.observers: list[HandlerObserver] = []
 
     # -- wiring -----------------------------------------------------------------------------
@@ -235,6 +237,7 @@ class MessageBus:
         loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
         self._closed = False
+        self._dispatcher_running = True
         try:
             while True:
                 await self._dispatch_pending()
@@ -242,13 +245,14 @@ class MessageBus:
                 await self._wakeup
                 self._wakeup = None
         finally:
+            self._dispatcher_running = False
             self._wakeup = None
             self._busy = False
             self._wake_idle()
 
     async def drain(self) -> None:
         """Return once the queue is empty and every intent it produced has been processed."""
-        running = self._task is not None and not self._task.done() or self._wakeup is not None
+        running = self._dispatcher_running or self._task is not None and not self._task.done()
         if not running:
             await self._dispatch_pending()
             return
@@ -285,6 +289,7 @@ class MessageBus:
         error: str | None = None
         exc: BaseException | None = None
         result: Any = None
+        self.last_called = (sub, started)
         try:
             result = sub.handler(data, context)
             blocked = time.perf_counter() - started

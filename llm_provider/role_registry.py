@@ -1,89 +1,61 @@
-"""The role registry: finds role files, imports each exactly once, and wires them in.
+"""The role registry: finds role files, checks them, wires them in, and keeps them current.
 
 Rules kept here:
 - A role is one file ``<roles_directory>/<name>.py`` (files starting with ``_`` are skipped),
   imported as module ``roles.<name>``; a file already imported from the same path is reused.
-- ``register_role()`` returns ``config``, ``event_handlers``, ``tools`` and ``intents``.
+- Role names equal file names, so one folder cannot hold two roles of the same name.
+- A file that fails the contract checks (llm_provider/role_contract.py) is skipped, logged and
+  published as ROLE_FAILED; every other role runs. Every change is published as a ROLE_* event
+  (role_announcements.py turns them into notifications).
+- ``check_for_changes()`` (called on the fast heartbeat) compares each file's modification time
+  and size, then its content hash, and reloads only files whose content changed. A reload is a
+  synchronous swap: events already being dispatched finish on the old handlers, later events reach
+  the new ones. A new version that fails its checks leaves the old one live (ROLE_RELOAD_FAILED).
+- A quarantined role is unsubscribed until its file changes.
 - Event handlers are subscribed on the bus under the role's name; intent handlers are registered
   with the IntentProcessor by ``set_intent_processor``.
 """
 
-import hashlib
-import importlib.util
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import structlog
 
+from common.errors import BusClosedError, BusFullError
+from common.events import (
+    ROLE_FAILED,
+    ROLE_LOADED,
+    ROLE_QUARANTINED,
+    ROLE_RELOAD_FAILED,
+    ROLE_UNLOADED,
+)
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from llm_provider.role_contract import LoadedRole, Problem, check_role
+from llm_provider.role_import import file_digest, import_role_module, module_name, restore_module
+
+__all__ = ["LoadedRole", "RoleRegistry", "import_role_module"]  # import_role_module: older callers
 
 log = structlog.get_logger("intentd.roles")
 
-
-@dataclass
-class LoadedRole:
-    """A role that passed its checks and is wired in."""
-
-    name: str
-    path: Path
-    module: ModuleType
-    config: dict[str, Any]
-    event_handlers: dict[str, Any]
-    tools: list[Any]
-    intents: dict[type, Any]
-    digest: str
-    mtime_ns: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def file_digest(path: Path) -> str:
-    """Return the sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def import_role_module(path: Path) -> ModuleType:
-    """Import ``path`` as ``roles.<stem>``, reusing a module already imported from that file."""
-    name = f"roles.{path.stem}"
-    existing = sys.modules.get(name)
-    if existing is not None and _same_file(getattr(existing, "__file__", None), path):
-        return existing
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        if existing is not None:
-            sys.modules[name] = existing
-        else:
-            del sys.modules[name]
-        raise
-    return module
-
-
-def _same_file(module_file: str | None, path: Path) -> bool:
-    if module_file is None:
-        return False
-    try:
-        return Path(module_file).resolve() == path.resolve()
-    except OSError:
-        return False
+REGISTRY = "_registry"  # publisher name; never a valid role name
 
 
 class RoleRegistry:
-    """Discover roles in a folder and wire them to the bus and the IntentProcessor."""
+    """Discover roles in a folder, wire them to the bus and the IntentProcessor, reload them."""
 
-    def __init__(self, roles_directory: str | Path = "roles", message_bus: MessageBus | None = None):
+    def __init__(
+        self,
+        roles_directory: str | Path = "roles",
+        message_bus: MessageBus | None = None,
+    ):
         self.roles_directory = Path(roles_directory)
         self.message_bus = message_bus
         self.roles: dict[str, LoadedRole] = {}
+        self.failed: dict[Path, list[Problem]] = {}
+        self.quarantined: set[str] = set()
         self.intent_processor: IntentProcessor | None = None
+        self._seen: dict[Path, tuple[int, int, str]] = {}
 
     def role_files(self) -> list[Path]:
         """Return the role files in the folder, sorted by name."""
@@ -92,33 +64,55 @@ class RoleRegistry:
         return sorted(p for p in self.roles_directory.glob("*.py") if not p.name.startswith("_"))
 
     def discover_roles(self) -> dict[str, LoadedRole]:
-        """Import and wire every role file; return the loaded roles by name."""
+        """Check and wire every role file not loaded yet; return the loaded roles by name."""
+        loaded_paths = {role.path for role in self.roles.values()}
         for path in self.role_files():
-            role = self.load_role(path)
-            self.roles[role.name] = role
-            self._subscribe(role)
-            if self.intent_processor is not None:
-                self._register_intents(role, self.intent_processor)
-            log.info("role_loaded", role=role.name, path=str(path))
+            if path not in loaded_paths and self._note(path) is not None:
+                self._load(path, fresh=False)
         return self.roles
 
-    def load_role(self, path: Path) -> LoadedRole:
-        """Import one role file and read its registration."""
-        digest, mtime_ns = file_digest(path), path.stat().st_mtime_ns
-        module = import_role_module(path)
-        registration = module.register_role()
-        config = registration["config"]
-        return LoadedRole(
-            name=config["name"],
-            path=path,
-            module=module,
-            config=config,
-            event_handlers=dict(registration.get("event_handlers", {})),
-            tools=list(registration.get("tools", [])),
-            intents=dict(registration.get("intents", {})),
-            digest=digest,
-            mtime_ns=mtime_ns,
-        )
+    def check_for_changes(self) -> list[str]:
+        """Load added files, reload changed ones, unload deleted ones; return the file names."""
+        changed = []
+        present = set(self.role_files())
+        for path in [p for p in self._seen if p not in present]:
+            changed.append(path.name)
+            self._forget(path)
+        for path in sorted(present):
+            seen = self._seen.get(path)
+            now = self._note(path, unless_stat=seen)
+            if now is None or (seen is not None and now[2] == seen[2]):
+                continue
+            changed.append(path.name)
+            self._load(path, fresh=True)
+        return changed
+
+    def _note(
+        self, path: Path, unless_stat: tuple[int, int, str] | None = None
+    ) -> tuple[int, int, str] | None:
+        """Record the file's (mtime, size, digest), hashing only if mtime or size moved."""
+        try:
+            stat = path.stat()
+            if unless_stat is not None and unless_stat[:2] == (stat.st_mtime_ns, stat.st_size):
+                return unless_stat
+            # stat before reading: an edit racing this read shows up as a change next tick
+            seen = (stat.st_mtime_ns, stat.st_size, file_digest(path))
+        except OSError:
+            return None  # deleted meanwhile: the next tick unloads it
+        self._seen[path] = seen
+        return seen
+
+    def quarantine(self, name: str, failures: int, window: float, error: str) -> None:
+        """Unsubscribe role ``name`` until its file changes (unknown names are ignored)."""
+        if name not in self.roles or name in self.quarantined:
+            return
+        self.quarantined.add(name)
+        if self.message_bus is not None:
+            self.message_bus.unsubscribe_role(name)
+        log.error("role_quarantined", role=name, failures=failures, window_s=window, error=error)
+        self._publish(ROLE_QUARANTINED, {
+            "role": name, "failures": failures, "window": window, "error": error,
+        })
 
     def set_intent_processor(self, processor: IntentProcessor) -> None:
         """Register every loaded role's intent handlers with ``processor``."""
@@ -130,13 +124,75 @@ class RoleRegistry:
         """Return a loaded role by name."""
         return self.roles.get(name)
 
-    def _subscribe(self, role: LoadedRole) -> None:
-        if self.message_bus is None:
+    # -- loading and unloading ------------------------------------------------------------
+
+    def _load(self, path: Path, *, fresh: bool) -> LoadedRole | None:
+        live = self._role_at(path)
+        role, problems = check_role(path, fresh=fresh)
+        if role is not None:
+            self.failed.pop(path, None)
+            if live is not None:
+                self._unwire(live.name)
+            self._wire(role)
+            log.info("role_loaded", role=role.name, path=str(path), reloaded=live is not None)
+            self._publish(ROLE_LOADED, {
+                "role": role.name, "version": role.config.get("version"), "path": str(path),
+                "reloaded": live is not None,
+            })
+            return role
+        self.failed[path] = problems
+        lines = [str(problem) for problem in problems]
+        if live is not None:
+            log.error("role_reload_failed", role=live.name, path=str(path), problems=lines)
+            self._publish(
+                ROLE_RELOAD_FAILED, {"role": live.name, "path": str(path), "problems": lines}
+            )
+        else:
+            log.error("role_failed", role=path.stem, path=str(path), problems=lines)
+            self._publish(ROLE_FAILED, {"role": path.stem, "path": str(path), "problems": lines})
+        return None
+
+    def _forget(self, path: Path) -> None:
+        self._seen.pop(path, None)
+        self.failed.pop(path, None)
+        live = self._role_at(path)
+        restore_module(module_name(path), None)
+        if live is None:
             return
-        for event_type, handler in role.event_handlers.items():
-            self.message_bus.subscribe(role.name, event_type, handler)
+        self._unwire(live.name)
+        log.info("role_unloaded", role=live.name, path=str(path))
+        self._publish(ROLE_UNLOADED, {
+            "role": live.name, "path": str(path), "reason": f"its file {path.name!r} was deleted",
+        })
+
+    def _role_at(self, path: Path) -> LoadedRole | None:
+        return next((role for role in self.roles.values() if role.path == path), None)
+
+    def _wire(self, role: LoadedRole) -> None:
+        self.roles[role.name] = role
+        if self.message_bus is not None:
+            for event_type, handler in role.event_handlers.items():
+                self.message_bus.subscribe(role.name, event_type, handler)
+        if self.intent_processor is not None:
+            self._register_intents(role, self.intent_processor)
+
+    def _unwire(self, name: str) -> None:
+        self.roles.pop(name, None)
+        self.quarantined.discard(name)
+        if self.message_bus is not None:
+            self.message_bus.unsubscribe_role(name)
+        if self.intent_processor is not None:
+            self.intent_processor.unregister_role(name)
 
     @staticmethod
     def _register_intents(role: LoadedRole, processor: IntentProcessor) -> None:
         for intent_type, handler in role.intents.items():
             processor.register_role_intent_handler(intent_type, handler, role=role.name)
+
+    def _publish(self, event_type: str, data: dict[str, Any]) -> None:
+        if self.message_bus is None:
+            return
+        try:
+            self.message_bus.publish(REGISTRY, event_type, data, source="role_registry")
+        except (BusFullError, BusClosedError) as err:
+            log.warning("role_event_not_published", event_type=event_type, error=str(err))

@@ -9,6 +9,7 @@ from pathlib import Path
 from common.errors import ConfigError, IntentdError
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
+from supervisor.role_commands import add_role_commands
 from supervisor.store_commands import add_commands as add_store_commands
 
 DEFAULT_CONFIG = "config.yaml"
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="start the daemon (stop with Ctrl-C or SIGTERM)")
     run.add_argument("--config", default=None, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    run.add_argument(
+        "--strict", action="store_true", help="refuse to start if any role file fails its checks"
+    )
     run.set_defaults(handler=_run)
 
     check = commands.add_parser("check-config", help="validate a config file without starting")
@@ -43,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    add_role_commands(commands, lambda path: load_config(_config_path(path)))
     return parser
 
 
@@ -56,6 +61,9 @@ def _run(args: argparse.Namespace) -> int:
     from supervisor.supervisor import Supervisor
 
     config = load_config(_config_path(args.config))
+    if args.strict:
+        strict_roles = config.roles.model_copy(update={"strict": True})
+        config = config.model_copy(update={"roles": strict_roles})
     configure_logging(config.logging.level, config.logging.format)
     asyncio.run(Supervisor(config=config).run())
     return 0

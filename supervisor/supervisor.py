@@ -20,14 +20,19 @@ from typing import Any, TextIO
 import structlog
 
 from common.clock import Clock, SystemClock
+from common.errors import RoleContractError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from llm_provider.role_registry import RoleRegistry
+from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
+from llm_provider.role_quarantine import FailureWindow
+from llm_provider.role_registry import REGISTRY, RoleRegistry
 from supervisor.audit_store import DurableAuditSink
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
+from supervisor.kv_store import KVStore
+from supervisor.loop_lag import LoopLagMonitor
 from supervisor.schedules import ScheduleService
 from supervisor.services import RoleServices
 from supervisor.store import Store
@@ -70,6 +75,20 @@ class Supervisor:
         self.store: Store | None = None
         self.timers: TimerService | None = None
         self.schedules: ScheduleService | None = None
+        self.kv: KVStore | None = None
+        announcer = make_announcer(cfg.channels.admin or cfg.channels.default)
+        for event_type in ANNOUNCED_EVENTS:
+            self.message_bus.subscribe(REGISTRY, event_type, announcer)
+        self.failure_window = FailureWindow(
+            cfg.roles.quarantine_failures,
+            cfg.roles.quarantine_window,
+            self.clock.time,
+            self.role_registry.quarantine,
+        )
+        self.message_bus.failure_hooks.append(self.failure_window.record)
+        self.loop_lag = LoopLagMonitor(
+            threshold=cfg.roles.block_threshold, last_called=lambda: self.message_bus.last_called
+        )
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
@@ -83,8 +102,9 @@ class Supervisor:
         services = self._services.get(role)
         if services is None:
             settings = self.config.roles.settings.get(role, {})
+            kv = self.kv.for_role(role) if self.kv is not None else None
             services = RoleServices(
-                role=role, bus=self.message_bus, settings=settings, timers=self.timers
+                role=role, bus=self.message_bus, settings=settings, timers=self.timers, kv=kv
             )
             self._services[role] = services
         return services
@@ -101,6 +121,11 @@ class Supervisor:
         self._stop_requested = asyncio.Event()
         self._ready = asyncio.Event()
         self._open_store()
+        try:
+            self._load_roles()
+        except BaseException:
+            self._close_store()
+            raise
         removers = self._install_signal_handlers()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -119,12 +144,15 @@ class Supervisor:
         self.timers = TimerService(store, self.message_bus, self.clock)
         self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
         self.intent_processor.audit_sink = DurableAuditSink(store)
+        self.kv = KVStore(store)
         self._services.clear()
 
     def _close_store(self) -> None:
         for service in (self.timers, self.schedules):
             if service is not None:
                 service.stop()
+        self.kv = None
+        self._services.clear()
         if self.store is not None:
             self.store.close()
 
@@ -133,12 +161,11 @@ class Supervisor:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
-        self.role_registry.discover_roles()
-        self.role_registry.set_intent_processor(self.intent_processor)
         assert self.timers is not None and self.schedules is not None
         self.timers.start()
         self.schedules.start()
         sources = [
+            tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
                 tick_forever(
                     self.message_bus,
@@ -157,6 +184,7 @@ class Supervisor:
                     FAST_HEARTBEAT_TICK,
                     cfg.supervisor.fast_heartbeat_interval,
                     lambda now: {"timestamp": now},
+                    self._reload_changed_roles,
                 ),
                 name="fast-heartbeat",
             ),
@@ -180,6 +208,20 @@ class Supervisor:
             )
         self.message_bus.close()
         dispatcher.cancel()
+
+    def _load_roles(self) -> None:
+        self.role_registry.discover_roles()
+        self.role_registry.set_intent_processor(self.intent_processor)
+        failed = self.role_registry.failed
+        if self.config.roles.strict and failed:
+            first = next(iter(failed.values()))[0]
+            raise RoleContractError(
+                f"roles.strict is on and {len(failed)} role file(s) fail their checks, first "
+                f"{first}; fix them (see 'intentd check') or start without --strict"
+            )
+
+    def _reload_changed_roles(self, now: float) -> None:
+        self.role_registry.check_for_changes()
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now

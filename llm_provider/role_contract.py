@@ -1,0 +1,321 @@
+"""The role contract, checked: every rule a role file must keep, and one line per broken rule.
+
+Rules kept here:
+- ``check_role(path)`` imports the file, calls ``register_role()`` and reports ALL problems at
+  once, each as ``roles/foo.py:LINE: rule, what was found, how to fix``.
+- A role that has any problem is not returned; nothing of it gets wired in.
+- ROLE_CONFIG's own rules live in role_config.py.
+"""
+
+import inspect
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from common.errors import EventNameError
+from common.events import check_event_type
+from common.intents import Intent
+from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_name
+from llm_provider.role_import import (
+    import_role_module,
+    module_name,
+    restore_module,
+    source_digest,
+)
+
+REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule of one role file."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{display_path(self.path)}:{self.line}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the problem as a JSON-ready dict."""
+        return {"path": display_path(self.path), "line": self.line, "message": self.message}
+
+
+@dataclass
+class LoadedRole:
+    """A role that passed its checks."""
+
+    name: str
+    path: Path
+    module: ModuleType
+    config: dict[str, Any]
+    event_handlers: dict[str, Any]
+    tools: list[Any]
+    intents: dict[type, Any]
+    digest: str
+    mtime_ns: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def display_path(path: Path) -> str:
+    """Return ``path`` relative to the working folder when it is inside it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, list[Problem]]:
+    """Import ``path``, check every rule, and return the role (None if any problem) and problems."""
+    path = Path(path)
+    problems: list[Problem] = []
+
+    def report(line: int, message: str) -> None:
+        problems.append(Problem(path, line, message))
+
+    if not ROLE_NAME.fullmatch(path.stem):
+        report(1, f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
+               f"{suggest_role_name(path.stem)}.py")
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+        source = path.read_bytes()
+    except OSError as err:
+        report(1, f"the file cannot be read ({err.strerror}); check that it exists and is readable")
+        return None, problems
+    digest = source_digest(source)
+    name = module_name(path)
+    previous = sys.modules.get(name)
+    try:
+        module = import_role_module(path, fresh=fresh, source=source)
+    except SyntaxError as err:
+        report(err.lineno or 1, f"the file has a syntax error ({err.msg}); fix it so that "
+               f"'python -m py_compile {path.name}' passes")
+        return None, problems
+    except (Exception, SystemExit) as err:
+        report(_raising_line(err, path), f"importing the file raised {_describe(err)}; roles may "
+               "import only common, strands and the standard library, and do no work at import")
+        return None, problems
+    role = _check_module(module, path, digest, mtime_ns, report)
+    if problems:
+        restore_module(name, previous)
+        return None, sorted(problems, key=lambda problem: problem.line)
+    return role, problems
+
+
+def _check_module(
+    module: ModuleType, path: Path, digest: str, mtime_ns: int, report: Callable[[int, str], None]
+) -> LoadedRole | None:
+    register = getattr(module, "register_role", None)
+    if register is None:
+        report(1, "the file has no register_role() function; add 'def register_role()' returning "
+               "{'config': ROLE_CONFIG, 'event_handlers': {...}, 'tools': [...], 'intents': {...}}")
+        return None
+    where = _line_of(register, _assignment_line(path, "register_role") or 1)
+    if not callable(register):
+        report(where, f"register_role is {type(register).__name__} {register!r:.60}, not a "
+               "function; define 'def register_role()'")
+        return None
+    try:
+        registration = register()
+    except (Exception, SystemExit) as err:
+        report(_raising_line(err, path, where), f"register_role() raised {_describe(err)}; "
+               "it must only return a literal dict")
+        return None
+    if not isinstance(registration, dict):
+        report(where, f"register_role() returned a {type(registration).__name__}, not a dict; "
+               "return {'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}")
+        return None
+    missing = [key for key in REGISTRATION_KEYS if key not in registration]
+    unknown = [key for key in registration if key not in REGISTRATION_KEYS]
+    if missing:
+        report(where, f"register_role() result lacks key(s) {', '.join(map(repr, missing))}; "
+               "return all of 'config', 'event_handlers', 'tools', 'intents' (empty if unused)")
+    if unknown:
+        report(where, f"register_role() result has unknown key(s) {', '.join(map(repr, unknown))};"
+               " remove them (allowed: 'config', 'event_handlers', 'tools', 'intents')")
+    config_line = _assignment_line(path, "ROLE_CONFIG") or where
+    config = registration.get("config", {})
+    _check_config(config, path, config_line, report)
+    handlers = registration.get("event_handlers", {})
+    tools = registration.get("tools", [])
+    intents = registration.get("intents", {})
+    _check_event_handlers(handlers, where, report)
+    _check_tools(tools, where, report)
+    _check_intents(intents, where, report)
+    shapes = ((config, dict), (handlers, dict), (tools, list), (intents, dict))
+    if missing or unknown or not all(isinstance(value, kind) for value, kind in shapes):
+        return None
+    return LoadedRole(
+        name=str(config.get("name", path.stem)),
+        path=path,
+        module=module,
+        config=config,
+        event_handlers=dict(handlers),
+        tools=list(tools),
+        intents=dict(intents),
+        digest=digest,
+        mtime_ns=mtime_ns,
+    )
+
+
+def _check_config(config: Any, path: Path, line: int, report: Callable[[int, str], None]) -> None:
+    if not isinstance(config, dict):
+        report(line, f"register_role()['config'] is {type(config).__name__} {config!r:.60}; "
+               "set it to the ROLE_CONFIG dict")
+        return
+    for message in config_problems(config):
+        report(line, message)
+    name = config.get("name")
+    if isinstance(name, str) and name != path.stem:
+        report(line, f"ROLE_CONFIG['name'] is {name!r} but the file is {path.name!r}; the name "
+               f"must equal the file name, so set 'name': {path.stem!r} or rename the file")
+
+
+def _check_event_handlers(handlers: Any, where: int, report: Callable[[int, str], None]) -> None:
+    if not isinstance(handlers, dict):
+        report(where, f"register_role()['event_handlers'] is {type(handlers).__name__}; make it "
+               "a dict of event name to handler, e.g. {'TIMER_EXPIRED': handle_timer_expired}")
+        return
+    for event_type, handler in handlers.items():
+        try:
+            check_event_type(event_type, "event_handlers key")
+        except EventNameError as err:
+            report(where, str(err))
+        if not callable(handler):
+            report(where, f"event handler for {event_type!r} is {type(handler).__name__} "
+                   f"{handler!r:.60}, not callable; map the event to a function "
+                   "'def handle_x(event_data, context)'")
+            continue
+        if not _accepts(handler, 2):
+            report(_line_of(handler, where), f"event handler {_name(handler)!r} for {event_type!r} "
+                   f"has signature {_signature(handler)}; it must accept (event_data, context)")
+
+
+def _check_tools(tools: Any, where: int, report: Callable[[int, str], None]) -> None:
+    if not isinstance(tools, list):
+        report(where, f"register_role()['tools'] is {type(tools).__name__}; make it a list of "
+               "strands @tool functions ([] if none)")
+        return
+    if not tools:
+        return
+    from strands.types.tools import AgentTool  # imported only when a role has tools
+
+    for tool in tools:
+        line = _line_of(getattr(tool, "_tool_func", tool), where)
+        if not isinstance(tool, AgentTool):
+            report(line, f"tool {_name(tool)!r} is {type(tool).__name__}, not a strands tool; "
+                   "decorate it with '@tool' from strands")
+            continue
+        description = (tool.tool_spec or {}).get("description", "")
+        if not isinstance(description, str) or description.strip() in ("", tool.tool_name):
+            report(line, f"tool {tool.tool_name!r} has no description; give the function a "
+                   "docstring (the model reads it)")
+
+
+def _check_intents(intents: Any, where: int, report: Callable[[int, str], None]) -> None:
+    if not isinstance(intents, dict):
+        report(where, f"register_role()['intents'] is {type(intents).__name__}; make it a dict "
+               "of Intent subclass to async handler ({} if none)")
+        return
+    for intent_type, handler in intents.items():
+        if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
+            report(_line_of(intent_type, where), f"intents key {_name(intent_type)!r} is not a "
+                   "subclass of common.intents.Intent; declare '@dataclass class XIntent(Intent)'")
+        elif inspect.isabstract(intent_type):
+            report(_line_of(intent_type, where), f"intent {intent_type.__name__!r} does not "
+                   "implement validate(); add 'def validate(self) -> bool'")
+        if not inspect.iscoroutinefunction(handler):
+            report(_line_of(handler, where), f"intent handler {_name(handler)!r} is not an async "
+                   "function; write 'async def process_x(intent, services)'")
+        elif not (_accepts(handler, 1) or _accepts(handler, 2)):
+            report(_line_of(handler, where), f"intent handler {_name(handler)!r} has signature "
+                   f"{_signature(handler)}; it must accept (intent) or (intent, services)")
+
+
+def _accepts(function: Callable[..., Any], count: int) -> bool:
+    try:
+        inspect.signature(function).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:
+        return True  # builtins without a signature: let the call decide
+    return True
+
+
+def _signature(function: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(function))
+    except (TypeError, ValueError):
+        return "(?)"
+
+
+def _name(thing: Any) -> str:
+    return getattr(thing, "__qualname__", None) or getattr(thing, "tool_name", None) or repr(thing)
+
+
+def _line_of(thing: Any, default: int) -> int:
+    code = getattr(thing, "__code__", None)
+    if code is not None:
+        return int(code.co_firstlineno)
+    try:
+        return inspect.getsourcelines(thing)[1] or default
+    except (OSError, TypeError):
+        return default
+
+
+def _assignment_line(path: Path, name: str) -> int:
+    pattern = re.compile(rf"^(?:def\s+{name}\b|{name}\s*[:=])")
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0
+    return next((n for n, text in enumerate(lines, 1) if pattern.match(text)), 0)
+
+
+def _raising_line(err: BaseException, path: Path, default: int = 1) -> int:
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename) == path]
+    return frames[-1].lineno or default if frames else default
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def duplicate_problem(role: LoadedRole, first: Path) -> Problem:
+    """Return the problem of ``role`` reusing the name of the role loaded from ``first``."""
+    line = _assignment_line(role.path, "ROLE_CONFIG") or 1
+    return Problem(role.path, line, f"role name {role.name!r} is already used by "
+                   f"{display_path(first)}; role names must be unique, so rename one of them")
+
+
+def check_paths(paths: list[Path]) -> tuple[list[LoadedRole], list[Problem]]:
+    """Check role files and folders of role files together, names unique across all of them."""
+    roles: dict[str, LoadedRole] = {}
+    problems: list[Problem] = []
+    for path in expand_paths(paths):
+        role, found = check_role(path, fresh=True)
+        problems.extend(found)
+        if role is None:
+            continue
+        if role.name in roles:
+            problems.append(duplicate_problem(role, roles[role.name].path))
+        else:
+            roles[role.name] = role
+    return list(roles.values()), problems
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Return role files: each file as given, each folder's ``*.py`` not starting with ``_``."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(p for p in path.glob("*.py") if not p.name.startswith("_")))
+        else:
+            files.append(path)
+    return files
