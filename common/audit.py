@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AuditRecord:
     """One append-only audit entry: who did what, and the chain of ids that led to it."""
 

@@ -27,10 +27,18 @@ _EVENT_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
 MAX_EVENT_NAME_LENGTH = 128
 
 
+_checked: set[str] = set()  # names already found valid: the bus checks every publish
+_CHECKED_LIMIT = 4096
+
+
 def check_event_type(event_type: object, where: str = "event type") -> str:
     """Return ``event_type`` if it is an UPPER_SNAKE_CASE name; raise EventNameError otherwise."""
+    if event_type in _checked:
+        return event_type  # type: ignore[return-value]
     if isinstance(event_type, str) and len(event_type) <= MAX_EVENT_NAME_LENGTH:
         if _EVENT_NAME.fullmatch(event_type):
+            if len(_checked) < _CHECKED_LIMIT:
+                _checked.add(event_type)
             return event_type
         suggestion = re.sub(r"[^A-Za-z0-9]+", "_", event_type).strip("_").upper()
         if suggestion and _EVENT_NAME.fullmatch(suggestion):

@@ -10,9 +10,10 @@ Rules kept here:
 """
 
 import asyncio
+import functools
 import inspect
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +21,14 @@ import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
 from common.errors import IntentHandlingError
-from common.intents import AuditIntent, EventIntent, Intent, NotificationIntent, WorkflowIntent
+from common.intents import (
+    AuditIntent,
+    EventIntent,
+    Intent,
+    NotificationIntent,
+    WorkflowIntent,
+    is_intent,
+)
 from common.types import IntentHandler, ServicesFactory
 
 log = structlog.get_logger("intentd.intents")
@@ -41,7 +49,12 @@ class WorkflowEngine(Protocol):
 class EventPublisher(Protocol):
     """Publishes events (the MessageBus)."""
 
-    def publish(self, publisher: str, event_type: str, message: Any = None, **context: Any) -> str: ...
+    def publish(
+        self, publisher: str, event_type: str, message: Any = None, *, parent_id: str | None = None
+    ) -> str: ...
+
+
+Route = Callable[[Any, str | None], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,7 @@ class IntentProcessor:
         self.stats = ProcessorStats()
         self._role_handlers: dict[str, _RoleHandler] = {}
         self._role_types: dict[str, type[Intent]] = {}
+        self._routes: dict[type, Route] = {}
 
     # -- registration -----------------------------------------------------------------------
 
@@ -99,7 +113,9 @@ class IntentProcessor:
     ) -> None:
         """Carry out ``intent_type`` intents with ``handler(intent[, services])``."""
         if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
-            raise TypeError(f"intent type {intent_type!r} is not a subclass of common.intents.Intent")
+            raise TypeError(
+                f"intent type {intent_type!r} is not a subclass of common.intents.Intent"
+            )
         if not inspect.iscoroutinefunction(handler):
             raise TypeError(
                 f"intent handler {handler!r} for {intent_type.__name__} must be an async function"
@@ -117,6 +133,7 @@ class IntentProcessor:
         name = intent_type.type_name()
         self._role_handlers[name] = _RoleHandler(role, handler, len(positional) == 2)
         self._role_types[name] = intent_type
+        self._routes.clear()
 
     def unregister_role(self, role: str) -> int:
         """Remove every intent handler registered for ``role``; return how many."""
@@ -124,6 +141,7 @@ class IntentProcessor:
         for name in names:
             del self._role_handlers[name]
             del self._role_types[name]
+        self._routes.clear()
         return len(names)
 
     @property
@@ -150,9 +168,11 @@ class IntentProcessor:
 
     async def carry_out(self, intent: Any, role: str | None = None) -> IntentOutcome:
         """Carry out one intent and say what happened; never raises for a bad intent."""
-        if not isinstance(intent, Intent):
+        if not is_intent(intent):
             self.stats.failed["<not an intent>"] += 1
-            error = f"{intent!r:.80} is not an Intent; handlers and tools must return Intent objects"
+            error = (
+                f"{intent!r:.80} is not an Intent; handlers and tools must return Intent objects"
+            )
             log.warning("intent_failed", error=error, role=role)
             return IntentOutcome(intent, False, error=error)
         type_name = type(intent).__name__
@@ -162,8 +182,11 @@ class IntentProcessor:
             problems = [f"{type_name}.validate() raised {type(err).__name__}: {err}"]
         if problems:
             return self._failed(intent, role, f"invalid {type_name}: " + "; ".join(problems))
+        route = self._routes.get(type(intent))
+        if route is None:
+            route = self._routes[type(intent)] = self._route(type(intent))
         try:
-            result = await self._dispatch(intent, role)
+            result = await route(intent, role)
         except Exception as err:
             return self._failed(intent, role, f"{type_name} failed: {err}", err)
         self.stats.processed[intent.type_name()] += 1
@@ -184,27 +207,32 @@ class IntentProcessor:
         )
         return IntentOutcome(intent, False, error=error)
 
-    async def _dispatch(self, intent: Intent, role: str | None) -> Any:
-        for cls in type(intent).__mro__:
+    def _route(self, intent_type: type[Intent]) -> Route:
+        for cls in intent_type.__mro__:
             if cls is Intent or not (isinstance(cls, type) and issubclass(cls, Intent)):
                 continue
             entry = self._role_handlers.get(cls.type_name())
             if entry is not None:
-                return await self._run_role_handler(entry, intent)
-            if cls is NotificationIntent:
-                return await self._notify(intent)  # type: ignore[arg-type]
-            if cls is AuditIntent:
-                return self._audit(intent, role)  # type: ignore[arg-type]
-            if cls is WorkflowIntent:
-                return await self._start_workflow(intent)  # type: ignore[arg-type]
-            if cls is EventIntent:
-                return self._publish(intent)  # type: ignore[arg-type]
+                return functools.partial(self._run_role_handler, entry)
+            core: dict[type, Route] = {
+                NotificationIntent: self._notify,
+                AuditIntent: self._audit,
+                WorkflowIntent: self._start_workflow,
+                EventIntent: self._publish,
+            }
+            if cls in core:
+                return core[cls]
+        return self._unhandled
+
+    async def _unhandled(self, intent: Intent, role: str | None) -> Any:
         raise IntentHandlingError(
             f"no handler is registered for {type(intent).type_name()}; register one in the "
             "role's register_role()['intents']"
         )
 
-    async def _run_role_handler(self, entry: _RoleHandler, intent: Intent) -> Any:
+    async def _run_role_handler(
+        self, entry: _RoleHandler, intent: Intent, role: str | None
+    ) -> Any:
         args: tuple[Any, ...] = (intent,)
         if entry.wants_services:
             if self.services_factory is None:
@@ -222,7 +250,7 @@ class IntentProcessor:
                 f"{self.intent_timeout} s budget and was cancelled"
             ) from err
 
-    async def _notify(self, intent: NotificationIntent) -> Any:
+    async def _notify(self, intent: NotificationIntent, role: str | None) -> Any:
         if self.communication_manager is None:
             log.info(
                 "notification",
@@ -234,7 +262,7 @@ class IntentProcessor:
             return None
         return await self.communication_manager.send(intent)
 
-    def _audit(self, intent: AuditIntent, role: str | None) -> AuditRecord:
+    async def _audit(self, intent: AuditIntent, role: str | None) -> AuditRecord:
         record = AuditRecord(
             action=intent.action,
             details=intent.details,
@@ -247,7 +275,7 @@ class IntentProcessor:
         self.audit_sink.append(record)
         return record
 
-    async def _start_workflow(self, intent: WorkflowIntent) -> Any:
+    async def _start_workflow(self, intent: WorkflowIntent, role: str | None) -> Any:
         if self.workflow_engine is None:
             raise IntentHandlingError(
                 f"no workflow engine configured, so workflow {intent.workflow_type!r} cannot run; "
@@ -255,7 +283,7 @@ class IntentProcessor:
             )
         return await self.workflow_engine.start_workflow_intent(intent)
 
-    def _publish(self, intent: EventIntent) -> str:
+    async def _publish(self, intent: EventIntent, role: str | None) -> str:
         if self.message_bus is None:
             raise IntentHandlingError(
                 f"EventIntent {intent.event_type!r} cannot be published: this IntentProcessor "

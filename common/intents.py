@@ -56,7 +56,8 @@ class Intent(ABC):
 
     def payload(self) -> dict[str, Any]:
         """Return the intent's own fields (no bookkeeping) as a dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.BOOKKEEPING}
+        skip = self.BOOKKEEPING
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict: type name, fields and bookkeeping."""
@@ -174,6 +175,11 @@ class EventIntent(Intent):
         if not isinstance(self.data, dict):
             found.append(f"EventIntent.data must be a dict, got {self.data!r}")
         return found
+
+
+def is_intent(value: object) -> bool:
+    """Return True for an Intent instance (a cheaper ``isinstance`` for the hot path)."""
+    return Intent in type(value).__mro__
 
 
 CORE_INTENTS: tuple[type[Intent], ...] = (

@@ -29,7 +29,7 @@ from common.context import EventContext
 from common.errors import BusClosedError, BusFullError, WrongThreadError
 from common.events import check_event_type
 from common.ids import new_id
-from common.intents import Intent
+from common.intents import Intent, is_intent
 from common.types import EventHandler
 
 log = structlog.get_logger("intentd.bus")
@@ -38,7 +38,9 @@ log = structlog.get_logger("intentd.bus")
 class IntentSink(Protocol):
     """What the bus hands intents to (the IntentProcessor)."""
 
-    async def process_intents(self, intents: list[Intent], role: str | None = None) -> dict[str, Any]: ...
+    async def process_intents(
+        self, intents: list[Intent], role: str | None = None
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class BusStats:
     blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejected_full: int = 0
 
+
+_FAILED = object()  # an async handler's result when it raised or overran its budget
 
 HandlerObserver = Callable[[Subscription, EventContext, float, str | None], None]
 
@@ -252,7 +256,7 @@ class MessageBus:
 
     async def drain(self) -> None:
         """Return once the queue is empty and every intent it produced has been processed."""
-        running = self._dispatcher_running or self._task is not None and not self._task.done()
+        running = self._dispatcher_running or (self._task is not None and not self._task.done())
         if not running:
             await self._dispatch_pending()
             return
@@ -269,79 +273,110 @@ class MessageBus:
                 waiter.set_result(None)
 
     async def _dispatch_pending(self) -> None:
+        # The hot path: kept flat (no coroutine per handler call) because every event pays for
+        # each layer. Async handlers take the slower branch through _await_handler.
         queue = self._queue
+        perf_counter = time.perf_counter
         self._busy = True
         try:
             while queue:
                 data, context, on_done = queue.popleft()
                 for sub in self._subs.get(context.event_type, ()):
-                    intents = await self._call(sub, data, context)
+                    started = perf_counter()
+                    self.last_called = (sub, started)
+                    try:
+                        result = sub.handler(data, context)
+                    except Exception as err:
+                        self._finish(
+                            sub,
+                            context,
+                            started,
+                            f"handler raised {type(err).__name__}: {err}",
+                            err,
+                        )
+                        continue
+                    if perf_counter() - started > self.block_threshold:
+                        self._report_block(sub, context, perf_counter() - started)
+                    if type(result) is not list and inspect.isawaitable(result):
+                        result = await self._await_handler(sub, context, started, result)
+                        if result is _FAILED:
+                            continue
+                    intents, error = self._intents_from(result)
+                    self._finish(sub, context, started, error, None)
                     if intents:
-                        await self._hand_over(intents, sub, context)
+                        for intent in intents:
+                            if intent.parent_id is None:
+                                intent.parent_id = context.event_id
+                        if self._processor is not None:
+                            await self._processor.process_intents(intents, role=sub.role)
+                        else:
+                            log.warning(
+                                "intents_dropped_no_processor",
+                                role=sub.role,
+                                event_id=context.event_id,
+                                count=len(intents),
+                            )
                 if on_done is not None:
                     self._report_done(on_done, context)
         finally:
             self._busy = False
             self._wake_idle()
 
-    async def _call(self, sub: Subscription, data: Any, context: EventContext) -> list[Intent]:
-        started = time.perf_counter()
-        error: str | None = None
-        exc: BaseException | None = None
-        result: Any = None
-        self.last_called = (sub, started)
+    async def _await_handler(
+        self, sub: Subscription, context: EventContext, started: float, pending: Any
+    ) -> Any:
         try:
-            result = sub.handler(data, context)
-            blocked = time.perf_counter() - started
-            if blocked > self.block_threshold:
-                self._report_block(sub, context, blocked)
-            if inspect.isawaitable(result):
-                async with asyncio.timeout(self.handler_timeout):
-                    result = await result
+            async with asyncio.timeout(self.handler_timeout):
+                return await pending
         except TimeoutError:
             self.stats.timed_out[sub.role, sub.event_type] += 1
             error = f"handler exceeded its {self.handler_timeout} s budget and was cancelled"
+            self._finish(sub, context, started, error, None)
         except Exception as err:
             error = f"handler raised {type(err).__name__}: {err}"
-            exc = err
-        intents: list[Intent] = []
-        if error is None:
-            intents, error = self._intents_from(result, sub)
-        elapsed = time.perf_counter() - started
-        for observer in self.observers:
-            observer(sub, context, elapsed, error)
+            self._finish(sub, context, started, error, err)
+        return _FAILED
+
+    def _finish(
+        self,
+        sub: Subscription,
+        context: EventContext,
+        started: float,
+        error: str | None,
+        exc: BaseException | None,
+    ) -> None:
+        if self.observers:
+            elapsed = time.perf_counter() - started
+            for observer in self.observers:
+                observer(sub, context, elapsed, error)
         if error is None:
             self.stats.handled[sub.role, sub.event_type] += 1
         else:
             self._report_failure(sub, context, error, exc)
-        return intents
 
     @staticmethod
-    def _intents_from(result: Any, sub: Subscription) -> tuple[list[Intent], str | None]:
-        if result is None:
+    def _intents_from(result: Any) -> tuple[list[Intent], str | None]:
+        if type(result) is list:
+            for item in result:
+                if not is_intent(item):
+                    break
+            else:
+                return result, None
+        elif result is None:
             return [], None
-        if type(result) is not list and not isinstance(result, (list, tuple)):
-            return [], f"handler returned {type(result).__name__} {result!r:.80}; expected a list of intents"
+        elif not isinstance(result, (list, tuple)):
+            return [], (
+                f"handler returned {type(result).__name__} {result!r:.80}; "
+                "expected a list of intents"
+            )
         intents = [item for item in result if isinstance(item, Intent)]
         if len(intents) != len(result):
             bad = next(item for item in result if not isinstance(item, Intent))
-            return intents, f"handler returned {bad!r:.80} in its list; expected only Intent objects"
-        return intents, None
-
-    async def _hand_over(self, intents: list[Intent], sub: Subscription, context: EventContext) -> None:
-        for intent in intents:
-            if intent.parent_id is None:
-                intent.parent_id = context.event_id
-        if self._processor is None:
-            log.warning(
-                "intents_dropped_no_processor",
-                role=sub.role,
-                event_type=sub.event_type,
-                event_id=context.event_id,
-                count=len(intents),
+            return (
+                intents,
+                f"handler returned {bad!r:.80} in its list; expected only Intent objects",
             )
-            return
-        await self._processor.process_intents(intents, role=sub.role)
+        return intents, None
 
     @staticmethod
     def _report_done(on_done: Callable[[], None], context: EventContext) -> None:

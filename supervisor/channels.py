@@ -100,8 +100,8 @@ class CommunicationManager:
                 raise IntentHandlingError(f"channel alias {channel!r} loops back on itself")
             seen.add(name)
             name = self.config.aliases[name]
-        if name in ("default", ""):
-            return self.resolve(self.config.default) if self.config.default != name else Address("console")
+        if name == "default":
+            name = self.config.default if self.config.default != "default" else "console"
         kind, sep, target = name.partition(":")
         if sep:
             if kind not in self.channels:

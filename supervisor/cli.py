@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="start the daemon (stop with Ctrl-C or SIGTERM)")
-    run.add_argument("--config", default=None, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    run.add_argument(
+        "--config", default=None, help=f"config file (default: ./{DEFAULT_CONFIG} if present)"
+    )
     run.add_argument(
         "--strict", action="store_true", help="refuse to start if any role file fails its checks"
     )

@@ -1,4 +1,4 @@
-"""config.yaml: parsed with pyyaml, checked with pydantic, ``${VAR}`` and ``${VAR:-default}`` expanded.
+"""config.yaml: parsed with pyyaml, checked with pydantic, ``${VAR:-default}`` expanded.
 
 Unknown keys are errors, and every error names the file, the key path and what was expected.
 Relative paths are relative to the config file's folder.
@@ -182,7 +182,9 @@ class Config(_Section):
 def expand_env(value: Any, environ: dict[str, str], where: str = "") -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
     if isinstance(value, dict):
-        return {k: expand_env(v, environ, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: expand_env(v, environ, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [expand_env(v, environ, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str):

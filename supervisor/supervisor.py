@@ -92,8 +92,8 @@ class Supervisor:
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
-        self._stop_requested: asyncio.Event | None = None
-        self._ready: asyncio.Event | None = None
+        self._stop_requested = asyncio.Event()
+        self._ready = asyncio.Event()
 
     # -- parts roles use --------------------------------------------------------------------
 
@@ -118,8 +118,8 @@ class Supervisor:
 
     async def run(self) -> None:
         """Run until ``stop()`` or SIGINT/SIGTERM; return after a graceful shutdown."""
-        self._stop_requested = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._stop_requested.clear()
+        self._ready.clear()
         self._open_store()
         try:
             self._load_roles()
@@ -133,7 +133,7 @@ class Supervisor:
         finally:
             for remove in removers:
                 remove()
-            self._ready = None
+            self._ready.clear()
             self._close_store()
             log.info("stopped")
 
@@ -157,7 +157,6 @@ class Supervisor:
             self.store.close()
 
     async def _serve(self, tasks: asyncio.TaskGroup) -> None:
-        assert self._stop_requested is not None and self._ready is not None
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
@@ -228,13 +227,10 @@ class Supervisor:
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""
-        if self._stop_requested is not None:
-            self._stop_requested.set()
+        self._stop_requested.set()
 
     async def wait_ready(self) -> None:
         """Return once ``run()`` has started every part."""
-        while self._ready is None:
-            await asyncio.sleep(0)
         await self._ready.wait()
 
     @contextlib.asynccontextmanager

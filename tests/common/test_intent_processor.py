@@ -113,7 +113,7 @@ def test_registration_checks_the_type_and_the_handler():
     async def three(intent, services, extra):
         return None
 
-    with pytest.raises(TypeError, match="is not a subclass of common.intents.Intent"):
+    with pytest.raises(TypeError, match=r"is not a subclass of common\.intents\.Intent"):
         processor.register_role_intent_handler(dict, ok)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be an async function"):
         processor.register_role_intent_handler(PingIntent, not_async)  # type: ignore[arg-type]

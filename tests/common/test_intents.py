@@ -101,5 +101,5 @@ def test_role_intent_round_trips_when_its_type_is_given():
 
 def test_unknown_stored_intent_type_is_a_clear_error():
     data = NotificationIntent("a", "console").to_json() | {"type": "gone.OldIntent"}
-    with pytest.raises(ValueError, match="stored intent type 'gone.OldIntent' is unknown"):
+    with pytest.raises(ValueError, match=r"stored intent type 'gone\.OldIntent' is unknown"):
         Intent.from_json(data)

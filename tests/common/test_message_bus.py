@@ -244,7 +244,12 @@ async def test_intents_carry_the_event_id_and_chained_events_the_intent_id():
 
 async def test_drain_waits_for_chained_events_with_a_running_dispatcher():
     bus, processor = make_bus()
-    bus.subscribe("loop", "COUNTDOWN", lambda d, c: [EventIntent("COUNTDOWN", {"n": d["n"] - 1})] if d["n"] else [AuditIntent("liftoff", {})])
+    def countdown(data, context):
+        if data["n"]:
+            return [EventIntent("COUNTDOWN", {"n": data["n"] - 1})]
+        return [AuditIntent("liftoff", {})]
+
+    bus.subscribe("loop", "COUNTDOWN", countdown)
     bus.start()
     bus.publish("t", "COUNTDOWN", {"n": 20})
     await bus.drain()

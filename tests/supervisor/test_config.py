@@ -98,5 +98,5 @@ def test_an_empty_file_means_defaults(tmp_path):
 
 def test_a_malformed_schedule_event_name_is_rejected(tmp_path):
     path = write(tmp_path, "schedules: [{name: daily, event: daily_report, interval: 60}]\n")
-    with pytest.raises(ConfigError, match="schedules.0.event: Value error, schedule event"):
+    with pytest.raises(ConfigError, match=r"schedules\.0\.event: Value error, schedule event"):
         load_config(path, environ={})
