@@ -1,20 +1,20 @@
 """Fake OpenAI-compatible and Ollama chat servers on 127.0.0.1, driven by scripted turns.
 
 Each request takes the next Turn (see scripted_model.py) and answers it in the provider's wire
-format, streaming or not as the request asks. Request bodies are recorded in `requests`;
-`fail_next(status, retry_after)` answers the next request with an HTTP error instead, without
-using up a turn. A script that runs out answers HTTP 500 with the ScriptError text.
+format, streaming or not as the request asks; a `Turn.fail`/`Turn.throttle` turn becomes an HTTP
+error (with Retry-After when set). Request bodies are recorded in `requests`. A script that runs
+out answers HTTP 500 with the ScriptError text.
 """
 
+import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
-from tests.fakes.scripted_model import Script, ScriptError, Turn, TurnSource, hang_forever
+from tests.fakes.scripted_model import Script, ScriptError, Turn, TurnSource
 
 
 class _FakeChatServer(ABC):
@@ -28,17 +28,13 @@ class _FakeChatServer(ABC):
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self._script = Script(turns, owner=type(self).__name__)
-        self._failures: deque[tuple[int, str | None]] = deque()
         self._runner: web.AppRunner | None = None
-
-    def fail_next(self, status: int, retry_after: str | None = None) -> None:
-        """Answer the next unanswered request with this HTTP status (and Retry-After header)."""
-        self._failures.append((status, retry_after))
+        self._hanging: set[asyncio.Future[None]] = set()
 
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_post(self.path, self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0)
+        self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -47,15 +43,13 @@ class _FakeChatServer(ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._runner is not None
+        for waiter in self._hanging:
+            waiter.cancel()
         await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
-        if self._failures:
-            status, retry_after = self._failures.popleft()
-            headers = {"Retry-After": retry_after} if retry_after is not None else {}
-            return self._error(status, f"fake error {status}", headers)
         messages = [m for m in body.get("messages", []) if m.get("role") != "system"]
         system = [m["content"] for m in body.get("messages", []) if m.get("role") == "system"]
         try:
@@ -63,9 +57,12 @@ class _FakeChatServer(ABC):
         except ScriptError as err:
             return self._error(500, str(err), {})
         if turn.hangs:
-            await hang_forever()
+            waiter = asyncio.get_running_loop().create_future()
+            self._hanging.add(waiter)
+            await waiter
         if turn.error is not None:
-            return self._error(500, str(turn.error), {})
+            headers = {"Retry-After": turn.retry_after} if turn.retry_after is not None else {}
+            return self._error(turn.status, str(turn.error), headers)
         if not body.get("stream", self.streams_by_default):
             return web.json_response(self._complete(body, turn))
         response = web.StreamResponse(headers={"Content-Type": self.stream_content_type})
@@ -113,11 +110,10 @@ class FakeOpenAIServer(_FakeChatServer):
 
     @staticmethod
     def _usage(turn: Turn) -> dict[str, int]:
-        total = turn.input_tokens + turn.output_tokens
         return {
             "prompt_tokens": turn.input_tokens,
             "completion_tokens": turn.output_tokens,
-            "total_tokens": total,
+            "total_tokens": turn.input_tokens + turn.output_tokens,
         }
 
     @staticmethod

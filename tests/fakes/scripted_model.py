@@ -1,9 +1,10 @@
 """A scripted strands Model and the Turn vocabulary shared with the fake LLM servers.
 
 A script is a list of turns, one per model call, in order. A turn answers with text, with tool
-calls, with a structured (pydantic) answer, by raising, or by never answering. A turn may also be
-a callable `(messages, tool_specs, system_prompt) -> Turn`, called with what the model was sent
-(strands messages for ScriptedModel, the request's wire-format messages for the fake servers).
+calls, with a structured (pydantic) answer, with an error (an exception for ScriptedModel, an HTTP
+status for the servers), or never. A turn may also be a callable
+`(messages, tool_specs, system_prompt) -> Turn`, called with what the model was sent: strands
+messages and tool specs for ScriptedModel, the request's wire-format ones for the fake servers.
 """
 
 import asyncio
@@ -15,7 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from strands.models import Model
-from strands.types.content import Messages
+from strands.types.content import ContentBlockStartToolUse, Messages
+from strands.types.event_loop import StopReason, Usage
+from strands.types.exceptions import ModelThrottledException
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
@@ -41,6 +44,8 @@ class Turn:
     calls: tuple[ToolCall, ...] = ()
     parsed: BaseModel | None = None
     error: BaseException | None = None
+    status: int = 500
+    retry_after: str | None = None
     hangs: bool = False
     input_tokens: int = 10
     output_tokens: int = 5
@@ -68,9 +73,17 @@ class Turn:
         return cls(reply=parsed.model_dump_json(), parsed=parsed)
 
     @classmethod
-    def fail(cls, error: BaseException) -> "Turn":
-        """Raise this exception (the fake servers answer HTTP 500 with its text)."""
-        return cls(error=error)
+    def fail(
+        cls, error: BaseException, *, status: int = 500, retry_after: str | None = None
+    ) -> "Turn":
+        """Raise `error`; the fake servers answer HTTP `status` with its text instead."""
+        return cls(error=error, status=status, retry_after=retry_after)
+
+    @classmethod
+    def throttle(cls, retry_after: str | None = None) -> "Turn":
+        """Refuse the call as rate limited: ModelThrottledException, or HTTP 429 from a server."""
+        error = ModelThrottledException("rate limit exceeded")
+        return cls.fail(error, status=429, retry_after=retry_after)
 
     @classmethod
     def hang(cls) -> "Turn":
@@ -82,7 +95,7 @@ class Turn:
         return replace(self, input_tokens=input_tokens, output_tokens=output_tokens)
 
     @property
-    def stop_reason(self) -> str:
+    def stop_reason(self) -> StopReason:
         """Return the strands stop reason this turn ends with."""
         return "tool_use" if self.calls else "end_turn"
 
@@ -115,11 +128,6 @@ class Script:
         return replace(turn, calls=calls)
 
 
-async def hang_forever() -> None:
-    """Wait until cancelled."""
-    await asyncio.get_running_loop().create_future()
-
-
 @dataclass(frozen=True)
 class Call:
     """What the model was sent in one call (messages are a snapshot)."""
@@ -149,7 +157,7 @@ class ScriptedModel(Model):
         self.calls.append(Call(copy.deepcopy(messages), [s["name"] for s in specs], prompt))
         turn = self._script.next(messages, specs, prompt)
         if turn.hangs:
-            await hang_forever()
+            await asyncio.get_running_loop().create_future()
         if turn.error is not None:
             raise turn.error
         return turn
@@ -186,12 +194,15 @@ class ScriptedModel(Model):
             yield {"contentBlockDelta": {"delta": {"text": turn.reply}}}
             yield {"contentBlockStop": {}}
         for call in turn.calls:
-            tool_use = {"name": call.name, "toolUseId": call.tool_use_id}
+            tool_use: ContentBlockStartToolUse = {
+                "name": call.name,
+                "toolUseId": call.tool_use_id or "",
+            }
             yield {"contentBlockStart": {"start": {"toolUse": tool_use}}}
             yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(call.input)}}}}
             yield {"contentBlockStop": {}}
         yield {"messageStop": {"stopReason": turn.stop_reason}}
-        usage = {
+        usage: Usage = {
             "inputTokens": turn.input_tokens,
             "outputTokens": turn.output_tokens,
             "totalTokens": turn.input_tokens + turn.output_tokens,

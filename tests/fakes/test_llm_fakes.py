@@ -15,10 +15,10 @@ from strands.agent import AgentResult
 from strands.models import Model
 from strands.models.ollama import OllamaModel
 from strands.models.openai import OpenAIModel
-from strands.types.exceptions import ModelThrottledException
+from strands.types.exceptions import EventLoopException, ModelThrottledException
 
 from tests.fakes.llm_servers import FakeOllamaServer, FakeOpenAIServer
-from tests.fakes.scripted_model import ScriptedModel, ScriptError, Turn
+from tests.fakes.scripted_model import ScriptedModel, ScriptError, ToolCall, Turn
 
 SCRIPT = [
     Turn.tool("set_timer", {"duration": "5m"}).with_usage(100, 7),
@@ -112,8 +112,9 @@ async def test_callable_turn_answers_from_what_the_model_was_sent() -> None:
 
 
 async def test_several_tool_calls_in_one_turn_all_run() -> None:
-    calls = [("set_timer", {"duration": "1m"}), ("set_timer", {"duration": "2m"})]
-    turn = Turn.tools(*(Turn.tool(n, i).calls[0] for n, i in calls))
+    turn = Turn.tools(
+        ToolCall("set_timer", {"duration": "1m"}), ToolCall("set_timer", {"duration": "2m"})
+    )
     agent, ran = make_agent(ScriptedModel([turn, Turn.text("both set")]))
 
     await agent.invoke_async("Two timers")
@@ -158,8 +159,7 @@ async def test_ollama_model_runs_tool_then_answers_against_fake_server() -> None
 
 
 async def test_openai_429_raises_model_throttled_when_retry_is_off() -> None:
-    async with FakeOpenAIServer(SCRIPT) as server:
-        server.fail_next(429, retry_after="1")
+    async with FakeOpenAIServer([Turn.throttle(retry_after="1"), *SCRIPT]) as server:
         agent, ran = make_agent(openai_model(server))
 
         with pytest.raises(ModelThrottledException) as caught:
@@ -170,9 +170,18 @@ async def test_openai_429_raises_model_throttled_when_retry_is_off() -> None:
     assert (ran, len(server.requests)) == ([], 1)
 
 
-async def test_openai_429_is_retried_by_a_zero_delay_retry_strategy() -> None:
-    async with FakeOpenAIServer(SCRIPT) as server:
-        server.fail_next(429, retry_after="0")
+async def test_throttling_after_a_tool_call_arrives_wrapped_in_event_loop_exception() -> None:
+    agent, ran = make_agent(ScriptedModel([SCRIPT[0], Turn.throttle()]))
+
+    with pytest.raises(EventLoopException) as caught:
+        await agent.invoke_async("Set a timer for 5 minutes")
+
+    assert isinstance(caught.value.original_exception, ModelThrottledException)
+    assert ran == [{"duration": "5m", "label": ""}]
+
+
+async def test_zero_delay_retry_strategy_retries_after_openai_429() -> None:
+    async with FakeOpenAIServer([Turn.throttle(retry_after="0"), *SCRIPT]) as server:
         retry = ModelRetryStrategy(max_attempts=2, initial_delay=0)
         agent, ran = make_agent(openai_model(server), retry_strategy=retry)
 
@@ -182,23 +191,21 @@ async def test_openai_429_is_retried_by_a_zero_delay_retry_strategy() -> None:
     assert len(server.requests) == 3
 
 
-async def test_ollama_429_surfaces_as_response_error_not_throttling() -> None:
-    async with FakeOllamaServer(SCRIPT) as server:
-        server.fail_next(429, retry_after="1")
+async def test_ollama_429_surfaces_as_response_error_so_strands_does_not_retry_it() -> None:
+    async with FakeOllamaServer([Turn.throttle(retry_after="1")]) as server:
         agent, _ = make_agent(ollama_model(server))
 
         with pytest.raises(ollama.ResponseError) as caught:
             await agent.invoke_async("Set a timer")
 
-    assert caught.value.status_code == 429
+    assert (caught.value.status_code, caught.value.error) == (429, "rate limit exceeded")
 
 
 async def test_openai_500_surfaces_as_internal_server_error() -> None:
-    async with FakeOpenAIServer(SCRIPT) as server:
-        server.fail_next(500)
+    async with FakeOpenAIServer([Turn.fail(RuntimeError("model down"))]) as server:
         agent, _ = make_agent(openai_model(server))
 
-        with pytest.raises(openai.InternalServerError):
+        with pytest.raises(openai.InternalServerError, match="model down"):
             await agent.invoke_async("Set a timer")
 
 
@@ -219,6 +226,8 @@ async def test_hanging_server_turn_times_out_and_server_closes(server_type: type
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(agent.invoke_async("Set a timer"), 0.2)
 
+        assert len(server.requests) == 1
+
 
 async def test_failing_turn_raises_its_exception() -> None:
     agent, _ = make_agent(ScriptedModel([Turn.fail(RuntimeError("model down"))]))
@@ -228,9 +237,9 @@ async def test_failing_turn_raises_its_exception() -> None:
 
 
 async def test_running_out_of_turns_raises_script_error() -> None:
-    agent, _ = make_agent(ScriptedModel([Turn.tool("set_timer", {"duration": "5m"})]))
+    agent, _ = make_agent(ScriptedModel([]))
 
-    with pytest.raises(ScriptError, match="called 2 times but its script has 1 turns"):
+    with pytest.raises(ScriptError, match="called 1 times but its script has 0 turns"):
         await agent.invoke_async("Set a timer")
 
 
