@@ -9,6 +9,7 @@ from pathlib import Path
 from common.errors import ConfigError, IntentdError
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
+from supervisor.outbox_commands import add_commands as add_outbox_commands
 from supervisor.store_commands import add_commands as add_store_commands
 
 DEFAULT_CONFIG = "config.yaml"
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     return parser
 
 
