@@ -227,10 +227,11 @@ def _slack_tokens_from_env(raw: dict[str, Any], environ: dict[str, str]) -> dict
     slack = raw.get("slack")
     if slack is not None and not isinstance(slack, dict):
         return raw
-    found = {k: environ[v] for k, v in SLACK_TOKEN_VARIABLES.items() if environ.get(v)}
-    if not found:
-        return raw
-    return {**raw, "slack": {**found, **{k: v for k, v in (slack or {}).items() if v}}}
+    section = dict(slack or {})
+    for key, variable in SLACK_TOKEN_VARIABLES.items():
+        if not section.get(key) and environ.get(variable):
+            section[key] = environ[variable]
+    return {**raw, "slack": section} if section else raw
 
 
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:

@@ -5,7 +5,8 @@ Rules kept here:
   well within Slack's 3 s even when the bus is busy.
 - App mentions, direct messages and slash commands become ``USER_REQUEST`` with ``channel_id``
   ``slack:<channel>/<thread_ts>`` (a slash command has no thread: ``slack:<channel>``), ``user_id``
-  and ``text``; the daemon's own messages, bots and edits are ignored.
+  and ``text``; the daemon's own messages, bots and edits are ignored, and an event Slack
+  re-sends (same ``event_id``) is published once.
 - slack-sdk's SocketModeClient reconnects by itself when Slack sends ``disconnect`` or the socket
   drops, retrying every ``slack.reconnect_interval`` seconds while Slack is away; ``connected``
   says whether a live connection has been greeted, for ``/readyz``.
@@ -16,6 +17,7 @@ Rules kept here:
 
 import asyncio
 import re
+from collections import OrderedDict
 from typing import Any
 
 import structlog
@@ -32,6 +34,7 @@ from common.events import USER_REQUEST
 log = structlog.get_logger("intentd.slack")
 
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>\s*")
+REMEMBERED_EVENTS = 1000  # event ids kept to drop Slack's re-deliveries
 
 
 def user_request(
@@ -84,6 +87,7 @@ class SlackIn:
         self.received = 0
         self._client: SocketModeClient | None = None
         self._greeted = False
+        self._seen: OrderedDict[str, None] = OrderedDict()
 
     @property
     def connected(self) -> bool:
@@ -124,6 +128,17 @@ class SlackIn:
             self._greeted = False
             await client.close()
 
+    def _repeated(self, event_id: str | None) -> bool:
+        if event_id is None:
+            return False
+        if event_id in self._seen:
+            log.info("slack_event_repeated", event_id=event_id)
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > REMEMBERED_EVENTS:
+            self._seen.popitem(last=False)
+        return False
+
     async def _on_message(self, client: AsyncBaseSocketModeClient, message: dict[str, Any],
                           raw: str | None) -> None:
         if message.get("type") == "hello":
@@ -137,7 +152,7 @@ class SlackIn:
                           request: SocketModeRequest) -> None:
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
         data = user_request(request.type, request.payload, self.bot_user_id)
-        if data is None:
+        if data is None or self._repeated(request.payload.get("event_id")):
             return
         self.received += 1
         try:

@@ -110,9 +110,9 @@ def test_slack_tokens_come_from_the_environment_when_the_file_has_none(tmp_path)
 
 
 def test_a_slack_token_in_the_file_wins_over_the_environment(tmp_path):
-    path = write(tmp_path, "slack: {bot_token: xoxb-file}\n")
+    path = write(tmp_path, "slack: {bot_token: xoxb-file, socket_mode: false}\n")
     config = load_config(path, environ={"SLACK_BOT_TOKEN": "xoxb-env"})
-    assert config.slack.bot_token == "xoxb-file"
+    assert (config.slack.bot_token, config.slack.socket_mode) == ("xoxb-file", False)
 
 
 def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_token(tmp_path):

@@ -1,6 +1,7 @@
 """The whole daemon with Slack: envelopes in, roles, timers, the outbox and posts out."""
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from common.events import USER_REQUEST
 from supervisor.config import Config
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import FakeSlack, Fault
 
 BOT, APP = "xoxb-test", "xapp-test"
 ROLES = Path(__file__).resolve().parents[2] / "roles"
@@ -78,9 +79,10 @@ async def settled(supervisor: Supervisor) -> None:
 async def test_a_timer_set_from_slack_fires_into_the_same_thread(
     tmp_path: Path, slack: FakeSlack
 ) -> None:
-    clock = FakeClock()
+    clock, threads = FakeClock(), threading.active_count()
     supervisor = Supervisor(config=make_config(tmp_path, slack), clock=clock)
     async with supervisor.running():
+        assert threading.active_count() == threads  # Slack in and out live on the loop
         handled = asyncio.Event()  # subscribed after the roles: set once their intents are done
         supervisor.message_bus.subscribe("test", USER_REQUEST, lambda data, ctx: handled.set())
         await slack.wait_connected(1)
@@ -131,3 +133,23 @@ async def test_the_daemon_runs_while_slack_is_away_and_delivers_when_it_is_back(
         await settled(supervisor)
         await slack.wait_connected(1)
     assert (connected_while_down, [p.text for p in slack.posts]) == (False, ["Timer expired: tea"])
+
+
+async def test_a_notification_queued_before_a_restart_is_delivered_after_it(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    clock, config = FakeClock(), make_config(tmp_path, slack)
+    slack.fail_next("chat.postMessage", Fault.http_status(503))
+    first = Supervisor(config=config, clock=clock)
+    async with first.running():
+        first.message_bus.publish("test", "TIMER_EXPIRED",
+                                  {"label": "tea", "channel_id": "slack:C0GEN/1.2"})
+        await settled(first)
+        pending = first.outbox.stats.depth
+    second = Supervisor(config=config, clock=clock)
+    async with second.running():
+        await clock.advance(1)
+        await settled(second)
+    assert (pending, [(p.thread_ts, p.text) for p in slack.posts]) == (
+        1, [("1.2", "Timer expired: tea")])
+    assert second.outbox.stats.delivered == 1

@@ -125,6 +125,22 @@ async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: Asyn
     assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
 
 
+async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    payload = slack.app_mention("once")
+    async with connected(SlackIn(APP, web, bus), slack):
+        await slack.send_envelope("events_api", payload)
+        await slack.send_envelope("events_api", payload)
+        await slack.send_envelope("events_api", slack.app_mention("twice"))
+        await published(bus, 2)
+        texts = []
+        bus.subscribe("test", USER_REQUEST, lambda data, ctx: texts.append(data["text"]))
+        await bus.drain()
+    assert (len(slack.acks), texts) == (3, ["once", "twice"])
+
+
 async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
     slack: FakeSlack, web: AsyncWebClient
 ) -> None:
