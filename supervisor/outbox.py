@@ -17,7 +17,7 @@ Rules kept here:
 """
 
 import asyncio
-import random
+import random as random_module
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -174,7 +174,7 @@ class Outbox:
         *,
         bus: Any = None,
         alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
-        random: Callable[[], float] = random.random,
+        random: Callable[[], float] = random_module.random,
     ) -> None:
         self.store = store
         self.channels = channels
