@@ -43,3 +43,24 @@ class StoreError(IntentdError):
 
 class TimerError(IntentdError):
     """A timer request is invalid (unknown id, already fired, bad duration...)."""
+
+
+class DeliveryError(IntentdError):
+    """A channel could not deliver a notification; says whether a retry may succeed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        unknown: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.unknown = unknown  # the request may have been carried out: check before re-sending
+
+
+class SlackAuthError(IntentdError):
+    """Slack refused a configured token."""

@@ -1,8 +1,11 @@
 """Channels and the CommunicationManager: where a NotificationIntent's text ends up.
 
 A channel address is ``kind:target``. ``console`` prints one readable line on stdout, ``log`` writes
-a structured log event. Aliases from ``channels.aliases`` are resolved first. Priority changes
-presentation, never routing.
+a structured log event, ``slack:C0123`` or ``slack:#ops`` (``/thread_ts`` for a thread reply) posts
+to Slack. Aliases from ``channels.aliases`` are resolved first. Local channels deliver at once;
+durable (remote) ones go through the outbox, which stores the notification before ``send``
+returns. Priority changes presentation (``high`` adds ``channels.mention_on_high`` on Slack),
+never routing.
 """
 
 import sys
@@ -77,18 +80,27 @@ class LogChannel:
         )
 
 
+class Outbox(Protocol):
+    """Stores notifications for durable channels (see supervisor/outbox.py)."""
+
+    def enqueue(
+        self, kind: str, target: str, text: str, intent: NotificationIntent, *, alert: bool = False
+    ) -> int: ...
+
+
 class CommunicationManager:
     """Resolve a notification's channel and hand it to the channel of that kind."""
 
     def __init__(self, config: ChannelsConfig | None = None, *, stdout: TextIO | None = None):
         self.config = config or ChannelsConfig()
-        self.channels: dict[str, Channel] = {
+        self.channels: dict[str, Any] = {
             "console": ConsoleChannel(stdout),
             "log": LogChannel(),
         }
+        self.outbox: Outbox | None = None
 
-    def add_channel(self, kind: str, channel: Channel) -> None:
-        """Deliver addresses of ``kind`` through ``channel``."""
+    def add_channel(self, kind: str, channel: Any) -> None:
+        """Deliver addresses of ``kind`` through ``channel`` (via the outbox if it is durable)."""
         self.channels[kind] = channel
 
     def resolve(self, channel: str) -> Address:
@@ -119,7 +131,29 @@ class CommunicationManager:
         default = self.resolve(self.config.default)
         return Address(default.kind, default.target or name)
 
-    async def send(self, intent: NotificationIntent) -> Any:
-        """Deliver ``intent`` to its channel."""
+    def present(self, intent: NotificationIntent) -> str:
+        """Return the text a durable channel posts: a ``high`` one starts with the mention."""
+        mention = self.config.mention_on_high
+        if intent.priority == "high" and mention:
+            return f"{mention} {intent.message}"
+        return intent.message
+
+    async def send(self, intent: NotificationIntent, *, alert: bool = False) -> Any:
+        """Deliver ``intent`` now, or store it in the outbox if its channel is durable."""
         address = self.resolve(intent.channel)
-        return await self.channels[address.kind].deliver(address, intent)
+        channel = self.channels[address.kind]
+        if not getattr(channel, "durable", False):
+            return await channel.deliver(address, intent)
+        if self.outbox is None:
+            raise IntentHandlingError(
+                f"channel {intent.channel!r} needs the durable outbox, which opens with the store "
+                "in Supervisor.run(); send notifications from a running daemon"
+            )
+        text = self.present(intent)
+        return self.outbox.enqueue(address.kind, address.target, text, intent, alert=alert)
+
+    async def alert(self, message: str) -> Any:
+        """Send one of the daemon's own alerts to the admin channel (the default one if unset)."""
+        channel = self.config.admin or self.config.default
+        intent = NotificationIntent(message=message, channel=channel, priority="high")
+        return await self.send(intent, alert=True)

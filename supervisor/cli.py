@@ -10,6 +10,7 @@ from common.errors import ConfigError, IntentdError
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
 from supervisor.role_commands import add_role_commands
+from supervisor.outbox_commands import add_commands as add_outbox_commands
 from supervisor.store_commands import add_commands as add_store_commands
 
 DEFAULT_CONFIG = "config.yaml"
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_role_commands(commands, lambda path: load_config(_config_path(path)))
+    add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     return parser
 
 

@@ -124,13 +124,30 @@ class SlackConfig(_Section):
     base_url: str = "https://slack.com/api/"
     default_channel: str | None = None
     socket_mode: bool = True
+    request_timeout: Seconds = 10.0
+    reconnect_interval: Seconds = 5.0
+
+    @model_validator(mode="after")
+    def _tokens_when_enabled(self) -> "SlackConfig":
+        if self.enabled and not self.bot_token:
+            raise ValueError(
+                "slack.enabled is true but no bot token is set; set SLACK_BOT_TOKEN or "
+                "slack.bot_token to the app's xoxb-... token"
+            )
+        if self.enabled and self.socket_mode and not self.app_token:
+            raise ValueError(
+                "slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN or "
+                "slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
+            )
+        return self
 
 
 class OutboxConfig(_Section):
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_initial: Seconds = 1.0
     backoff_max: Seconds = 300.0
-    per_channel_rate: Seconds = 1.0
+    per_channel_rate: Annotated[float, Field(ge=0)] = 1.0  # seconds between posts to one channel
+    recheck_interval: Seconds = 30.0  # how soon a dead letter retried from the CLI is picked up
 
 
 class LLMConfig(_Section):
@@ -204,10 +221,29 @@ def expand_env(value: Any, environ: dict[str, str], where: str = "") -> Any:
     return _ENV_REF.sub(substitute, value)
 
 
+SLACK_TOKEN_VARIABLES = {"bot_token": "SLACK_BOT_TOKEN", "app_token": "SLACK_APP_TOKEN"}
+
+
+def _slack_tokens_from_env(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Fill slack tokens missing from the file from SLACK_BOT_TOKEN and SLACK_APP_TOKEN."""
+    slack = raw.get("slack")
+    if slack is not None and not isinstance(slack, dict):
+        return raw
+    section = dict(slack or {})
+    for key, variable in SLACK_TOKEN_VARIABLES.items():
+        if not section.get(key) and environ.get(variable):
+            section[key] = environ[variable]
+    return {**raw, "slack": section} if section else raw
+
+
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
     """Read, expand and check a config file; ``None`` gives the embedded defaults."""
+    environ = dict(os.environ) if environ is None else environ
     if path is None:
-        return Config()
+        try:
+            return Config.model_validate(_slack_tokens_from_env({}, environ))
+        except ValidationError as err:
+            raise ConfigError(_describe(Path("(defaults)"), err)) from err
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -225,7 +261,7 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {raw!r:.60}")
     try:
-        raw = expand_env(raw, dict(os.environ) if environ is None else environ)
+        raw = _slack_tokens_from_env(expand_env(raw, environ), environ)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
     try:
@@ -240,6 +276,8 @@ def _describe(path: Path, err: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key; check the spelling against the reference")
+        elif isinstance(item.get("input"), dict):  # a whole section: may hold tokens, never echo it
+            problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"{where}: {item['msg']}, got {item.get('input')!r:.60}")
     return f"{path}: " + "; ".join(problems)

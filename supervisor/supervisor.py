@@ -5,8 +5,9 @@ Rules kept here:
   with or without a running loop.
 - ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
   sources, drains the bus within ``shutdown_timeout``, then cancels and awaits every task.
-- ``run()`` opens the store (timers, schedules, audit) before anything starts and closes it last;
-  timers and schedules are armed only after the roles are loaded, so no expiry finds no handler.
+- ``run()`` opens the store (timers, schedules, audit, outbox) before anything starts and closes
+  it last; timers and schedules are armed only after the roles are loaded, so no expiry finds no
+  handler. With ``slack.enabled`` the Slack tokens are checked before anything starts.
 """
 
 import asyncio
@@ -33,8 +34,10 @@ from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
 from supervisor.kv_store import KVStore
 from supervisor.loop_lag import LoopLagMonitor
+from supervisor.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.schedules import ScheduleService
 from supervisor.services import RoleServices
+from supervisor.slack import SlackConnection
 from supervisor.store import Store
 from supervisor.timers import TimerService
 
@@ -89,6 +92,8 @@ class Supervisor:
         self.loop_lag = LoopLagMonitor(
             threshold=cfg.roles.block_threshold, last_called=lambda: self.message_bus.last_called
         )
+        self.outbox: Outbox | None = None
+        self.slack: SlackConnection | None = None
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
@@ -128,12 +133,15 @@ class Supervisor:
             raise
         removers = self._install_signal_handlers()
         try:
+            await self._open_slack()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)
         finally:
             for remove in removers:
                 remove()
             self._ready.clear()
+            if self.slack is not None:
+                await self.slack.close()
             self._close_store()
             log.info("stopped")
 
@@ -145,7 +153,26 @@ class Supervisor:
         self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
         self.intent_processor.audit_sink = DurableAuditSink(store)
         self.kv = KVStore(store)
+        self.outbox = Outbox(
+            store,
+            self.communication_manager.channels,
+            self.clock,
+            cfg.outbox,
+            bus=self.message_bus,
+            alert=self._alert_dead_letter,
+        )
+        self.communication_manager.outbox = self.outbox
         self._services.clear()
+
+    async def _open_slack(self) -> None:
+        if not self.config.slack.enabled:
+            return
+        self.slack = SlackConnection(self.config.slack, self.message_bus)
+        await self.slack.open()
+        self.communication_manager.add_channel("slack", self.slack.out)
+
+    async def _alert_dead_letter(self, entry: OutboxEntry) -> None:
+        await self.communication_manager.alert(alert_text(entry))
 
     def _close_store(self) -> None:
         for service in (self.timers, self.schedules):
@@ -163,6 +190,8 @@ class Supervisor:
         assert self.timers is not None and self.schedules is not None
         self.timers.start()
         self.schedules.start()
+        assert self.outbox is not None
+        outbox = tasks.create_task(self.outbox.run(), name="outbox")
         sources = [
             tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
@@ -188,6 +217,8 @@ class Supervisor:
                 name="fast-heartbeat",
             ),
         ]
+        if self.slack is not None and self.slack.inbound is not None:
+            sources.append(tasks.create_task(self.slack.inbound.run(), name="slack-in"))
         log.info("ready", roles=sorted(self.role_registry.roles))
         self._ready.set()
         await self._stop_requested.wait()
@@ -207,6 +238,7 @@ class Supervisor:
             )
         self.message_bus.close()
         dispatcher.cancel()
+        outbox.cancel()  # what is not yet delivered stays in the store for the next start
 
     def _load_roles(self) -> None:
         self.role_registry.discover_roles()

@@ -68,3 +68,53 @@ async def test_console_prints_one_readable_line():
     stamp = intent.created_at.strftime("%Y-%m-%d %H:%M:%S")
     assert out.getvalue() == f"{stamp} [high] #ops @U1 deploy / finished\n"
     assert line == out.getvalue().rstrip("\n")
+
+
+class RecordingOutbox:
+    def __init__(self):
+        self.stored = []
+
+    def enqueue(self, kind, target, text, intent, *, alert=False):
+        self.stored.append((kind, target, text, alert))
+        return len(self.stored)
+
+
+class Durable:
+    durable = True
+
+
+def durable_manager(**config):
+    channels = manager(**config)
+    channels.add_channel("slack", Durable())
+    channels.outbox = RecordingOutbox()
+    return channels
+
+
+async def test_a_durable_channel_stores_the_notification_in_the_outbox():
+    channels = durable_manager(aliases={"ops": "slack:#ops"})
+    assert await channels.send(NotificationIntent("deploy done", "ops")) == 1
+    assert channels.outbox.stored == [("slack", "#ops", "deploy done", False)]
+
+
+@pytest.mark.parametrize(("mention", "text"), [("<!here>", "<!here> disk full"), ("", "disk full")])
+async def test_high_priority_adds_the_configured_mention_and_keeps_the_route(mention, text):
+    channels = durable_manager(mention_on_high=mention)
+    await channels.send(NotificationIntent("disk full", "C0123/1.2", priority="high"))
+    assert channels.outbox.stored == [("slack", "C0123/1.2", text, False)]
+
+
+async def test_an_alert_goes_to_the_admin_channel_marked_as_an_alert():
+    channels = durable_manager(admin="slack:#alerts")
+    await channels.alert("role broken")
+    assert channels.outbox.stored == [("slack", "#alerts", "<!here> role broken", True)]
+
+
+async def test_a_durable_channel_without_an_outbox_is_a_clear_error():
+    channels = manager()
+    channels.add_channel("slack", Durable())
+    with pytest.raises(IntentHandlingError) as err:
+        await channels.send(NotificationIntent("hi", "slack:#ops"))
+    assert str(err.value) == (
+        "channel 'slack:#ops' needs the durable outbox, which opens with the store in "
+        "Supervisor.run(); send notifications from a running daemon"
+    )

@@ -100,3 +100,26 @@ def test_a_malformed_schedule_event_name_is_rejected(tmp_path):
     path = write(tmp_path, "schedules: [{name: daily, event: daily_report, interval: 60}]\n")
     with pytest.raises(ConfigError, match=r"schedules\.0\.event: Value error, schedule event"):
         load_config(path, environ={})
+
+
+def test_slack_tokens_come_from_the_environment_when_the_file_has_none(tmp_path):
+    path = write(tmp_path, "slack: {enabled: true}\n")
+    environ = {"SLACK_BOT_TOKEN": "xoxb-env", "SLACK_APP_TOKEN": "xapp-env"}
+    config = load_config(path, environ=environ)
+    assert (config.slack.bot_token, config.slack.app_token) == ("xoxb-env", "xapp-env")
+
+
+def test_a_slack_token_in_the_file_wins_over_the_environment(tmp_path):
+    path = write(tmp_path, "slack: {bot_token: xoxb-file, socket_mode: false}\n")
+    config = load_config(path, environ={"SLACK_BOT_TOKEN": "xoxb-env"})
+    assert (config.slack.bot_token, config.slack.socket_mode) == ("xoxb-file", False)
+
+
+def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_token(tmp_path):
+    path = write(tmp_path, "slack: {enabled: true, bot_token: xoxb-secret}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: slack: slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN "
+        "or slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
+    )

@@ -1,0 +1,74 @@
+"""The Slack connection: one aiohttp session shared by Slack out and Slack in, checked at start.
+
+A token Slack refuses stops the start with a SlackAuthError naming the setting to fix; Slack being
+unreachable does not: the daemon starts, the outbox keeps notifications until Slack is back, and
+Socket Mode keeps reconnecting.
+"""
+
+import aiohttp
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from common.errors import SlackAuthError
+from supervisor.config import SlackConfig
+from supervisor.slack_in import SlackIn
+from supervisor.slack_out import SlackOut
+
+log = structlog.get_logger("intentd.slack")
+
+REFUSED = (
+    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"
+)
+
+
+class SlackConnection:
+    """Own the shared session and Slack in and out; ``open`` on the loop, then ``close``."""
+
+    def __init__(self, config: SlackConfig, bus: object) -> None:
+        self.config = config
+        self.bus = bus
+        self.session: aiohttp.ClientSession | None = None
+        self.out: SlackOut | None = None
+        self.inbound: SlackIn | None = None
+        self.bot_user_id: str | None = None
+
+    async def open(self) -> None:
+        """Build the clients on the running loop and check the tokens with Slack."""
+        cfg = self.config
+        self.session = aiohttp.ClientSession()
+        client = AsyncWebClient(
+            token=cfg.bot_token,
+            base_url=cfg.base_url,
+            session=self.session,
+            retry_handlers=[],  # the outbox retries; the SDK's retry would post a message twice
+            timeout=int(max(1, cfg.request_timeout)),
+        )
+        self.out = SlackOut(client, cfg.default_channel)
+        try:
+            self.bot_user_id = (await client.auth_test())["user_id"]
+        except SlackApiError as err:
+            error = err.response.get("error") if isinstance(err.response.data, dict) else None
+            if error in REFUSED:
+                raise SlackAuthError(
+                    f"slack.bot_token was refused by Slack at {cfg.base_url!r} ({error}); set "
+                    "SLACK_BOT_TOKEN to the app's bot token (xoxb-...)"
+                ) from err
+            log.warning("slack_unreachable_at_start", error=str(err))
+        except (OSError, TimeoutError) as err:
+            log.warning("slack_unreachable_at_start", error=repr(err))
+        if cfg.socket_mode and cfg.app_token:
+            socket_client = AsyncWebClient(
+                base_url=cfg.base_url, session=self.session, retry_handlers=[],
+                timeout=int(max(1, cfg.request_timeout)),
+            )
+            self.inbound = SlackIn(
+                cfg.app_token, socket_client, self.bus, bot_user_id=self.bot_user_id,
+                reconnect_interval=cfg.reconnect_interval,
+            )
+            await self.inbound.check_token()
+
+    async def close(self) -> None:
+        """Close the shared session."""
+        if self.session is not None:
+            await self.session.close()

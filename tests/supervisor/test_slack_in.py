@@ -1,0 +1,172 @@
+"""Slack in: the real SocketModeClient against the fake Slack's Socket Mode endpoint."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from common.errors import SlackAuthError
+from common.events import USER_REQUEST
+from supervisor.slack_in import SlackIn, user_request
+from tests.factories import make_bus
+from tests.fakes.slack import BOT_USER_ID, FakeSlack
+
+BOT, APP = "xoxb-test", "xapp-test"
+CHANNELS = {"C0GEN": "general"}
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    # timeout=3: the fake fails send_envelope if the ack takes longer than Slack allows.
+    async with FakeSlack(bot_token=BOT, app_token=APP, channels=CHANNELS, timeout=3.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def web(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
+    async with aiohttp.ClientSession() as session:
+        yield AsyncWebClient(base_url=slack.base_url, session=session, retry_handlers=[])
+
+
+@contextlib.asynccontextmanager
+async def connected(slack_in: SlackIn, slack: FakeSlack) -> AsyncIterator[SlackIn]:
+    task = asyncio.create_task(slack_in.run())
+    try:
+        await slack.wait_connected(1)
+        yield slack_in
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def published(bus: Any, n: int) -> None:
+    """Wait until ``n`` events wait on the bus (the envelope's listener runs as its own task)."""
+    async with asyncio.timeout(3):
+        # The bus's dispatcher is deliberately not running, so there is nothing to wait on but
+        # the loop turning while the SDK's listener task publishes.
+        while bus.queue_depth < n:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
+def test_an_app_mention_becomes_a_request_in_its_thread(slack: FakeSlack) -> None:
+    payload = slack.app_mention("remind me in 5m to stretch", thread_ts="1700000000.000100")
+    assert user_request("events_api", payload, BOT_USER_ID) == {
+        "channel_id": "slack:C0GEN/1700000000.000100",
+        "user_id": "U0ALICE",
+        "text": "remind me in 5m to stretch",
+        "source": "slack",
+    }
+
+
+def test_a_mention_outside_a_thread_starts_one_at_its_own_ts(slack: FakeSlack) -> None:
+    payload = slack.app_mention("hello")
+    ts = payload["event"]["ts"]
+    assert user_request("events_api", payload, BOT_USER_ID)["channel_id"] == f"slack:C0GEN/{ts}"
+
+
+def test_a_direct_message_becomes_a_request(slack: FakeSlack) -> None:
+    payload = slack.direct_message("status?")
+    data = user_request("events_api", payload, BOT_USER_ID)
+    assert (data["channel_id"].split("/")[0], data["text"]) == ("slack:D0ALICE", "status?")
+
+
+def test_a_slash_command_becomes_a_request_in_its_channel(slack: FakeSlack) -> None:
+    payload = slack.slash_command("/intentd", "list timers", user="U0BOB")
+    assert user_request("slash_commands", payload, BOT_USER_ID) == {
+        "channel_id": "slack:C0GEN", "user_id": "U0BOB", "text": "list timers",
+        "command": "/intentd", "source": "slack",
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"user": BOT_USER_ID},
+        {"bot_id": "B0OTHER"},
+        {"subtype": "message_changed"},
+        {"type": "reaction_added"},
+    ],
+)
+def test_own_messages_bots_edits_and_other_events_are_ignored(
+    slack: FakeSlack, change: dict[str, Any]
+) -> None:
+    payload = slack.direct_message("echo")
+    payload["event"].update(change)
+    assert user_request("events_api", payload, BOT_USER_ID) is None
+
+
+async def test_an_envelope_is_acked_and_published_as_user_request(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    seen: list[tuple[Any, Any]] = []
+    bus.subscribe("test", USER_REQUEST, lambda data, ctx: seen.append((data, ctx.channel_id)))
+    async with connected(SlackIn(APP, web, bus, bot_user_id=BOT_USER_ID), slack) as slack_in:
+        ack = await slack.send_envelope("events_api", slack.app_mention("ping", thread_ts="1.2"))
+        await published(bus, 1)
+        await bus.drain()
+        assert slack_in.connected
+    assert (ack.payload, seen) == (None, [
+        ({"channel_id": "slack:C0GEN/1.2", "user_id": "U0ALICE", "text": "ping",
+          "source": "slack"}, "slack:C0GEN/1.2")])
+
+
+async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: AsyncWebClient) -> None:
+    bus, _ = make_bus()  # no dispatcher runs: nothing handles the event
+    async with connected(SlackIn(APP, web, bus), slack):
+        acks = [await slack.send_envelope("slash_commands", slack.slash_command("/x", str(n)))
+                for n in range(3)]
+        await published(bus, 3)
+    assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
+
+
+async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    payload = slack.app_mention("once")
+    async with connected(SlackIn(APP, web, bus), slack):
+        await slack.send_envelope("events_api", payload)
+        await slack.send_envelope("events_api", payload)
+        await slack.send_envelope("events_api", slack.app_mention("twice"))
+        await published(bus, 2)
+        texts = []
+        bus.subscribe("test", USER_REQUEST, lambda data, ctx: texts.append(data["text"]))
+        await bus.drain()
+    assert (len(slack.acks), texts) == (3, ["once", "twice"])
+
+
+async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    async with connected(SlackIn(APP, web, bus), slack) as slack_in:
+        await slack.disconnect_clients()
+        await slack.wait_connected(2)
+        await slack.send_envelope("events_api", slack.direct_message("still there?"))
+        await published(bus, 1)
+        assert slack_in.connected
+    opened = [call.method for call in slack.calls].count("apps.connections.open")
+    assert (slack.connections, opened, slack_in.connected) == (2, 2, False)
+
+
+async def test_a_refused_app_token_is_a_clear_error(slack: FakeSlack, web: AsyncWebClient) -> None:
+    bus, _ = make_bus()
+    with pytest.raises(SlackAuthError) as err:
+        await SlackIn("xapp-wrong", web, bus).check_token()
+    assert str(err.value) == (
+        "slack.app_token was refused by Slack (invalid_auth); set SLACK_APP_TOKEN to the "
+        "app-level token (xapp-...) with the connections:write scope"
+    )
+
+
+async def test_slack_away_at_start_is_not_an_error(slack: FakeSlack, web: AsyncWebClient) -> None:
+    bus, _ = make_bus()
+    slack.down()
+    await SlackIn(APP, web, bus).check_token()
+    assert [call.method for call in slack.calls] == ["apps.connections.open"]
