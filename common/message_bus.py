@@ -29,6 +29,7 @@ from common.context import EventContext
 from common.errors import BusClosedError, BusFullError, WrongThreadError
 from common.events import check_event_type
 from common.ids import new_id
+from common.intent_processor import IntentProcessor
 from common.intents import Intent, is_intent
 from common.types import EventHandler
 
@@ -93,7 +94,9 @@ class MessageBus:
         block_threshold: float = 0.1,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._processor = intent_processor
+        self.intent_processor: IntentSink = (
+            intent_processor if intent_processor is not None else IntentProcessor(message_bus=self)
+        )
         self.max_queue = max_queue
         self.handler_timeout = handler_timeout
         self.block_threshold = block_threshold
@@ -116,7 +119,7 @@ class MessageBus:
 
     def set_intent_processor(self, processor: IntentSink) -> None:
         """Send the intents handlers return to ``processor``."""
-        self._processor = processor
+        self.intent_processor = processor
 
     def subscribe(self, role_name: str, event_type: str, handler: EventHandler) -> None:
         """Call ``handler(event_data, context)`` for every ``event_type`` event."""
@@ -307,15 +310,7 @@ class MessageBus:
                         for intent in intents:
                             if intent.parent_id is None:
                                 intent.parent_id = context.event_id
-                        if self._processor is not None:
-                            await self._processor.process_intents(intents, role=sub.role)
-                        else:
-                            log.warning(
-                                "intents_dropped_no_processor",
-                                role=sub.role,
-                                event_id=context.event_id,
-                                count=len(intents),
-                            )
+                        await self.intent_processor.process_intents(intents, role=sub.role)
                 if on_done is not None:
                     self._report_done(on_done, context)
         finally:

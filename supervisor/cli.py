@@ -9,8 +9,8 @@ from pathlib import Path
 from common.errors import ConfigError, IntentdError
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
-from supervisor.role_commands import add_role_commands
 from supervisor.outbox_commands import add_commands as add_outbox_commands
+from supervisor.role_commands import add_role_commands
 from supervisor.store_commands import add_commands as add_store_commands
 
 DEFAULT_CONFIG = "config.yaml"

@@ -6,7 +6,7 @@ from structlog.testing import capture_logs
 
 from common.errors import BusClosedError, BusFullError, EventNameError, WrongThreadError
 from common.intents import AuditIntent, EventIntent, NotificationIntent
-from common.message_bus import HandlerFailure
+from common.message_bus import HandlerFailure, MessageBus
 from tests.factories import make_bus
 
 
@@ -285,3 +285,13 @@ async def test_notification_intents_from_handlers_reach_the_processor():
     bus.publish("t", "A_HAPPENED", {})
     await bus.drain()
     assert processor.stats.processed[NotificationIntent.type_name()] == 1
+
+
+async def test_a_bare_bus_carries_intents_out_with_its_own_processor():
+    bus = MessageBus()
+    bus.subscribe("r", "A_HAPPENED", lambda d, c: [AuditIntent("seen", {"n": d})])
+    bus.publish("t", "A_HAPPENED", 5)
+    await bus.drain()
+    assert [(r.action, r.details) for r in bus.intent_processor.audit_sink.records] == [
+        ("seen", {"n": 5})
+    ]
