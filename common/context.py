@@ -1,7 +1,12 @@
 """The context every event handler receives next to the event data."""
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+# The id of the intent whose handler is running now, so what that handler publishes through its
+# services names its cause without the role having to pass it along.
+current_cause: ContextVar[str | None] = ContextVar("current_cause", default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,8 @@ _CHECKED_LIMIT = 4096
 
 def check_event_type(event_type: object, where: str = "event type") -> str:
     """Return ``event_type`` if it is an UPPER_SNAKE_CASE name; raise EventNameError otherwise."""
-    if event_type in _checked:
-        return event_type  # type: ignore[return-value]
+    if type(event_type) is str and event_type in _checked:
+        return event_type
     if isinstance(event_type, str) and len(event_type) <= MAX_EVENT_NAME_LENGTH:
         if _EVENT_NAME.fullmatch(event_type):
             if len(_checked) < _CHECKED_LIMIT:

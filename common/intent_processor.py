@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
+from common.context import current_cause
 from common.errors import IntentHandlingError
 from common.intents import (
     AuditIntent,
@@ -241,6 +242,7 @@ class IntentProcessor:
                     "IntentProcessor was built without a services_factory"
                 )
             args = (intent, self.services_factory(entry.role or ""))
+        cause = current_cause.set(intent.intent_id)
         try:
             async with asyncio.timeout(self.intent_timeout):
                 return await entry.handler(*args)
@@ -249,6 +251,8 @@ class IntentProcessor:
                 f"intent handler {entry.handler.__qualname__!r} exceeded its "
                 f"{self.intent_timeout} s budget and was cancelled"
             ) from err
+        finally:
+            current_cause.reset(cause)
 
     async def _notify(self, intent: NotificationIntent, role: str | None) -> Any:
         if self.communication_manager is None:

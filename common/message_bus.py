@@ -15,6 +15,7 @@ Rules kept here:
 """
 
 import asyncio
+import dataclasses
 import inspect
 import threading
 import time
@@ -78,6 +79,49 @@ class BusStats:
 
 
 _FAILED = object()  # an async handler's result when it raised or overran its budget
+
+# A handler is user code: besides Exception it may raise SystemExit, or a CancelledError that is
+# not ours. Either fails that handler only; the dispatcher must survive it.
+_HANDLER_ERRORS = (Exception, SystemExit, asyncio.CancelledError)
+
+
+def _reraise_if_cancelled(err: BaseException) -> None:
+    """Re-raise ``err`` when it is the dispatcher's own task being cancelled."""
+    task = asyncio.current_task()
+    if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
+        raise err
+
+
+def _owned(intents: list[Intent], event_id: str) -> list[Intent]:
+    """Return ``intents`` with ``parent_id`` set to ``event_id``.
+
+    An intent object that already belongs to another event (a module-level constant returned
+    every time, or the same object twice in one list) is copied with a fresh id, so each
+    delivery is carried out and traced on its own.
+    """
+    owned = []
+    for intent in intents:
+        if intent.parent_id is None:
+            intent.parent_id = event_id
+        else:
+            intent = dataclasses.replace(
+                intent, intent_id=new_id("int"), parent_id=event_id, created_at=intent.created_at
+            )
+        owned.append(intent)
+    return owned
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What delivering one event came to: how many handlers ran and how many things failed."""
+
+    handlers: int
+    failures: int
+
+    @property
+    def ok(self) -> bool:
+        """Return True when at least one handler ran and nothing failed."""
+        return self.handlers > 0 and self.failures == 0
 
 HandlerObserver = Callable[[Subscription, EventContext, float, str | None], None]
 
@@ -163,7 +207,7 @@ class MessageBus:
         parent_id: str | None = None,
         source: str | None = None,
         attempt: int = 1,
-        on_done: Callable[[], None] | None = None,
+        on_done: Callable[["EventOutcome"], None] | None = None,
     ) -> str:
         """Enqueue an event and return its id; handlers run later, on the dispatcher."""
         if threading.get_ident() != self._thread_id:
@@ -284,35 +328,36 @@ class MessageBus:
         try:
             while queue:
                 data, context, on_done = queue.popleft()
-                for sub in self._subs.get(context.event_type, ()):
+                subs = self._subs.get(context.event_type, ())
+                failures = 0
+                for sub in subs:
                     started = perf_counter()
                     self.last_called = (sub, started)
                     try:
                         result = sub.handler(data, context)
-                    except Exception as err:
-                        self._finish(
-                            sub,
-                            context,
-                            started,
-                            f"handler raised {type(err).__name__}: {err}",
-                            err,
-                        )
+                    except _HANDLER_ERRORS as err:
+                        _reraise_if_cancelled(err)
+                        error = f"handler raised {type(err).__name__}: {err}"
+                        self._finish(sub, context, started, error, err)
+                        failures += 1
                         continue
                     if perf_counter() - started > self.block_threshold:
                         self._report_block(sub, context, perf_counter() - started)
                     if type(result) is not list and inspect.isawaitable(result):
                         result = await self._await_handler(sub, context, started, result)
                         if result is _FAILED:
+                            failures += 1
                             continue
                     intents, error = self._intents_from(result)
                     self._finish(sub, context, started, error, None)
+                    failures += error is not None
                     if intents:
-                        for intent in intents:
-                            if intent.parent_id is None:
-                                intent.parent_id = context.event_id
-                        await self.intent_processor.process_intents(intents, role=sub.role)
+                        outcome = await self.intent_processor.process_intents(
+                            _owned(intents, context.event_id), role=sub.role
+                        )
+                        failures += outcome["failed"]
                 if on_done is not None:
-                    self._report_done(on_done, context)
+                    self._report_done(on_done, context, EventOutcome(len(subs), failures))
         finally:
             self._busy = False
             self._wake_idle()
@@ -327,7 +372,8 @@ class MessageBus:
             self.stats.timed_out[sub.role, sub.event_type] += 1
             error = f"handler exceeded its {self.handler_timeout} s budget and was cancelled"
             self._finish(sub, context, started, error, None)
-        except Exception as err:
+        except _HANDLER_ERRORS as err:
+            _reraise_if_cancelled(err)
             error = f"handler raised {type(err).__name__}: {err}"
             self._finish(sub, context, started, error, err)
         return _FAILED
@@ -374,9 +420,11 @@ class MessageBus:
         return intents, None
 
     @staticmethod
-    def _report_done(on_done: Callable[[], None], context: EventContext) -> None:
+    def _report_done(
+        on_done: Callable[["EventOutcome"], None], context: EventContext, outcome: "EventOutcome"
+    ) -> None:
         try:
-            on_done()
+            on_done(outcome)
         except Exception as err:
             log.error(
                 "on_done_failed",

@@ -24,7 +24,7 @@ from croniter import croniter
 
 from common.clock import Cancellable, Clock
 from common.errors import BusClosedError, BusFullError
-from common.message_bus import MessageBus
+from common.message_bus import EventOutcome, MessageBus
 from supervisor.config import ScheduleConfig
 from supervisor.store import Store
 
@@ -160,7 +160,11 @@ class ScheduleService:
             log.warning("schedule_publish_failed", schedule=schedule.name, error=str(err))
 
     def _save(
-        self, schedule: ScheduleConfig, next_run_at: float, last_run_at: float | None
+        self,
+        schedule: ScheduleConfig,
+        next_run_at: float,
+        last_run_at: float | None,
+        outcome: EventOutcome | None = None,
     ) -> None:
         with self.store.transaction() as db:
             db.execute(

@@ -5,6 +5,8 @@ from typing import Any
 
 import structlog
 
+from common.context import current_cause
+
 
 @dataclass
 class RoleServices:
@@ -23,4 +25,10 @@ class RoleServices:
 
     def publish(self, event_type: str, data: dict[str, Any] | None = None) -> str:
         """Publish an event on behalf of this role; return its id."""
-        return self.bus.publish(self.role, event_type, data or {}, source=f"role:{self.role}")
+        return self.bus.publish(
+            self.role,
+            event_type,
+            data or {},
+            source=f"role:{self.role}",
+            parent_id=current_cause.get(),
+        )

@@ -24,7 +24,7 @@ from common.clock import Cancellable, Clock
 from common.errors import BusClosedError, BusFullError, StoreError, TimerError
 from common.events import TIMER_EXPIRED
 from common.ids import new_id
-from common.message_bus import MessageBus
+from common.message_bus import EventOutcome, MessageBus
 from supervisor.store import Store
 
 log = structlog.get_logger("intentd.timers")
@@ -313,7 +313,7 @@ class TimerService:
         with self.store.transaction() as db:
             db.execute("UPDATE timers SET attempts = ? WHERE timer_id = ?", (attempt, timer_id))
 
-    def _mark_fired(self, timer_id: str, fired_at: float) -> None:
+    def _mark_fired(self, timer_id: str, fired_at: float, outcome: EventOutcome) -> None:
         self._in_flight.discard(timer_id)
         with self.store.transaction() as db:
             db.execute(

@@ -25,3 +25,9 @@ def test_upper_snake_case_names_pass(name):
 def test_malformed_names_are_rejected_with_a_fix(name, message):
     with pytest.raises(EventNameError, match=message):
         check_event_type(name)
+
+
+@pytest.mark.parametrize("name", [["TIMER_EXPIRED"], {"a": 1}, 42])
+def test_a_name_that_is_not_text_is_an_event_name_error(name):
+    with pytest.raises(EventNameError, match="is not an UPPER_SNAKE_CASE name"):
+        check_event_type(name)

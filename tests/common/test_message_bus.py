@@ -244,6 +244,7 @@ async def test_intents_carry_the_event_id_and_chained_events_the_intent_id():
 
 async def test_drain_waits_for_chained_events_with_a_running_dispatcher():
     bus, processor = make_bus()
+
     def countdown(data, context):
         if data["n"]:
             return [EventIntent("COUNTDOWN", {"n": data["n"] - 1})]
@@ -295,3 +296,41 @@ async def test_a_bare_bus_carries_intents_out_with_its_own_processor():
     assert [(r.action, r.details) for r in bus.intent_processor.audit_sink.records] == [
         ("seen", {"n": 5})
     ]
+
+
+@pytest.mark.parametrize(
+    "make_error", [lambda: asyncio.CancelledError("not ours"), lambda: SystemExit(3)]
+)
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_handler_raising_cancelled_or_exit_fails_alone_and_the_dispatcher_lives(
+    make_error, is_async
+):
+    bus, processor = make_bus()
+
+    def sync_raiser(data, context):
+        raise make_error()
+
+    async def async_raiser(data, context):
+        raise make_error()
+
+    bus.subscribe("odd", "A_HAPPENED", async_raiser if is_async else sync_raiser)
+    bus.subscribe("good", "A_HAPPENED", lambda d, c: [AuditIntent("still_ran", {})])
+    bus.start()
+    bus.publish("t", "A_HAPPENED", {})
+    bus.publish("t", "A_HAPPENED", {})
+    await bus.drain()
+    assert [r.action for r in processor.audit_sink.records] == ["still_ran", "still_ran"]
+    assert bus.stats.failed[("odd", "A_HAPPENED")] == 2
+    await bus.stop()
+
+
+async def test_the_same_intent_object_returned_twice_is_carried_out_twice():
+    bus, processor = make_bus()
+    shared = AuditIntent("constant", {})
+    bus.subscribe("lazy", "A_HAPPENED", lambda d, c: [shared, shared])
+    first = bus.publish("t", "A_HAPPENED", {})
+    second = bus.publish("t", "A_HAPPENED", {})
+    await bus.drain()
+    records = processor.audit_sink.records
+    assert [r.parent_id for r in records] == [first, first, second, second]
+    assert len({r.intent_id for r in records}) == 4
