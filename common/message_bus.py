@@ -145,7 +145,9 @@ class MessageBus:
         self.handler_timeout = handler_timeout
         self.block_threshold = block_threshold
         self._clock = clock
-        self._queue: deque[tuple[Any, EventContext, Callable[[], None] | None]] = deque()
+        self._queue: deque[tuple[Any, EventContext, Callable[[EventOutcome], None] | None]] = (
+            deque()
+        )
         self._subs: dict[str, tuple[Subscription, ...]] = {}
         self._thread_id = threading.get_ident()
         self._wakeup: asyncio.Future[None] | None = None
@@ -337,8 +339,8 @@ class MessageBus:
                         result = sub.handler(data, context)
                     except _HANDLER_ERRORS as err:
                         _reraise_if_cancelled(err)
-                        error = f"handler raised {type(err).__name__}: {err}"
-                        self._finish(sub, context, started, error, err)
+                        raised = f"handler raised {type(err).__name__}: {err}"
+                        self._finish(sub, context, started, raised, err)
                         failures += 1
                         continue
                     if perf_counter() - started > self.block_threshold:
