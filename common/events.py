@@ -5,6 +5,7 @@ error, never silence: an event published in one spelling and subscribed in anoth
 reach its handler.
 """
 
+import difflib
 import re
 
 from common.errors import EventNameError
@@ -22,6 +23,10 @@ ROLE_RELOAD_FAILED = "ROLE_RELOAD_FAILED"
 ROLE_QUARANTINED = "ROLE_QUARANTINED"
 ROLE_UNLOADED = "ROLE_UNLOADED"
 NOTIFICATION_DEAD_LETTERED = "NOTIFICATION_DEAD_LETTERED"
+
+# every constant above is named after its value, so the known names need no second list
+KNOWN_EVENTS = frozenset(value for key, value in list(globals().items()) if key == value)
+MISSPELLING_RATIO = 0.85  # TIMER_EXPIERD is 0.92 from TIMER_EXPIRED; TIMER_SNOOZED is 0.62
 
 _EVENT_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
 MAX_EVENT_NAME_LENGTH = 128
@@ -49,3 +54,11 @@ def check_event_type(event_type: object, where: str = "event type") -> str:
         f"{where} {event_type!r} is not an UPPER_SNAKE_CASE name of at most "
         f"{MAX_EVENT_NAME_LENGTH} characters, such as 'TIMER_EXPIRED'"
     )
+
+
+def misspelt_event(event_type: str) -> str | None:
+    """Return the known event name ``event_type`` is likely a typo of, or None if it is not one."""
+    if event_type in KNOWN_EVENTS:
+        return None
+    close = difflib.get_close_matches(event_type, KNOWN_EVENTS, n=1, cutoff=MISSPELLING_RATIO)
+    return close[0] if close else None

@@ -6,12 +6,13 @@ Rules kept here:
 - Dispatch is by intent type name (``module.QualName``), walking the class's bases, so a
   subclass of a core intent is handled as that intent and a role module loaded twice cannot
   split one intent type into two.
+- A role intent type belongs to the role that registered it; another role is refused, and the
+  same role registering it again (a reload) replaces the handler.
 - A handler that raises or overruns its budget fails that intent only; the rest still run.
 """
 
 import asyncio
 import functools
-import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
 from common.context import current_cause
-from common.errors import IntentHandlingError
+from common.errors import IntentHandlingError, RoleContractError
 from common.intents import (
     AuditIntent,
     EventIntent,
@@ -30,7 +31,7 @@ from common.intents import (
     WorkflowIntent,
     is_intent,
 )
-from common.types import IntentHandler, ServicesFactory
+from common.types import IntentHandler, ServicesFactory, intent_handler_arity
 
 log = structlog.get_logger("intentd.intents")
 
@@ -113,28 +114,27 @@ class IntentProcessor:
         self, intent_type: type[Intent], handler: IntentHandler, role: str | None = None
     ) -> None:
         """Carry out ``intent_type`` intents with ``handler(intent[, services])``."""
+        self.check_role_intent_handler(intent_type, handler, role)
+        name = intent_type.type_name()
+        self._role_handlers[name] = _RoleHandler(role, handler, intent_handler_arity(handler) == 2)
+        self._role_types[name] = intent_type
+        self._routes.clear()
+
+    def check_role_intent_handler(
+        self, intent_type: type[Intent], handler: IntentHandler, role: str | None = None
+    ) -> None:
+        """Raise TypeError or RoleContractError if registering ``handler`` would be refused."""
         if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
             raise TypeError(
                 f"intent type {intent_type!r} is not a subclass of common.intents.Intent"
             )
-        if not inspect.iscoroutinefunction(handler):
-            raise TypeError(
-                f"intent handler {handler!r} for {intent_type.__name__} must be an async function"
+        intent_handler_arity(handler)
+        owner = self._role_handlers.get(intent_type.type_name())
+        if owner is not None and owner.role != role:
+            raise RoleContractError(
+                f"role {role!r} cannot handle {intent_type.type_name()!r}: role {owner.role!r} "
+                "already handles it; a role handles only the intents it defines"
             )
-        positional = [
-            p
-            for p in inspect.signature(handler).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        if len(positional) not in (1, 2):
-            raise TypeError(
-                f"intent handler {handler.__qualname__!r} takes {len(positional)} parameters; "
-                "expected (intent) or (intent, services)"
-            )
-        name = intent_type.type_name()
-        self._role_handlers[name] = _RoleHandler(role, handler, len(positional) == 2)
-        self._role_types[name] = intent_type
-        self._routes.clear()
 
     def unregister_role(self, role: str) -> int:
         """Remove every intent handler registered for ``role``; return how many."""

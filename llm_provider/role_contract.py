@@ -13,21 +13,18 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from common.errors import EventNameError
-from common.events import check_event_type
-from common.intents import Intent
+from common.errors import EventNameError, RoleContractError
+from common.events import check_event_type, misspelt_event
+from common.intent_processor import IntentProcessor
+from common.intents import CORE_INTENTS, Intent
+from common.types import intent_handler_arity
 from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_name
-from llm_provider.role_import import (
-    import_role_module,
-    module_name,
-    restore_module,
-    source_digest,
-)
+from llm_provider.role_import import import_role_module, module_name, restore_module
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
 @dataclass(frozen=True)
@@ -57,9 +54,6 @@ class LoadedRole:
     event_handlers: dict[str, Any]
     tools: list[Any]
     intents: dict[type, Any]
-    digest: str
-    mtime_ns: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def display_path(path: Path) -> str:
@@ -83,12 +77,10 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         report(1, f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
                f"{suggest_role_name(path.stem)}.py")
     try:
-        mtime_ns = path.stat().st_mtime_ns
         source = path.read_bytes()
     except OSError as err:
         report(1, f"the file cannot be read ({err.strerror}); check that it exists and is readable")
         return None, problems
-    digest = source_digest(source)
     name = module_name(path)
     previous = sys.modules.get(name)
     try:
@@ -101,7 +93,7 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         report(_raising_line(err, path), f"importing the file raised {_describe(err)}; roles may "
                "import only common, strands and the standard library, and do no work at import")
         return None, problems
-    role = _check_module(module, path, digest, mtime_ns, report)
+    role = _check_module(module, path, report)
     if problems:
         restore_module(name, previous)
         return None, sorted(problems, key=lambda problem: problem.line)
@@ -109,7 +101,7 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
 
 
 def _check_module(
-    module: ModuleType, path: Path, digest: str, mtime_ns: int, report: Callable[[int, str], None]
+    module: ModuleType, path: Path, report: Callable[[int, str], None]
 ) -> LoadedRole | None:
     register = getattr(module, "register_role", None)
     if register is None:
@@ -147,7 +139,7 @@ def _check_module(
     intents = registration.get("intents", {})
     _check_event_handlers(handlers, where, report)
     _check_tools(tools, where, report)
-    _check_intents(intents, where, report)
+    _check_intents(intents, module, where, report)
     shapes = ((config, dict), (handlers, dict), (tools, list), (intents, dict))
     if missing or unknown or not all(isinstance(value, kind) for value, kind in shapes):
         return None
@@ -159,8 +151,6 @@ def _check_module(
         event_handlers=dict(handlers),
         tools=list(tools),
         intents=dict(intents),
-        digest=digest,
-        mtime_ns=mtime_ns,
     )
 
 
@@ -187,6 +177,11 @@ def _check_event_handlers(handlers: Any, where: int, report: Callable[[int, str]
             check_event_type(event_type, "event_handlers key")
         except EventNameError as err:
             report(where, str(err))
+        else:
+            known = misspelt_event(event_type)
+            if known is not None:
+                report(where, f"event_handlers key {event_type!r} is not a known event name but "
+                       f"is close to one; did you mean {known!r}?")
         if not callable(handler):
             report(where, f"event handler for {event_type!r} is {type(handler).__name__} "
                    f"{handler!r:.60}, not callable; map the event to a function "
@@ -218,7 +213,9 @@ def _check_tools(tools: Any, where: int, report: Callable[[int, str], None]) -> 
                    "docstring (the model reads it)")
 
 
-def _check_intents(intents: Any, where: int, report: Callable[[int, str], None]) -> None:
+def _check_intents(
+    intents: Any, module: ModuleType, where: int, report: Callable[[int, str], None]
+) -> None:
     if not isinstance(intents, dict):
         report(where, f"register_role()['intents'] is {type(intents).__name__}; make it a dict "
                "of Intent subclass to async handler ({} if none)")
@@ -227,15 +224,21 @@ def _check_intents(intents: Any, where: int, report: Callable[[int, str], None])
         if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
             report(_line_of(intent_type, where), f"intents key {_name(intent_type)!r} is not a "
                    "subclass of common.intents.Intent; declare '@dataclass class XIntent(Intent)'")
+        elif intent_type in CORE_INTENTS:
+            report(where, f"intents key {intent_type.__name__!r} is a core intent, carried out by "
+                   "intentd for every role; handle only intents this file defines, e.g. "
+                   "'@dataclass class XIntent(Intent)'")
+        elif intent_type.__module__ != module.__name__:
+            report(where, f"intents key {intent_type.__name__!r} is defined in module "
+                   f"{intent_type.__module__!r}, not in this file; handle only intents this "
+                   "file defines, e.g. '@dataclass class XIntent(Intent)'")
         elif inspect.isabstract(intent_type):
             report(_line_of(intent_type, where), f"intent {intent_type.__name__!r} does not "
                    "implement validate(); add 'def validate(self) -> bool'")
-        if not inspect.iscoroutinefunction(handler):
-            report(_line_of(handler, where), f"intent handler {_name(handler)!r} is not an async "
-                   "function; write 'async def process_x(intent, services)'")
-        elif not (_accepts(handler, 1) or _accepts(handler, 2)):
-            report(_line_of(handler, where), f"intent handler {_name(handler)!r} has signature "
-                   f"{_signature(handler)}; it must accept (intent) or (intent, services)")
+        try:
+            intent_handler_arity(handler)
+        except TypeError as err:
+            report(_line_of(handler, where), str(err))
 
 
 def _accepts(function: Callable[..., Any], count: int) -> bool:
@@ -285,6 +288,17 @@ def _raising_line(err: BaseException, path: Path, default: int = 1) -> int:
 
 def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
+
+
+def registration_problems(role: LoadedRole, processor: IntentProcessor) -> list[Problem]:
+    """Return why ``processor`` would refuse ``role``'s intent handlers (empty if it would not)."""
+    problems = []
+    for intent_type, handler in role.intents.items():
+        try:
+            processor.check_role_intent_handler(intent_type, handler, role=role.name)
+        except (TypeError, RoleContractError) as err:
+            problems.append(Problem(role.path, _line_of(intent_type, 1), str(err)))
+    return problems
 
 
 def duplicate_problem(role: LoadedRole, first: Path) -> Problem:

@@ -34,7 +34,3 @@ class FailureWindow:
         if len(times) >= self.limit:
             del self._failures[failure.role]
             self._quarantine(failure.role, self.limit, self.window, failure.error)
-
-    def recent(self, role: str) -> int:
-        """Return how many failures of ``role`` are remembered."""
-        return len(self._failures.get(role, ()))

@@ -31,10 +31,8 @@ from common.events import (
 )
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from llm_provider.role_contract import LoadedRole, Problem, check_role
-from llm_provider.role_import import file_digest, import_role_module, module_name, restore_module
-
-__all__ = ["LoadedRole", "RoleRegistry", "import_role_module"]  # import_role_module: older callers
+from llm_provider.role_contract import LoadedRole, Problem, check_role, registration_problems
+from llm_provider.role_import import file_digest, module_name, restore_module
 
 log = structlog.get_logger("intentd.roles")
 
@@ -115,31 +113,41 @@ class RoleRegistry:
         })
 
     def set_intent_processor(self, processor: IntentProcessor) -> None:
-        """Register every loaded role's intent handlers with ``processor``."""
+        """Register loaded roles' intent handlers with ``processor``; fail the roles it refuses."""
         self.intent_processor = processor
-        for role in self.roles.values():
-            self._register_intents(role, processor)
-
-    def get_role(self, name: str) -> LoadedRole | None:
-        """Return a loaded role by name."""
-        return self.roles.get(name)
+        for role in list(self.roles.values()):
+            problems = registration_problems(role, processor)
+            if problems:
+                self._unwire(role.name)
+                self._fail(role.path, problems, live=None)
+            else:
+                self._register_intents(role, processor)
 
     # -- loading and unloading ------------------------------------------------------------
 
     def _load(self, path: Path, *, fresh: bool) -> LoadedRole | None:
         live = self._role_at(path)
         role, problems = check_role(path, fresh=fresh)
-        if role is not None:
-            self.failed.pop(path, None)
-            if live is not None:
-                self._unwire(live.name)
-            self._wire(role)
-            log.info("role_loaded", role=role.name, path=str(path), reloaded=live is not None)
-            self._publish(ROLE_LOADED, {
-                "role": role.name, "version": role.config.get("version"), "path": str(path),
-                "reloaded": live is not None,
-            })
-            return role
+        if role is not None and self.intent_processor is not None:
+            problems = registration_problems(role, self.intent_processor)
+            if problems:  # refused before anything is unwired: the live version keeps running
+                restore_module(module_name(path), live.module if live is not None else None)
+                role = None
+        if role is None:
+            self._fail(path, problems, live)
+            return None
+        self.failed.pop(path, None)
+        if live is not None:
+            self._unwire(live.name)
+        self._wire(role)
+        log.info("role_loaded", role=role.name, path=str(path), reloaded=live is not None)
+        self._publish(ROLE_LOADED, {
+            "role": role.name, "version": role.config.get("version"), "path": str(path),
+            "reloaded": live is not None,
+        })
+        return role
+
+    def _fail(self, path: Path, problems: list[Problem], live: LoadedRole | None) -> None:
         self.failed[path] = problems
         lines = [str(problem) for problem in problems]
         if live is not None:
@@ -150,7 +158,6 @@ class RoleRegistry:
         else:
             log.error("role_failed", role=path.stem, path=str(path), problems=lines)
             self._publish(ROLE_FAILED, {"role": path.stem, "path": str(path), "problems": lines})
-        return None
 
     def _forget(self, path: Path) -> None:
         self._seen.pop(path, None)

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from common.errors import RoleContractError
 from common.intent_processor import IntentProcessor
 from common.intents import AuditIntent, EventIntent, Intent, NotificationIntent, WorkflowIntent
 from tests.factories import make_bus
@@ -115,9 +116,9 @@ def test_registration_checks_the_type_and_the_handler():
 
     with pytest.raises(TypeError, match=r"is not a subclass of common\.intents\.Intent"):
         processor.register_role_intent_handler(dict, ok)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="must be an async function"):
+    with pytest.raises(TypeError, match="is not an async function"):
         processor.register_role_intent_handler(PingIntent, not_async)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"takes 3 parameters; expected \(intent\) or"):
+    with pytest.raises(TypeError, match=r"signature \(intent, services, extra\); it must accept"):
         processor.register_role_intent_handler(PingIntent, three)
 
 
@@ -145,6 +146,55 @@ async def test_a_reloaded_intent_class_with_the_same_name_uses_the_new_handler()
     processor.register_role_intent_handler(ReloadedPing, new, role="pinger")
     await processor.process_intents([PingIntent("db")])
     assert calls == ["new"]
+
+
+async def test_an_intent_type_owned_by_another_role_is_refused_and_keeps_its_owner():
+    calls = []
+
+    async def mine(intent):
+        calls.append("mine")
+
+    async def theirs(intent):
+        calls.append("theirs")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, mine, role="pinger")
+    with pytest.raises(RoleContractError) as caught:
+        processor.register_role_intent_handler(PingIntent, theirs, role="thief")
+    await processor.process_intents([PingIntent("db")])
+    assert (str(caught.value), calls) == (
+        f"role 'thief' cannot handle {PingIntent.type_name()!r}: role 'pinger' already handles "
+        "it; a role handles only the intents it defines",
+        ["mine"],
+    )
+
+
+async def test_the_same_role_registering_its_intent_again_replaces_the_handler():
+    calls = []
+
+    async def old(intent):
+        calls.append("old")
+
+    async def new(intent):
+        calls.append("new")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, old, role="pinger")
+    processor.register_role_intent_handler(PingIntent, new, role="pinger")
+    await processor.process_intents([PingIntent("db")])
+    assert calls == ["new"]
+
+
+async def test_a_handler_whose_extra_parameters_have_defaults_gets_the_services():
+    seen = []
+
+    async def process_ping(intent, services=None, extra=None):
+        seen.append((services, extra))
+
+    processor = IntentProcessor(services_factory=lambda role: f"services for {role}")
+    processor.register_role_intent_handler(PingIntent, process_ping, role="pinger")
+    await processor.process_intents([PingIntent("db")])
+    assert seen == [("services for pinger", None)]
 
 
 async def test_a_subclass_of_a_core_intent_is_handled_as_that_intent():

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from common.intent_processor import IntentProcessor
 from llm_provider.role_contract import Problem, check_paths, check_role
+from llm_provider.role_import import import_role_module
 from llm_provider.role_template import render_role
 
 BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
@@ -53,6 +55,10 @@ EXPECTED = {
         "10: event_handlers key 'workflow_completed' is not an UPPER_SNAKE_CASE name; "
         "use 'WORKFLOW_COMPLETED'",
     ],
+    "event_typo.py": [
+        "10: event_handlers key 'TIMER_EXPIERD' is not a known event name but is close to one; "
+        "did you mean 'TIMER_EXPIRED'?",
+    ],
     "handler_not_callable.py": [
         "6: event handler for 'TIMER_EXPIRED' is str 'handle_timer_expired', not callable; "
         "map the event to a function 'def handle_x(event_data, context)'",
@@ -68,6 +74,10 @@ EXPECTED = {
     "intent_not_intent.py": [
         "8: intents key 'AlarmIntent' is not a subclass of common.intents.Intent; declare "
         "'@dataclass class XIntent(Intent)'",
+    ],
+    "intent_core.py": [
+        "12: intents key 'NotificationIntent' is a core intent, carried out by intentd for every "
+        "role; handle only intents this file defines, e.g. '@dataclass class XIntent(Intent)'",
     ],
     "intent_without_validate.py": [
         "10: intent 'AlarmIntent' does not implement validate(); add 'def validate(self) -> bool'",
@@ -208,3 +218,59 @@ def test_full_parameter_spec_is_accepted(tmp_path):
     )
     source = render_role("greeter").replace('    "fast_reply": True,', f"    {spec}")
     assert check_role(write_role(tmp_path, "greeter", source), fresh=True)[1] == []
+
+
+def test_intent_defined_in_another_module_is_reported(tmp_path):
+    source = render_role("greeter").replace(
+        '"intents": {GreeterNoteIntent: process_greeter_note}',
+        '"intents": {FarIntent: process_greeter_note}',
+    )
+    source = source.replace(
+        "\nROLE_CONFIG",
+        "\nfrom tests.common.test_intent_processor import PingIntent as FarIntent\n\nROLE_CONFIG",
+        1,
+    )
+    problems = check_role(write_role(tmp_path, "greeter", source), fresh=True)[1]
+    assert [p.message for p in problems] == [
+        "intents key 'PingIntent' is defined in module 'tests.common.test_intent_processor', not "
+        "in this file; handle only intents this file defines, e.g. '@dataclass class "
+        "XIntent(Intent)'"
+    ]
+
+
+def test_custom_event_name_far_from_every_known_one_is_accepted(tmp_path):
+    source = render_role("greeter").replace("GREETER_REQUESTED", "TIMER_SNOOZED")
+    assert check_role(write_role(tmp_path, "greeter", source), fresh=True)[1] == []
+
+
+SIGNATURES = [
+    "(intent)",
+    "(intent, services)",
+    "(intent, services=None, extra=None)",
+    "(intent, *args)",
+    "(*args)",
+    "(intent, *, key)",
+    "(intent, *, key=1)",
+    "(intent, services, extra)",
+    "()",
+]
+
+
+@pytest.mark.parametrize("signature", SIGNATURES)
+def test_contract_and_processor_agree_on_intent_handler_signatures(tmp_path, signature):
+    source = render_role("greeter").replace(
+        "async def process_greeter_note(intent, services):",
+        f"async def process_greeter_note{signature}:",
+    )
+    path = write_role(tmp_path, "greeter", source)
+    module = import_role_module(path, fresh=True)
+    problems = check_role(path, fresh=True)[1]
+    try:
+        IntentProcessor().register_role_intent_handler(
+            module.GreeterNoteIntent, module.process_greeter_note, role="greeter"
+        )
+    except TypeError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == (problems == [])
