@@ -10,10 +10,11 @@ Rules kept here:
 - ``check_for_changes()`` (called on the fast heartbeat) compares each file's modification time
   and size, then its content hash, and reloads only files whose content changed. A reload is a
   synchronous swap: events already being dispatched finish on the old handlers, later events reach
-  the new ones. A new version that fails its checks leaves the old one live (ROLE_RELOAD_FAILED).
+  the new ones. A new version that fails its checks, or whose intent handlers the IntentProcessor
+  would refuse, leaves the old one live (ROLE_RELOAD_FAILED): it is refused before any unwiring.
 - A quarantined role is unsubscribed until its file changes.
 - Event handlers are subscribed on the bus under the role's name; intent handlers are registered
-  with the IntentProcessor by ``set_intent_processor``.
+  with the IntentProcessor by ``set_intent_processor``, which fails (ROLE_FAILED) a role it refuses.
 """
 
 from pathlib import Path
