@@ -43,3 +43,7 @@ class StoreError(IntentdError):
 
 class TimerError(IntentdError):
     """A timer request is invalid (unknown id, already fired, bad duration...)."""
+
+
+class WorkflowError(IntentdError):
+    """A workflow cannot run: no request, an unknown role, no model for its llm_type..."""

@@ -111,3 +111,19 @@ async def test_a_tool_returning_garbage_gives_a_failure_reply() -> None:
         "success": False,
         "message": "tool 'sloppy' returned 'done!'; expected a dict with 'success' and 'message'",
     }
+
+
+async def test_arguments_are_checked_against_the_tools_type_hints() -> None:
+    reply = await run_tool(ping, {"target": 7}, _processor(), "net", ORIGIN)
+    assert reply == {
+        "success": False,
+        "message": "tool 'ping' got invalid arguments: target: Input should be a valid string "
+        "(got 7)",
+    }
+
+
+async def test_an_unknown_argument_is_refused_before_the_tool_runs() -> None:
+    seen.clear()
+    reply = await run_tool(ping, {"target": "db1", "port": 1}, _processor(), "net", ORIGIN)
+    assert (reply["success"], seen) == (False, [])
+    assert "port: Unexpected keyword argument" in reply["message"]
