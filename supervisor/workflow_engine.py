@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from strands import Agent
+from strands import Agent, ModelRetryStrategy
 from strands.models import Model
 from strands.tools import PythonAgentTool
 from strands.types.exceptions import EventLoopException, ModelThrottledException
@@ -329,11 +329,18 @@ class WorkflowEngine:
             )  # fmt: skip
 
 
+def retry_strategy(attempts: int, delay: float) -> ModelRetryStrategy | None:
+    """Return strands' retry strategy for throttled model calls (None: no retry)."""
+    if attempts <= 1:
+        return None
+    return ModelRetryStrategy(max_attempts=attempts, initial_delay=delay)  # type: ignore[arg-type]
+
+
 def _describe(err: BaseException) -> str:
     """Return one sentence saying why a model call failed (unwrapping strands' wrapper)."""
     if isinstance(err, EventLoopException) and err.original_exception is not None:
         err = err.original_exception
-    if isinstance(err, ModelThrottledException):
+    if isinstance(err, ModelThrottledException) or getattr(err, "status_code", None) == 429:
         return "the model provider is rate limiting requests (HTTP 429); try again in a minute"
     text = str(err).strip() or type(err).__name__
     return text if isinstance(err, WorkflowError) else f"the model call failed: {text}"
