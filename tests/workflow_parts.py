@@ -20,6 +20,7 @@ from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
 from supervisor.audit_store import DurableAuditSink
 from supervisor.channels import Address, CommunicationManager
+from supervisor.kv_store import KVStore
 from supervisor.services import RoleServices
 from supervisor.store import Store
 from supervisor.timers import TimerService
@@ -57,6 +58,7 @@ class WorkflowParts:
         self.processor.audit_sink = self.audit
         self.bus.set_intent_processor(self.processor)
         self.timers = TimerService(self.store, self.bus, self.clock)
+        self.kv = KVStore(self.store)
         self.registry = RoleRegistry(ROLES, self.bus)
         self.registry.discover_roles()
         self.registry.set_intent_processor(self.processor)
@@ -70,7 +72,9 @@ class WorkflowParts:
 
     def services(self, role: str) -> RoleServices:
         """Return the services a role's intent handler gets."""
-        return RoleServices(role=role, bus=self.bus, timers=self.timers)
+        return RoleServices(
+            role=role, bus=self.bus, timers=self.timers, kv=self.kv.for_role(role)
+        )
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
         self.events.append((context.event_type, data))

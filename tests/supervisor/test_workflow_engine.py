@@ -167,7 +167,7 @@ async def test_unparseable_router_output_gets_a_did_not_understand_reply() -> No
     async with WorkflowParts(models(model)).running() as parts:
         run = await parts.engine.wait(await parts.engine.start_workflow_intent(request("sing")))
     assert (run.state, run.role) == ("completed", None)
-    reply = "Sorry, I did not understand 'sing'. I can help with: timer."
+    reply = "Sorry, I did not understand 'sing'. I can help with: incident_notes, timer."
     assert parts.channel.sent == [("C1/1700000000.000100", reply, "U1")]
 
 
