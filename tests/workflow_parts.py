@@ -44,9 +44,14 @@ class RecordingChannel:
 class WorkflowParts:
     """Store, bus, processor, timers, roles and a WorkflowEngine over the given models."""
 
-    def __init__(self, models: Mapping[str, Model], **engine_options: Any) -> None:
+    def __init__(
+        self,
+        models: Mapping[str, Model],
+        store_path: str | Path = ":memory:",
+        **engine_options: Any,
+    ) -> None:
         self.clock = FakeClock()
-        self.store = Store(":memory:")
+        self.store = Store(store_path)
         self.bus = MessageBus(clock=self.clock.time)
         self.channel = RecordingChannel()
         comms = CommunicationManager()
