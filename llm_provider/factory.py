@@ -131,7 +131,7 @@ def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: 
         config.base_url or "http://127.0.0.1:11434",
         ollama_client_args=args,
         model_id=model_id,
-        **({"options": dict(config.params)} if config.params else {}),
+        options=dict(config.params) or None,
     )
 
 

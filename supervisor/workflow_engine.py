@@ -21,13 +21,14 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 from strands import Agent, ModelRetryStrategy
 from strands.models import Model
 from strands.tools import PythonAgentTool
 from strands.types.exceptions import EventLoopException, ModelThrottledException
+from strands.types.tools import ToolResult
 
 from common.errors import BusClosedError, BusFullError, IntentHandlingError, WorkflowError
 from common.events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED
@@ -274,16 +275,16 @@ class WorkflowEngine:
         try:
             result = await agent.invoke_async(prompt)
         finally:
-            for key, value in agent.event_loop_metrics.accumulated_usage.items():
-                if key in run.usage:
-                    run.usage[key] += int(value)
+            usage = cast(dict[str, int], agent.event_loop_metrics.accumulated_usage)
+            for key in run.usage:
+                run.usage[key] += usage.get(key, 0)
         return str(result).strip()
 
     def _bind(self, run: WorkflowRun, role: LoadedRole, tool: Any) -> PythonAgentTool:
         """Return ``tool`` as a strands tool that carries out its intent for this run."""
         origin = {"channel_id": run.channel_id, "user_id": run.user_id, "parent_id": run.parent_id}
 
-        async def call(tool_use: Any, **invocation_state: Any) -> dict[str, Any]:
+        async def call(tool_use: Any, **invocation_state: Any) -> ToolResult:
             arguments = tool_use.get("input") or {}
             reply = await run_tool(tool, arguments, self.processor, role.name, origin)
             run.tool_calls.append(
