@@ -265,8 +265,14 @@ class WorkflowEngine:
     async def _invoke(
         self, run: WorkflowRun, llm_type: str, system: str, tools: list[Any], prompt: str
     ) -> str:
+        model = self.models.get(llm_type)
+        if model is None:
+            raise WorkflowError(
+                f"no model is configured for llm_type {llm_type!r}; set llm.provider and "
+                "llm.models.DEFAULT in config.yaml"
+            )
         agent = Agent(
-            model=self.models[llm_type],
+            model=model,
             system_prompt=system,
             tools=tools,
             callback_handler=None,

@@ -224,3 +224,14 @@ async def test_finished_runs_are_forgotten_after_keep_finished() -> None:
         assert parts.engine.cleanup_old_workflows(parts.clock.now + 59) == 0
         assert parts.engine.cleanup_old_workflows(parts.clock.now + 61) == 1
         assert run_id not in parts.engine.runs
+
+
+async def test_a_role_whose_llm_type_has_no_model_fails_naming_the_config_key() -> None:
+    async with WorkflowParts({"WEAK": ScriptedModel([])}).running() as parts:
+        run = await parts.engine.wait(
+            await parts.engine.start_workflow_intent(request(role="incident_notes"))
+        )
+    assert run.error == (
+        "no model is configured for llm_type 'DEFAULT'; set llm.provider and "
+        "llm.models.DEFAULT in config.yaml"
+    )

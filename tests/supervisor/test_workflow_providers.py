@@ -174,3 +174,21 @@ async def test_the_heartbeat_forgets_workflows_finished_an_hour_ago(tmp_path) ->
             assert run.run_id in supervisor.workflow_engine.runs
             await clock.advance(40)
             assert run.run_id not in supervisor.workflow_engine.runs
+
+
+async def test_a_hanging_router_never_blocks_timers_or_other_roles(tmp_path) -> None:
+    out, clock = io.StringIO(), FakeClock()
+    async with FakeOpenAIServer([Turn.hang()]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, clock, provider="openai", base_url=server.base_url
+        )
+        async with supervisor.running():
+            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
+            await supervisor.message_bus.drain()
+            assert supervisor.timers is not None
+            supervisor.timers.create(duration=10, label="tea", channel_id="console:ops")
+            await clock.advance(10)
+            await supervisor.message_bus.drain()
+            (run,) = supervisor.workflow_engine.runs.values()
+            assert run.state == "running"
+            assert "ops Timer expired: tea" in out.getvalue()
