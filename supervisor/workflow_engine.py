@@ -75,11 +75,6 @@ class WorkflowRun:
     created_at: float = 0.0
     finished_at: float | None = None
 
-    @property
-    def done(self) -> bool:
-        """Return True once the run has ended, however it ended."""
-        return self.finished_at is not None
-
     def to_json(self) -> dict[str, Any]:
         """Return the run as JSON-ready data (for the audit log and the API)."""
         return {
@@ -161,8 +156,8 @@ class WorkflowEngine:
             parent_id=intent.intent_id,
             created_at=self.clock(),
         )
-        self.runs[run.run_id] = run
         if not self.models:
+            self.runs[run.run_id] = run
             await self._finish(run, "failed", error=NO_MODEL, reply=NO_MODEL)
             raise IntentHandlingError(
                 f"workflow {intent.workflow_type!r} cannot run: llm.provider is 'none'; set "
@@ -173,6 +168,7 @@ class WorkflowEngine:
                 f"workflow {intent.workflow_type!r} was not started: the workflow engine is not "
                 "running (the daemon is starting or stopping)"
             )
+        self.runs[run.run_id] = run
         self._publish(WORKFLOW_STARTED, run)
         task = asyncio.get_running_loop().create_task(self._execute(run), name=run.run_id)
         self._tasks[run.run_id] = task
@@ -195,7 +191,11 @@ class WorkflowEngine:
     def cleanup_old_workflows(self, now: float | None = None) -> int:
         """Forget runs that ended more than ``keep_finished`` seconds ago; return how many."""
         cutoff = (self.clock() if now is None else now) - self.keep_finished
-        old = [rid for rid, run in self.runs.items() if run.done and run.finished_at < cutoff]  # type: ignore[operator]
+        old = [
+            run_id
+            for run_id, run in self.runs.items()
+            if run.finished_at is not None and run.finished_at < cutoff
+        ]
         for run_id in old:
             del self.runs[run_id]
         return len(old)
@@ -220,7 +220,6 @@ class WorkflowEngine:
             await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
         except Exception as err:
             error = _describe(err)
-            log.warning("workflow_failed", run_id=run.run_id, role=run.role, error=error)
             await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
         else:
             await self._finish(run, "completed", reply=answer)
@@ -324,7 +323,9 @@ class WorkflowEngine:
             role=run.role,
         )  # fmt: skip
         self._publish(WORKFLOW_COMPLETED if state == "completed" else WORKFLOW_FAILED, run)
-        log.info("workflow_finished", run_id=run.run_id, state=state, role=run.role, **run.usage)
+        report = log.info if state == "completed" else log.warning
+        report("workflow_finished", run_id=run.run_id, state=state, role=run.role, error=error,
+               **run.usage)  # fmt: skip
 
     def _publish(self, event_type: str, run: WorkflowRun) -> None:
         if self.bus is None:

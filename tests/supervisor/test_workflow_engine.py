@@ -235,3 +235,20 @@ async def test_a_role_whose_llm_type_has_no_model_fails_naming_the_config_key() 
         "no model is configured for llm_type 'DEFAULT'; set llm.provider and "
         "llm.models.DEFAULT in config.yaml"
     )
+
+
+async def test_an_engine_that_is_not_running_refuses_and_keeps_no_run() -> None:
+    parts = WorkflowParts(models(ScriptedModel([])))
+    with pytest.raises(IntentHandlingError, match="the workflow engine is not running"):
+        await parts.engine.start_workflow_intent(request())
+    assert (parts.engine.runs, parts.engine.active_count) == ({}, 0)
+
+
+async def test_start_workflow_routes_a_request_with_its_origin() -> None:
+    model = ScriptedModel([ROUTE_TO_TIMER, Turn.text("ok")])
+    async with WorkflowParts(models(model)).running() as parts:
+        run_id = await parts.engine.start_workflow(
+            "remind me", {"channel_id": "slack:C5", "user_id": "U5"}
+        )
+        run = await parts.engine.wait(run_id)
+    assert (run.role, run.answer, parts.channel.sent) == ("timer", "ok", [("C5", "ok", "U5")])
