@@ -51,7 +51,10 @@ async def test_the_router_picks_the_timer_role_and_its_tool_sets_a_real_timer() 
         run_id = await parts.engine.start_workflow_intent(request())
         run = await parts.engine.wait(run_id)
         (timer,) = parts.timers.list()
+        await parts.bus.drain()
     assert (run.state, run.role) == ("completed", "timer")
+    assert [(event, data["run_id"]) for event, data in parts.events] == [
+        ("WORKFLOW_STARTED", run_id), ("WORKFLOW_COMPLETED", run_id)]
     assert (timer.label, timer.channel_id, timer.user_id) == ("check the deploy", THREAD, "U1")
     given = tool_result(model.calls[2].messages)
     assert (given["status"], given["result"]["timer_id"]) == ("success", timer.timer_id)

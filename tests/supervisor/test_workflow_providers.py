@@ -192,3 +192,21 @@ async def test_a_hanging_router_never_blocks_timers_or_other_roles(tmp_path) -> 
             (run,) = supervisor.workflow_engine.runs.values()
             assert run.state == "running"
             assert "ops Timer expired: tea" in out.getvalue()
+
+
+async def test_the_heartbeat_reports_running_workflows(tmp_path) -> None:
+    out, clock = io.StringIO(), FakeClock()
+    beats: list[dict[str, Any]] = []
+    async with FakeOpenAIServer([Turn.hang()]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, clock, provider="openai", base_url=server.base_url
+        )
+        supervisor.message_bus.subscribe(
+            "test", "HEARTBEAT_TICK", lambda data, context: beats.append(data) or []
+        )
+        async with supervisor.running():
+            await clock.advance(30)
+            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
+            await clock.advance(30)
+            await supervisor.message_bus.drain()
+    assert [beat["active_workflows"] for beat in beats] == [0, 1]
