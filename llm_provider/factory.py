@@ -11,6 +11,7 @@ Rules kept here:
   on the first request); strands would build a client, and pay that, on every request otherwise.
 - ollama: strands opens an ``ollama.AsyncClient`` per request and never closes it, so keep-alive
   is turned off (no leaked sockets) and every request is bounded by ``llm.timeout``.
+- llamacpp: its model keeps an httpx client, closed with the others by ``Models.aclose()``.
 - bedrock: boto3 is synchronous; strands runs its calls in worker threads (third-party threads).
 """
 
@@ -39,6 +40,7 @@ class Models:
     provider: str
     by_type: dict[str, Model] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    client: Any = None  # the openai client shared by the three models
 
     def get(self, llm_type: str) -> Model | None:
         """Return the model for ``llm_type`` (None when no provider is configured)."""
@@ -58,12 +60,11 @@ def build_models(config: "LLMConfig", environ: Mapping[str, str] | None = None) 
         return models
     _require_extra(config.provider)
     builder = _BUILDERS[config.provider]
-    shared = _shared_client(config, env, models)
     built: dict[str, Model] = {}
     for llm_type in LLM_TYPES:
         model_id = _model_id(config, llm_type)
         if model_id not in built:
-            built[model_id] = builder(config, model_id, env, shared)
+            built[model_id] = builder(config, model_id, env, models)
         models.by_type[llm_type] = built[model_id]
     return models
 
@@ -102,27 +103,21 @@ def _api_key(config: "LLMConfig", env: Mapping[str, str], *, optional: bool = Fa
     return key
 
 
-def _shared_client(config: "LLMConfig", env: Mapping[str, str], models: Models) -> Any:
-    if config.provider != "openai":
-        return None
+def _openai(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import openai
-
-    # A local OpenAI-compatible server (base_url) usually takes any key; the client needs one.
-    key = _api_key(config, env, optional=config.base_url is not None) or "unused"
-    client = openai.AsyncOpenAI(
-        api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0
-    )
-    models.closers.append(client.close)
-    return client
-
-
-def _openai(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
     from strands.models.openai import OpenAIModel
 
-    return OpenAIModel(client=client, model_id=model_id, params=dict(config.params))
+    if models.client is None:
+        # A local OpenAI-compatible server (base_url) usually takes any key; the client needs one.
+        key = _api_key(config, env, optional=config.base_url is not None) or "unused"
+        models.client = openai.AsyncOpenAI(
+            api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0
+        )
+        models.closers.append(models.client.close)
+    return OpenAIModel(client=models.client, model_id=model_id, params=dict(config.params))
 
 
-def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
+def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import httpx
     from strands.models.ollama import OllamaModel
 
@@ -135,18 +130,20 @@ def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: 
     )
 
 
-def _llamacpp(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
+def _llamacpp(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.llamacpp import LlamaCppModel
 
-    return LlamaCppModel(
+    model = LlamaCppModel(
         base_url=config.base_url or "http://127.0.0.1:8080",
         timeout=config.timeout,
         model_id=model_id,
         params=dict(config.params),
     )
+    models.closers.append(model.client.aclose)  # its httpx client keeps connections open
+    return model
 
 
-def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
+def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.anthropic import AnthropicModel
 
     args: dict[str, Any] = {"api_key": _api_key(config, env), "timeout": config.timeout}
@@ -159,14 +156,14 @@ def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], clien
     )
 
 
-def _litellm(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
+def _litellm(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.litellm import LiteLLMModel
 
     args = {k: v for k, v in (("api_key", config.api_key), ("api_base", config.base_url)) if v}
     return LiteLLMModel(client_args=args, model_id=model_id, params=dict(config.params))
 
 
-def _bedrock(config: "LLMConfig", model_id: str, env: Mapping[str, str], client: Any) -> Model:
+def _bedrock(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import boto3
     from strands.models.bedrock import BedrockModel
 
@@ -181,7 +178,7 @@ def _bedrock(config: "LLMConfig", model_id: str, env: Mapping[str, str], client:
     return BedrockModel(model_id=model_id, **extra, **dict(config.params))
 
 
-_BUILDERS: dict[str, Callable[["LLMConfig", str, Mapping[str, str], Any], Model]] = {
+_BUILDERS: dict[str, Callable[["LLMConfig", str, Mapping[str, str], Models], Model]] = {
     "openai": _openai,
     "ollama": _ollama,
     "llamacpp": _llamacpp,

@@ -58,6 +58,7 @@ def test_ollama_and_llamacpp_models_are_built_without_a_thread() -> None:
     llamacpp = build_models(_llm(provider="llamacpp", models={"DEFAULT": "q"}), environ={})
     assert isinstance(ollama.get("WEAK"), OllamaModel)
     assert isinstance(llamacpp.get("STRONG"), LlamaCppModel)
+    assert (len(ollama.closers), len(llamacpp.closers)) == (0, 1)
     assert threading.active_count() == before
 
 

@@ -26,9 +26,11 @@ SET_TIMER = Turn.tool("set_timer", {"duration": "20 minutes", "label": "check th
 
 
 def report_tool_result(messages: Any, tool_specs: Any, system_prompt: Any) -> Turn:
-    """Answer with the tool result the server was sent (OpenAI or Ollama wire format)."""
+    """Answer with the tool result the server was sent (OpenAI, llama.cpp or Ollama format)."""
     (tool_message,) = [m for m in messages if m.get("role") == "tool"]
-    return Turn.text("Done: " + json.loads(tool_message["content"])["message"])
+    content = tool_message["content"]
+    text = content if isinstance(content, str) else content[0]["text"]  # llama.cpp: parts
+    return Turn.text("Done: " + json.loads(text)["message"])
 
 
 def make_supervisor(
@@ -210,3 +212,16 @@ async def test_the_heartbeat_reports_running_workflows(tmp_path) -> None:
             await clock.advance(30)
             await supervisor.message_bus.drain()
     assert [beat["active_workflows"] for beat in beats] == [0, 1]
+
+
+async def test_a_request_sets_a_timer_through_the_llamacpp_provider(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([ROUTE_TO_TIMER, SET_TIMER, report_tool_result]) as server:
+        address = f"http://127.0.0.1:{server.port}"  # llama.cpp's server: /v1/chat/completions
+        supervisor = make_supervisor(tmp_path, out, provider="llamacpp", base_url=address)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            assert supervisor.timers is not None
+            (timer,) = supervisor.timers.list()
+    assert (run.state, timer.label) == ("completed", "check the deploy")
+    assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
