@@ -74,4 +74,6 @@ def _validating(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _describe(item: Any) -> str:
     where = ".".join(str(part) for part in item["loc"]) or "arguments"
+    if item["type"].startswith("missing"):
+        return f"{where}: {item['msg']}"
     return f"{where}: {item['msg']} (got {item.get('input')!r:.60})"

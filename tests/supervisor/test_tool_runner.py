@@ -127,3 +127,10 @@ async def test_an_unknown_argument_is_refused_before_the_tool_runs() -> None:
     reply = await run_tool(ping, {"target": "db1", "port": 1}, _processor(), "net", ORIGIN)
     assert (reply["success"], seen) == (False, [])
     assert "port: Unexpected keyword argument" in reply["message"]
+
+
+async def test_a_missing_argument_is_named() -> None:
+    reply = await run_tool(ping, {}, _processor(), "net", ORIGIN)
+    assert reply["message"] == (
+        "tool 'ping' got invalid arguments: target: Missing required argument"
+    )
