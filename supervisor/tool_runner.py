@@ -28,11 +28,14 @@ async def run_tool(
 ) -> dict[str, Any]:
     """Call ``tool(**arguments)``, carry out its intent, and return the truthful reply."""
     name = getattr(tool, "tool_name", getattr(tool, "__name__", repr(tool)))
+    function = getattr(tool, "__wrapped__", tool)
     try:
-        reply = _validating(getattr(tool, "__wrapped__", tool))(**arguments)
+        reply = _validating(function)(**arguments)
         if inspect.isawaitable(reply):
             reply = await reply
     except pydantic.ValidationError as err:
+        if err.title != getattr(function, "__name__", None):  # raised inside the tool
+            return {"success": False, "message": f"tool {name!r} raised {err}"}
         return {"success": False, "message": f"tool {name!r} got invalid arguments: "
                 + "; ".join(_describe(item) for item in err.errors())}
     except Exception as err:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from strands import tool
 
 from common.intent_processor import IntentProcessor
@@ -134,3 +135,16 @@ async def test_a_missing_argument_is_named() -> None:
     assert reply["message"] == (
         "tool 'ping' got invalid arguments: target: Missing required argument"
     )
+
+
+async def test_a_validation_error_inside_the_tool_is_not_blamed_on_its_arguments() -> None:
+    class Reading(pydantic.BaseModel):
+        value: int
+
+    async def read(sensor: str) -> dict[str, Any]:
+        Reading(value=sensor)  # type: ignore[arg-type]
+        return {"success": True, "message": "read"}
+
+    reply = await run_tool(read, {"sensor": "abc"}, _processor(), "net", ORIGIN)
+    assert reply["success"] is False
+    assert reply["message"].startswith("tool 'read' raised 1 validation error for Reading")
