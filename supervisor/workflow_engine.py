@@ -42,7 +42,7 @@ from supervisor.tool_runner import run_tool
 log = structlog.get_logger("intentd.workflows")
 
 ROUTE = "route"
-ORIGIN_KEYS = ("request", "role", "channel_id", "user_id")
+RUN_KEYS = ("request", "role", "channel_id", "user_id")  # the rest go to the model as parameters
 NO_MODEL = (
     "No language model is configured, so I cannot answer this; set llm.provider and "
     "llm.models.DEFAULT in config.yaml (see 'LLM workflows' in the README), or run a role's tool "
@@ -234,7 +234,7 @@ class WorkflowEngine:
             )
         named = run.workflow_type if run.workflow_type != ROUTE else None
         role_name = params.get("role") or named
-        extra = {k: v for k, v in params.items() if k not in ORIGIN_KEYS}
+        extra = {k: v for k, v in params.items() if k not in RUN_KEYS}
         if role_name is None:
             configs = {name: role.config for name, role in self.roles.roles.items()}
             answer = await self._invoke(run, "WEAK", router_prompt(configs), [], request)
@@ -345,10 +345,11 @@ def retry_strategy(attempts: int, delay: float) -> ModelRetryStrategy | None:
 
 
 def _describe(err: BaseException) -> str:
-    """Return one sentence saying why a model call failed (unwrapping strands' wrapper)."""
+    """Return one sentence saying why a run failed (unwrapping strands' wrapper)."""
     if isinstance(err, EventLoopException) and err.original_exception is not None:
         err = err.original_exception
     if isinstance(err, ModelThrottledException) or getattr(err, "status_code", None) == 429:
         return "the model provider is rate limiting requests (HTTP 429); try again in a minute"
-    text = str(err).strip() or type(err).__name__
-    return text if isinstance(err, WorkflowError) else f"the model call failed: {text}"
+    if isinstance(err, WorkflowError):
+        return str(err)
+    return f"the workflow failed with {type(err).__name__}: {str(err).strip():.200}"

@@ -234,3 +234,14 @@ def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_path) ->
     )
     assert threading.active_count() == before
     assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
+
+
+async def test_a_server_error_fails_the_workflow_naming_the_error(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([Turn.fail(RuntimeError("model crashed"), status=500)]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me")
+    assert run.error is not None
+    assert run.error.startswith("the workflow failed with InternalServerError: Error code: 500")
+    assert "model crashed" in run.error
