@@ -155,7 +155,7 @@ async def test_stopping_the_engine_cancels_and_awaits_running_workflows() -> Non
 
 async def test_concurrency_limit_queues_the_second_run_until_the_first_ends() -> None:
     model = ScriptedModel([Turn.hang(), Turn.text("second answer")])
-    async with WorkflowParts(models(model), max_concurrent=1, timeout=0.05).running() as parts:
+    async with WorkflowParts(models(model), max_concurrent=1, timeout=0.3).running() as parts:
         first = await parts.engine.start_workflow_intent(request("one", role="timer"))
         second = await parts.engine.start_workflow_intent(request("two", role="timer"))
         await settle()
