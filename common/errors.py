@@ -64,3 +64,7 @@ class DeliveryError(IntentdError):
 
 class SlackAuthError(IntentdError):
     """Slack refused a configured token."""
+
+
+class WorkflowError(IntentdError):
+    """A workflow cannot run: no request, an unknown role, no model for its llm_type..."""

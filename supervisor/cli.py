@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from common.errors import ConfigError, IntentdError
+from supervisor.call_command import add_call_command
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
 from supervisor.outbox_commands import add_commands as add_outbox_commands
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_role_commands(commands, lambda path: load_config(_config_path(path)))
     add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    add_call_command(commands, lambda path: load_config(_config_path(path)))
     return parser
 
 

@@ -160,6 +160,8 @@ class LLMConfig(_Section):
     params: dict[str, Any] = {}
     max_concurrent: Annotated[int, Field(ge=1)] = 4
     timeout: Seconds = 120.0
+    retry_attempts: Annotated[int, Field(ge=1)] = 3
+    retry_delay: Annotated[float, Field(ge=0)] = 2.0
 
 
 class RouterConfig(_Section):

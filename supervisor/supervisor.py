@@ -25,6 +25,7 @@ from common.errors import RoleContractError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from llm_provider.factory import build_models
 from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
@@ -40,6 +41,7 @@ from supervisor.services import RoleServices
 from supervisor.slack import SlackConnection
 from supervisor.store import Store
 from supervisor.timers import TimerService
+from supervisor.workflow_engine import WorkflowEngine, retry_strategy
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -65,16 +67,29 @@ class Supervisor:
             clock=self.clock.time,
         )
         self.communication_manager = CommunicationManager(cfg.channels, stdout=stdout)
-        self.workflow_engine: Any = None
         self.intent_processor = IntentProcessor(
             self.communication_manager,
-            self.workflow_engine,
+            None,
             message_bus=self.message_bus,
             services_factory=self.services_for,
             intent_timeout=cfg.roles.intent_timeout,
         )
         self.message_bus.set_intent_processor(self.intent_processor)
         self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        self.models = build_models(cfg.llm)  # a missing extra or API key stops the start here
+        self.workflow_engine = WorkflowEngine(
+            self.models.by_type,
+            self.role_registry,
+            self.intent_processor,
+            bus=self.message_bus,
+            clock=self.clock.time,
+            max_concurrent=cfg.llm.max_concurrent,
+            timeout=cfg.llm.timeout,
+            confidence_threshold=cfg.router.confidence_threshold,
+            default_role=cfg.router.default_role,
+            retry_strategy=retry_strategy(cfg.llm.retry_attempts, cfg.llm.retry_delay),
+        )
+        self.intent_processor.workflow_engine = self.workflow_engine
         self.store: Store | None = None
         self.timers: TimerService | None = None
         self.schedules: ScheduleService | None = None
@@ -116,8 +131,7 @@ class Supervisor:
 
     def active_workflows(self) -> int:
         """Return how many LLM workflows are running now."""
-        engine = self.workflow_engine
-        return engine.active_count if engine is not None else 0
+        return self.workflow_engine.active_count
 
     # -- running ----------------------------------------------------------------------------
 
@@ -143,6 +157,9 @@ class Supervisor:
             if self.slack is not None:
                 await self.slack.close()
             self._close_store()
+            await self.models.aclose()
+            self.models = build_models(self.config.llm)  # fresh clients for another run()
+            self.workflow_engine.models = self.models.by_type
             log.info("stopped")
 
     def _open_store(self) -> None:
@@ -187,6 +204,7 @@ class Supervisor:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
+        workflows = tasks.create_task(self.workflow_engine.run(), name="workflow-engine")
         assert self.timers is not None and self.schedules is not None
         self.timers.start()
         self.schedules.start()
@@ -236,6 +254,7 @@ class Supervisor:
                 queued=self.message_bus.queue_depth,
                 timeout_s=cfg.supervisor.shutdown_timeout,
             )
+        workflows.cancel()  # cancels and awaits every running workflow
         self.message_bus.close()
         dispatcher.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
@@ -256,6 +275,7 @@ class Supervisor:
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
+        self.workflow_engine.cleanup_old_workflows(now)
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""

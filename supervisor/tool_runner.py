@@ -6,8 +6,12 @@ result (its ``message`` if it has one) or its error. A tool never tells the mode
 """
 
 import dataclasses
+import functools
 import inspect
+from collections.abc import Callable
 from typing import Any
+
+import pydantic
 
 from common.intent_processor import IntentProcessor
 from common.intents import Intent
@@ -24,10 +28,16 @@ async def run_tool(
 ) -> dict[str, Any]:
     """Call ``tool(**arguments)``, carry out its intent, and return the truthful reply."""
     name = getattr(tool, "tool_name", getattr(tool, "__name__", repr(tool)))
+    function = getattr(tool, "__wrapped__", tool)
     try:
-        reply = tool(**arguments)
+        reply = _validating(function)(**arguments)
         if inspect.isawaitable(reply):
             reply = await reply
+    except pydantic.ValidationError as err:
+        if err.title != getattr(function, "__name__", None):  # raised inside the tool
+            return {"success": False, "message": f"tool {name!r} raised {err}"}
+        return {"success": False, "message": f"tool {name!r} got invalid arguments: "
+                + "; ".join(_describe(item) for item in err.errors())}
     except Exception as err:
         return {"success": False, "message": f"tool {name!r} raised {type(err).__name__}: {err}"}
     if not isinstance(reply, dict) or "success" not in reply or "message" not in reply:
@@ -57,3 +67,16 @@ def _inherit_origin(intent: Intent, origin: dict[str, Any]) -> None:
             setattr(intent, key, origin[key])
     if intent.parent_id is None:
         intent.parent_id = origin.get("event_id") or origin.get("parent_id")
+
+
+@functools.lru_cache(maxsize=512)
+def _validating(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Return ``function`` checking its arguments against its type hints (as strands does)."""
+    return pydantic.validate_call(function)
+
+
+def _describe(item: Any) -> str:
+    where = ".".join(str(part) for part in item["loc"]) or "arguments"
+    if item["type"].startswith("missing"):
+        return f"{where}: {item['msg']}"
+    return f"{where}: {item['msg']} (got {item.get('input')!r:.60})"

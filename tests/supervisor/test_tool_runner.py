@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from strands import tool
 
 from common.intent_processor import IntentProcessor
@@ -111,3 +112,39 @@ async def test_a_tool_returning_garbage_gives_a_failure_reply() -> None:
         "success": False,
         "message": "tool 'sloppy' returned 'done!'; expected a dict with 'success' and 'message'",
     }
+
+
+async def test_arguments_are_checked_against_the_tools_type_hints() -> None:
+    reply = await run_tool(ping, {"target": 7}, _processor(), "net", ORIGIN)
+    assert reply == {
+        "success": False,
+        "message": "tool 'ping' got invalid arguments: target: Input should be a valid string "
+        "(got 7)",
+    }
+
+
+async def test_an_unknown_argument_is_refused_before_the_tool_runs() -> None:
+    seen.clear()
+    reply = await run_tool(ping, {"target": "db1", "port": 1}, _processor(), "net", ORIGIN)
+    assert (reply["success"], seen) == (False, [])
+    assert "port: Unexpected keyword argument" in reply["message"]
+
+
+async def test_a_missing_argument_is_named() -> None:
+    reply = await run_tool(ping, {}, _processor(), "net", ORIGIN)
+    assert reply["message"] == (
+        "tool 'ping' got invalid arguments: target: Missing required argument"
+    )
+
+
+async def test_a_validation_error_inside_the_tool_is_not_blamed_on_its_arguments() -> None:
+    class Reading(pydantic.BaseModel):
+        value: int
+
+    async def read(sensor: str) -> dict[str, Any]:
+        Reading(value=sensor)  # type: ignore[arg-type]
+        return {"success": True, "message": "read"}
+
+    reply = await run_tool(read, {"sensor": "abc"}, _processor(), "net", ORIGIN)
+    assert reply["success"] is False
+    assert reply["message"].startswith("tool 'read' raised 1 validation error for Reading")

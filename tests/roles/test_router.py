@@ -1,0 +1,39 @@
+"""The router role: USER_REQUEST becomes a "route" workflow for the same channel and user."""
+
+from common.intents import WorkflowIntent
+from roles.router import handle_user_request
+from tests.factories import make_context
+
+
+def test_a_request_becomes_a_route_workflow_for_its_thread() -> None:
+    data = {"text": " remind me in 20 minutes ", "channel_id": "slack:C1/17.5", "user_id": "U7"}
+    assert handle_user_request(data, make_context(event_type="USER_REQUEST")) == [
+        WorkflowIntent(
+            workflow_type="route",
+            parameters={
+                "request": "remind me in 20 minutes",
+                "channel_id": "slack:C1/17.5",
+                "user_id": "U7",
+            },
+        )
+    ]
+
+
+def test_plain_text_takes_channel_and_user_from_the_context() -> None:
+    context = make_context(channel_id="console", user_id="U2")
+    assert handle_user_request("hi", context) == [
+        WorkflowIntent(
+            workflow_type="route",
+            parameters={"request": "hi", "channel_id": "console", "user_id": "U2"},
+        )
+    ]
+
+
+def test_an_explicit_role_is_passed_on() -> None:
+    (intent,) = handle_user_request({"text": "x", "role": "timer"}, make_context())
+    assert intent.parameters["role"] == "timer"
+
+
+def test_an_empty_request_asks_for_nothing() -> None:
+    assert handle_user_request({"text": "  "}, make_context()) == []
+    assert handle_user_request(None, make_context()) == []
