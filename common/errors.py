@@ -43,3 +43,15 @@ class StoreError(IntentdError):
 
 class TimerError(IntentdError):
     """A timer request is invalid (unknown id, already fired, bad duration...)."""
+
+
+class RequestRejected(IntentdError):
+    """An HTTP request was refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnreachableError(IntentdError):
+    """The command line could not reach a running daemon's HTTP API."""

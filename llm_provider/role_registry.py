@@ -94,13 +94,22 @@ class RoleRegistry:
     def discover_roles(self) -> dict[str, LoadedRole]:
         """Import and wire every role file; return the loaded roles by name."""
         for path in self.role_files():
-            role = self.load_role(path)
-            self.roles[role.name] = role
-            self._subscribe(role)
-            if self.intent_processor is not None:
-                self._register_intents(role, self.intent_processor)
-            log.info("role_loaded", role=role.name, path=str(path))
+            self._add(path)
         return self.roles
+
+    def rescan(self) -> list[str]:
+        """Load role files added since discovery; return their names (changed files stay as is)."""
+        loaded = {role.path for role in self.roles.values()}
+        return [self._add(path).name for path in self.role_files() if path not in loaded]
+
+    def _add(self, path: Path) -> LoadedRole:
+        role = self.load_role(path)
+        self.roles[role.name] = role
+        self._subscribe(role)
+        if self.intent_processor is not None:
+            self._register_intents(role, self.intent_processor)
+        log.info("role_loaded", role=role.name, path=str(path))
+        return role
 
     def load_role(self, path: Path) -> LoadedRole:
         """Import one role file and read its registration."""

@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file without starting")
     check.add_argument("path", nargs="?", default=DEFAULT_CONFIG, help="config file to check")
     check.set_defaults(handler=_check_config)
+
+    status = commands.add_parser("status", help="show a running daemon's status (over HTTP)")
+    status.add_argument("--config", default=None, help="the daemon's config file")
+    status.set_defaults(handler=_status)
+
+    emit = commands.add_parser("emit", help="publish an event through a running daemon")
+    emit.add_argument("event_type", metavar="EVENT_TYPE", help="an UPPER_SNAKE_CASE event name")
+    emit.add_argument("--data", default="{}", help="the event data as a JSON object (default {})")
+    emit.add_argument("--config", default=None, help="the daemon's config file")
+    emit.set_defaults(handler=_emit)
     return parser
 
 
@@ -52,9 +62,26 @@ def _config_path(path: str | None) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     from supervisor.supervisor import Supervisor
 
-    config = load_config(_config_path(args.config))
+    path = _config_path(args.config)
+    config = load_config(path)
     configure_logging(config.logging.level, config.logging.format)
-    asyncio.run(Supervisor(config=config).run())
+    asyncio.run(Supervisor(path, config=config).run())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from supervisor.api_client import show_status
+
+    config = load_config(_config_path(args.config))
+    asyncio.run(show_status(config.http, sys.stdout))
+    return 0
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from supervisor.api_client import emit
+
+    config = load_config(_config_path(args.config))
+    asyncio.run(emit(config.http, args.event_type, args.data, sys.stdout))
     return 0
 
 

@@ -4,11 +4,15 @@ Rules kept here:
 - Constructing a Supervisor reads the config and builds objects; it starts no thread and no task,
   with or without a running loop.
 - ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
-  sources, drains the bus within ``shutdown_timeout``, then cancels and awaits every task.
+  sources and the HTTP API, drains the bus within ``shutdown_timeout``, then cancels and awaits
+  every task.
+- ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and rescans the
+  roles folder; a config file that no longer loads is logged and changes nothing.
 """
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -18,6 +22,7 @@ from typing import Any, TextIO
 import structlog
 
 from common.clock import Clock, SystemClock
+from common.errors import ConfigError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
@@ -25,7 +30,11 @@ from llm_provider.role_registry import RoleRegistry
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
+from supervisor.http_api import HttpApi
+from supervisor.metrics import daemon_metrics
+from supervisor.readiness import Readiness
 from supervisor.services import RoleServices
+from supervisor.status import StatusFields
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -42,6 +51,7 @@ class Supervisor:
         stdout: TextIO | None = None,
     ) -> None:
         self.config = config if config is not None else load_config(config_file)
+        self.config_file = Path(config_file) if config_file is not None else None
         self.clock: Clock = clock or SystemClock()
         cfg = self.config
         self.message_bus = MessageBus(
@@ -61,11 +71,21 @@ class Supervisor:
         )
         self.message_bus.set_intent_processor(self.intent_processor)
         self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
+        self.timer_service: Any = None
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
         self._stop_requested: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._roles_discovered = False
+        self.readiness = Readiness()
+        self.readiness.add("bus", self._bus_not_ready)
+        self.readiness.add("roles", self._roles_not_ready)
+        self.status = StatusFields()
+        self.metrics = daemon_metrics(self)
+        self.http = HttpApi(self)
+        self.metrics.add_source("http", self.http.metric_families)
 
     # -- parts roles use --------------------------------------------------------------------
 
@@ -91,12 +111,15 @@ class Supervisor:
         self._ready = asyncio.Event()
         removers = self._install_signal_handlers()
         try:
+            await self.http.start()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)
         finally:
+            await self.http.stop()
             for remove in removers:
                 remove()
             self._ready = None
+            self._dispatcher = None
             log.info("stopped")
 
     async def _serve(self, tasks: asyncio.TaskGroup) -> None:
@@ -104,8 +127,10 @@ class Supervisor:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
+        self._dispatcher = dispatcher
         self.role_registry.discover_roles()
         self.role_registry.set_intent_processor(self.intent_processor)
+        self._roles_discovered = True
         sources = [
             tasks.create_task(
                 tick_forever(
@@ -135,6 +160,7 @@ class Supervisor:
         log.info("stopping")
         for task in sources:
             task.cancel()
+        await self.http.stop()
         try:
             async with asyncio.timeout(cfg.supervisor.shutdown_timeout):
                 await self.message_bus.drain()
@@ -149,6 +175,38 @@ class Supervisor:
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
+
+    def _bus_not_ready(self) -> str | None:
+        if self._dispatcher is None or self._dispatcher.done():
+            return "the message bus dispatcher is not running"
+        if self._stop_requested is not None and self._stop_requested.is_set():
+            return "the daemon is shutting down"
+        return None
+
+    def _roles_not_ready(self) -> str | None:
+        return None if self._roles_discovered else "the roles folder has not been loaded yet"
+
+    def reload(self) -> None:
+        """Re-read the config file, apply the sections that can change live, rescan roles."""
+        if self.config_file is not None:
+            try:
+                new = load_config(self.config_file)
+            except ConfigError as err:
+                log.error("reload_failed", error=str(err))
+                return
+            live = {"logging": new.logging, "channels": new.channels}
+            stale = sorted(
+                name
+                for name in type(new).model_fields
+                if name not in live and getattr(new, name) != getattr(self.config, name)
+            )
+            if stale:
+                log.warning("reload_needs_restart", sections=stale)
+            self.config = self.config.model_copy(update=live)
+            logging.getLogger().setLevel(new.logging.level)
+            self.communication_manager.config = new.channels
+        added = self.role_registry.rescan()
+        log.info("reloaded", config=str(self.config_file), roles_added=added)
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""
@@ -184,8 +242,14 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
             removers.append(lambda signum=signum: loop.remove_signal_handler(signum))
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        removers.append(lambda: loop.remove_signal_handler(signal.SIGHUP))
         return removers
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         self.stop()
+
+    def _on_reload_signal(self) -> None:
+        log.info("signal_received", signal="SIGHUP")
+        self.reload()
