@@ -239,17 +239,19 @@ class Supervisor:
             return []
         loop = asyncio.get_running_loop()
         removers = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_signal, signum)
+        for signum, callback in (
+            (signal.SIGINT, self._on_signal),
+            (signal.SIGTERM, self._on_signal),
+            (signal.SIGHUP, self._on_reload_signal),
+        ):
+            loop.add_signal_handler(signum, callback, signum)
             removers.append(lambda signum=signum: loop.remove_signal_handler(signum))
-        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
-        removers.append(lambda: loop.remove_signal_handler(signal.SIGHUP))
         return removers
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         self.stop()
 
-    def _on_reload_signal(self) -> None:
-        log.info("signal_received", signal="SIGHUP")
+    def _on_reload_signal(self, signum: int) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
         self.reload()
