@@ -116,6 +116,12 @@ class HttpApi:
             response = _error(err.status, str(err))
         except web.HTTPException as err:
             response = _error(err.status, _describe_http_error(err, request))
+        except Exception as err:
+            log.error("http_route_failed", method=request.method, path=request.path, exc_info=err)
+            response = _error(
+                500, f"{request.method} {request.path} failed ({type(err).__name__}); "
+                "the daemon log has the details",
+            )
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "<unknown>"
         self.requests[name, response.status] += 1

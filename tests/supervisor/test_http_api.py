@@ -3,6 +3,7 @@
 import asyncio
 import json
 import socket
+import threading
 from dataclasses import dataclass
 
 import aiohttp
@@ -333,6 +334,29 @@ async def test_timers_lists_the_timer_services_pending_timers(tmp_path):
             assert await response.json() == {
                 "timers": [{"timer_id": "tmr-1", "deadline": 1_800_000_060.0, "label": "tea"}]
             }
+
+
+class BrokenTimers:
+    def list(self):
+        raise RuntimeError("the timer table is gone")
+
+
+async def test_a_route_that_fails_answers_a_json_500_and_the_daemon_carries_on(tmp_path):
+    async with running_daemon(make_config(tmp_path)) as daemon:
+        daemon.supervisor.timer_service = BrokenTimers()
+        async with daemon.session.get(daemon.url("/timers")) as response:
+            assert (response.status, await response.json()) == (
+                500,
+                {"error": "GET /timers failed (RuntimeError); the daemon log has the details"},
+            )
+        async with daemon.session.get(daemon.url("/healthz")) as response:
+            assert response.status == 200
+
+
+def test_constructing_a_supervisor_binds_no_port_and_starts_no_thread(tmp_path):
+    threads = threading.active_count()
+    sup = Supervisor(config=make_config(tmp_path))
+    assert (sup.http.port, threading.active_count()) == (None, threads)
 
 
 async def test_status_reports_uptime_roles_heartbeat_and_unknown_fields_as_null(tmp_path):
