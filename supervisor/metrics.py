@@ -7,15 +7,23 @@ Rules kept here:
 - A part contributes with one line, ``metrics.add_source("timers", timers.metric_families)``, where
   the callable yields ``prometheus_client`` metric families (built with ``counter``/``gauge``).
   A source that raises is logged and left out of that scrape; the others are still reported.
-- Only durations are observed as they happen (histograms), one child per label set, cached.
+- Durations are counted into plain histogram buckets as they happen, with no lock.
 """
 
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from common.context import EventContext
@@ -33,7 +41,7 @@ HANDLER_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
 class Metrics:
-    """One daemon's metrics registry: scrape-time sources plus observed histograms."""
+    """One daemon's metrics registry, filled by scrape-time sources."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -43,12 +51,6 @@ class Metrics:
     def add_source(self, name: str, source: MetricSource) -> None:
         """Add ``source()``'s metric families to every scrape (replacing a source of that name)."""
         self._sources[name] = source
-
-    def histogram(
-        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
-    ) -> Histogram:
-        """Return a histogram registered in this daemon's registry."""
-        return Histogram(name, documentation, labelnames, registry=self.registry, buckets=buckets)
 
     def render(self) -> bytes:
         """Return every metric in the Prometheus text format."""
@@ -144,26 +146,42 @@ def supervisor_families(supervisor: "Supervisor") -> Iterator[Metric]:
 
 
 class HandlerDurations:
-    """A bus observer that records each handler call's duration in a histogram."""
+    """A bus observer that counts each handler call's duration into histogram buckets.
 
-    def __init__(self, metrics: Metrics) -> None:
-        self._histogram = metrics.histogram(
-            "intentd_handler_duration_seconds",
-            "Wall time of each event handler call, intents excluded.",
-            ["role", "event_type"],
-            HANDLER_BUCKETS,
-        )
-        self._children: dict[tuple[str, str], Any] = {}
+    Plain lists and ``bisect`` instead of a prometheus ``Histogram``: no lock on the hot path
+    (bench/metrics_overhead.py: dispatch 1.08x slower with it, against 2x with a ``Histogram``);
+    the family is built when scraped.
+    """
+
+    def __init__(self, buckets: Sequence[float] = HANDLER_BUCKETS) -> None:
+        self._bounds = tuple(buckets)
+        self._counts: dict[tuple[str, str], list[int]] = {}
+        self._sums: Counter[tuple[str, str]] = Counter()
 
     def __call__(
         self, sub: Subscription, context: EventContext, seconds: float, error: str | None
     ) -> None:
         """Record one handler call."""
         key = (sub.role, sub.event_type)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._histogram.labels(*key)
-        child.observe(seconds)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = [0] * (len(self._bounds) + 1)
+        counts[bisect_left(self._bounds, seconds)] += 1
+        self._sums[key] += seconds
+
+    def metric_families(self) -> Iterator[Metric]:
+        """Yield the handler duration histogram by role and event type."""
+        family = HistogramMetricFamily(
+            "intentd_handler_duration_seconds",
+            "Wall time of each event handler call, intents excluded.",
+            labels=("role", "event_type"),
+        )
+        for key, counts in sorted(self._counts.items()):
+            cumulative = [float(n) for n in accumulate(counts)]
+            bounds = [*map(str, self._bounds), "+Inf"]
+            buckets = list(zip(bounds, cumulative, strict=True))
+            family.add_metric(list(key), buckets, sum_value=self._sums[key])
+        yield family
 
 
 def daemon_metrics(supervisor: "Supervisor") -> Metrics:
@@ -174,5 +192,7 @@ def daemon_metrics(supervisor: "Supervisor") -> Metrics:
     processor = supervisor.intent_processor
     metrics.add_source("intents", lambda: processor_families(processor.stats))
     metrics.add_source("supervisor", lambda: supervisor_families(supervisor))
-    bus.observers.append(HandlerDurations(metrics))
+    durations = HandlerDurations()
+    bus.observers.append(durations)
+    metrics.add_source("handler_durations", durations.metric_families)
     return metrics

@@ -3,7 +3,9 @@
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.metrics import Metrics, gauge
+from common.context import EventContext
+from common.message_bus import Subscription
+from supervisor.metrics import HandlerDurations, Metrics, gauge
 from tests.supervisor.http_daemon import make_config, running_daemon
 
 
@@ -112,7 +114,24 @@ def test_a_failing_source_is_left_out_and_the_others_still_report():
 
 def test_two_daemons_in_one_process_have_separate_registries():
     first, second = Metrics(), Metrics()
-    first.histogram("intentd_same_seconds", "Same name.", ["role"], (1.0,)).labels("a").observe(0.5)
-    second.histogram("intentd_same_seconds", "Same name.", ["role"], (1.0,))
-    assert 'intentd_same_seconds_count{role="a"} 1.0' in first.render().decode()
-    assert 'role="a"' not in second.render().decode()
+    first.add_source("same", lambda: [gauge("intentd_same", "Same name.", 1)])
+    second.add_source("same", lambda: [gauge("intentd_same", "Same name.", 2)])
+    assert "intentd_same 1.0" in first.render().decode()
+    assert "intentd_same 2.0" in second.render().decode()
+
+
+def test_handler_durations_fill_cumulative_buckets():
+    durations = HandlerDurations(buckets=(0.01, 0.1))
+    sub = Subscription("echo", "PING", lambda data, context: None, "handler")
+    context = EventContext("evt-1", "PING", "test", 0.0)
+    for seconds in (0.005, 0.01, 0.05, 2.0):
+        durations(sub, context, seconds, None)
+    [family] = durations.metric_families()
+    samples = {(s.name, s.labels.get("le")): s.value for s in family.samples}
+    assert samples == {
+        ("intentd_handler_duration_seconds_bucket", "0.01"): 2,
+        ("intentd_handler_duration_seconds_bucket", "0.1"): 3,
+        ("intentd_handler_duration_seconds_bucket", "+Inf"): 4,
+        ("intentd_handler_duration_seconds_count", None): 4,
+        ("intentd_handler_duration_seconds_sum", None): 2.065,
+    }
