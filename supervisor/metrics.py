@@ -11,7 +11,7 @@ Rules kept here:
 """
 
 from bisect import bisect_left
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
@@ -156,7 +156,7 @@ class HandlerDurations:
     def __init__(self, buckets: Sequence[float] = HANDLER_BUCKETS) -> None:
         self._bounds = tuple(buckets)
         self._counts: dict[tuple[str, str], list[int]] = {}
-        self._sums: Counter[tuple[str, str]] = Counter()
+        self._sums: defaultdict[tuple[str, str], float] = defaultdict(float)
 
     def __call__(
         self, sub: Subscription, context: EventContext, seconds: float, error: str | None
