@@ -99,7 +99,9 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
     ready_checks = {"ok": 0, "not_ok": 0}
     samples: list[tuple[float, int, int]] = []
     figures: dict = {"events": total}
-    async with aiohttp.ClientSession(headers=headers) as session:
+    # A bounded client pool, so the daemon's open fds measure leaks, not extra keep-alive sockets.
+    connector = aiohttp.TCPConnector(limit=args.concurrency + 1)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
 
         async def post(n: int) -> None:
             started = time.perf_counter()

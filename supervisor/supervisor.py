@@ -205,8 +205,12 @@ class Supervisor:
             self.config = self.config.model_copy(update=live)
             logging.getLogger().setLevel(new.logging.level)
             self.communication_manager.config = new.channels
-        added = self.role_registry.rescan()
-        log.info("reloaded", config=str(self.config_file), roles_added=added)
+        try:
+            added = self.role_registry.rescan()
+        except Exception as err:
+            log.error("reload_roles_failed", error=str(err), exc_info=err)
+            return
+        log.info("reloaded", config=self.config_file and str(self.config_file), roles_added=added)
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""

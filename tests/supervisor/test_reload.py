@@ -94,3 +94,13 @@ async def test_sighup_reloads_the_running_daemon(config_file):
         os.kill(os.getpid(), signal.SIGHUP)
         await settle()
         assert sup.config.channels.aliases == {"ops": "log"}
+
+
+async def test_a_broken_new_role_file_is_logged_and_the_daemon_carries_on(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_role(config_file.parent / "roles", "broken", "raise RuntimeError('nope')\n")
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+        assert sorted(sup.role_registry.roles) == ["echo"]
+    [failure] = [entry for entry in logs if entry["event"] == "reload_roles_failed"]
+    assert failure["error"] == "nope"
