@@ -72,8 +72,16 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def open_fds(pid: int) -> tuple[int, int]:
+    """Return the process's open file descriptors: all of them, and how many are sockets."""
+    folder = f"/proc/{pid}/fd"
+    targets = []
+    for fd in os.listdir(folder):
+        try:
+            targets.append(os.readlink(f"{folder}/{fd}"))
+        except FileNotFoundError:  # closed while listing
+            pass
+    return len(targets), sum(target.startswith("socket:") for target in targets)
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str, child: subprocess.Popen) -> None:
@@ -93,11 +101,11 @@ async def wait_healthy(session: aiohttp.ClientSession, base: str, child: subproc
 async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     total = int(args.rate * args.minutes * 60)
-    warmup = max(1, total // 20)
+    warmup = max(1, total // 10)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     ready_checks = {"ok": 0, "not_ok": 0}
-    samples: list[tuple[float, int, int]] = []
+    samples: list[tuple[float, int, tuple[int, int]]] = []
     figures: dict = {"events": total}
     # A bounded client pool, so the daemon's open fds measure leaks, not extra keep-alive sockets.
     connector = aiohttp.TCPConnector(limit=args.concurrency + 1)
@@ -171,10 +179,12 @@ def report(figures: dict) -> None:
     print(f"RSS after warm-up      {start / 1024:.1f} MiB")
     print(f"RSS at end             {end / 1024:.1f} MiB ({(end - start) / 1024:+.1f} MiB, "
           f"{end / start:.3f}x)")
-    print(f"open fds               {figures['fds_start']} -> {figures['fds_end']}")
+    (fds_start, sockets_start), (fds_end, sockets_end) = figures["fds_start"], figures["fds_end"]
+    print(f"open fds               {fds_start} -> {fds_end} (sockets {sockets_start} -> "
+          f"{sockets_end}, at most one per pooled client connection plus the listener)")
     trend = figures["samples"][:: max(1, len(figures["samples"]) // 8)]
     print("RSS/fd samples         " + ", ".join(
-        f"{t:.0f}s {rss / 1024:.1f}MiB/{fds}fd" for t, rss, fds in trend))
+        f"{t:.0f}s {rss / 1024:.1f}MiB/{fds}fd" for t, rss, (fds, _) in trend))
     for line in figures["metrics"]:
         print(f"  {line}")
     status = figures["status"]
