@@ -1,15 +1,18 @@
 """What the handler-duration histogram costs on the bus's hot path, and what a scrape costs.
 
-Publishes the same events through a MessageBus with one trivial subscriber, with and without the
-HandlerDurations observer, and prints both rates and their ratio measured in this run; then times
-rendering /metrics with the counters those events left behind.
+Publishes the same events through a MessageBus with one trivial subscriber per event type: with no
+observer, with our BucketHistogram observer (HandlerDurations), and with a prometheus-client
+``Histogram`` observer (cached children) for comparison; prints the rates and ratios measured in
+this run, then times rendering /metrics with the counters those events left behind.
 """
 
 import asyncio
 import time
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from common.message_bus import MessageBus
-from supervisor.metrics import HandlerDurations, Metrics, bus_families
+from supervisor.metrics import HANDLER_BUCKETS, HandlerDurations, Metrics, bus_families
 
 EVENTS = 100_000
 EVENT_TYPES = [f"EVENT_{n}" for n in range(20)]
@@ -19,15 +22,34 @@ def handler(data, context):
     return None
 
 
-async def rate(observed: bool) -> tuple[float, Metrics]:
+def prometheus_observer():
+    histogram = Histogram(
+        "bench_seconds", "Bench.", ["role", "event_type"], registry=CollectorRegistry(),
+        buckets=HANDLER_BUCKETS,
+    )
+    children = {}
+
+    def observe(sub, context, seconds, error):
+        key = (sub.role, sub.event_type)
+        child = children.get(key)
+        if child is None:
+            child = children[key] = histogram.labels(*key)
+        child.observe(seconds)
+
+    return observe
+
+
+async def rate(mode: str) -> tuple[float, Metrics]:
     metrics = Metrics()
     bus = MessageBus(max_queue=EVENTS + 1)
     for event_type in EVENT_TYPES:
         bus.subscribe("bench", event_type, handler)
-    if observed:
+    if mode == "buckets":
         durations = HandlerDurations()
         bus.observers.append(durations)
         metrics.add_source("handler_durations", durations.metric_families)
+    elif mode == "prometheus":
+        bus.observers.append(prometheus_observer())
     metrics.add_source("bus", lambda: bus_families(bus.stats, bus.queue_depth))
     for n in range(EVENTS):
         bus.publish("bench", EVENT_TYPES[n % len(EVENT_TYPES)], {"n": n})
@@ -37,16 +59,21 @@ async def rate(observed: bool) -> tuple[float, Metrics]:
 
 
 async def main() -> None:
-    plain = max([(await rate(False))[0] for _ in range(3)])
-    results = [await rate(True) for _ in range(3)]
-    observed = max(r for r, _ in results)
-    metrics = results[-1][1]
+    best: dict[str, float] = {}
+    for _ in range(3):
+        for mode in ("none", "buckets", "prometheus"):
+            measured, metrics = await rate(mode)
+            best[mode] = max(best.get(mode, 0.0), measured)
+            if mode == "buckets":
+                scraped = metrics
     started = time.perf_counter()
     for _ in range(100):
-        body = metrics.render()
+        body = scraped.render()
     scrape_ms = (time.perf_counter() - started) * 10
-    print(f"dispatch without histogram  {plain:,.0f} events/s")
-    print(f"dispatch with histogram     {observed:,.0f} events/s ({plain / observed:.2f}x slower)")
+    plain = best["none"]
+    print(f"dispatch, no observer              {plain:,.0f} events/s")
+    for mode, label in (("buckets", "BucketHistogram"), ("prometheus", "prometheus Histogram")):
+        print(f"dispatch, {label:<25}{best[mode]:,.0f} events/s ({plain / best[mode]:.2f}x slower)")
     print(f"scrape ({len(body):,} bytes, {len(EVENT_TYPES)} event types)  {scrape_ms:.2f} ms")
 
 

@@ -106,7 +106,7 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
     statuses: dict[int, int] = {}
     ready_checks = {"ok": 0, "not_ok": 0}
     samples: list[tuple[float, int, tuple[int, int]]] = []
-    figures: dict = {"events": total}
+    figures: dict = {"events": total, "pool": args.concurrency + 1}
     # A bounded client pool, so the daemon's open fds measure leaks, not extra keep-alive sockets.
     connector = aiohttp.TCPConnector(limit=args.concurrency + 1)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
@@ -180,8 +180,11 @@ def report(figures: dict) -> None:
     print(f"RSS at end             {end / 1024:.1f} MiB ({(end - start) / 1024:+.1f} MiB, "
           f"{end / start:.3f}x)")
     (fds_start, sockets_start), (fds_end, sockets_end) = figures["fds_start"], figures["fds_end"]
-    print(f"open fds               {fds_start} -> {fds_end} (sockets {sockets_start} -> "
-          f"{sockets_end}, at most one per pooled client connection plus the listener)")
+    print(f"open fds               {fds_start} -> {fds_end}; not sockets "
+          f"{fds_start - sockets_start} -> {fds_end - sockets_end}; "
+          f"sockets {sockets_start} -> {sockets_end} (the listener, "
+          f"the loop's wake-up pair, one per pooled client connection, at most "
+          f"{figures['pool']})")
     trend = figures["samples"][:: max(1, len(figures["samples"]) // 8)]
     print("RSS/fd samples         " + ", ".join(
         f"{t:.0f}s {rss / 1024:.1f}MiB/{fds}fd" for t, rss, (fds, _) in trend))

@@ -149,7 +149,8 @@ class BucketHistogram:
     """A histogram counted into plain buckets as values arrive and built into a family when scraped.
 
     Plain lists and ``bisect`` instead of a prometheus ``Histogram``: no lock on the hot path
-    (bench/metrics_overhead.py: bus dispatch 1.1x slower with it, against 2x with a ``Histogram``).
+    (bench/metrics_overhead.py: ~0.5 us per handler call; a bus of empty handlers runs 1.3x slower
+    with it, 1.75x with a ``Histogram``).
     Timer lateness or delivery times use it the same way:
     ``lateness = BucketHistogram("intentd_timer_lateness_seconds", "...", (), TIMER_BUCKETS)``.
     """
