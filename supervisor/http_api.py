@@ -46,7 +46,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpApi:
-    """Serve the daemon's HTTP API on its own loop; ``port`` is the bound port once started."""
+    """Serve the daemon's HTTP API on the daemon's loop; ``port`` is the bound port once started."""
 
     def __init__(self, supervisor: "Supervisor") -> None:
         self._supervisor = supervisor
