@@ -64,3 +64,15 @@ class DeliveryError(IntentdError):
 
 class SlackAuthError(IntentdError):
     """Slack refused a configured token."""
+
+
+class RequestRejected(IntentdError):
+    """An HTTP request was refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnreachableError(IntentdError):
+    """The command line could not reach a running daemon's HTTP API."""
