@@ -183,9 +183,9 @@ class HttpApi:
         return _json({"roles": roles})
 
     async def _timers(self, request: web.Request) -> web.Response:
-        service = self._supervisor.timer_service
+        service = self._supervisor.timers
         timers = service.list() if service is not None else []
-        return _json({"timers": [_plain(timer) for timer in timers]})
+        return _json({"timers": [timer.to_dict() for timer in timers]})
 
     async def _audit(self, request: web.Request) -> web.Response:
         raw = request.query.get("limit", str(DEFAULT_AUDIT_LIMIT))

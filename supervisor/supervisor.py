@@ -7,7 +7,8 @@ Rules kept here:
   sources and the HTTP API, drains the bus within ``shutdown_timeout``, then cancels and awaits
   every task.
 - ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and rescans the
-  roles folder; a config file that no longer loads is logged and changes nothing.
+  roles folder at once (as the fast heartbeat does); a config file that no longer loads is logged
+  and changes nothing.
 - ``run()`` opens the store (timers, schedules, audit, outbox) before anything starts and closes
   it last; timers and schedules are armed only after the roles are loaded, so no expiry finds no
   handler. With ``slack.enabled`` the Slack tokens are checked before anything starts.
@@ -310,11 +311,7 @@ class Supervisor:
             self.config = self.config.model_copy(update=live)
             logging.getLogger().setLevel(new.logging.level)
             self.communication_manager.config = new.channels
-        try:
-            changed = self.role_registry.check_for_changes()
-        except Exception as err:
-            log.error("reload_roles_failed", error=str(err), exc_info=err)
-            return
+        changed = self.role_registry.check_for_changes()  # a broken role file is logged there
         log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
 
     def stop(self) -> None:

@@ -18,7 +18,9 @@ ECHO_ROLE = '''
 """Reacts to PING, BOOM and BAD_INTENT; asks for a log notification and an audit record."""
 from common.intents import AuditIntent, NotificationIntent
 
-ROLE_CONFIG = {"name": "echo", "version": "1.0", "description": "Echo test role"}
+ROLE_CONFIG = {
+    "name": "echo", "version": "1.0.0", "description": "Echo test role", "llm_type": "WEAK"
+}
 
 
 def handle_ping(event_data, context):

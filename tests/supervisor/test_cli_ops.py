@@ -34,7 +34,7 @@ async def test_status_prints_one_field_per_line(tmp_path):
         "loop lag (ms)": "n/a",
         "last heartbeat": "n/a",
         "bus queue depth": "0",
-        "events published": "0",
+        "events published": "1",  # ROLE_LOADED
         "active workflows": "0",
     }
 

@@ -4,12 +4,12 @@ import asyncio
 import json
 import socket
 import threading
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
 
 from common.errors import ConfigError
+from llm_provider.role_announcements import ANNOUNCED_EVENTS
 from supervisor.config import HTTPConfig
 from supervisor.http_api import MAX_BODY
 from supervisor.supervisor import Supervisor
@@ -18,7 +18,9 @@ from tests.supervisor.http_daemon import TOKEN, make_config, running_daemon
 
 
 def published(daemon) -> int:
-    return sum(daemon.supervisor.message_bus.stats.published.values())
+    """Count events published other than the registry's role announcements."""
+    counts = daemon.supervisor.message_bus.stats.published
+    return sum(n for event_type, n in counts.items() if event_type not in ANNOUNCED_EVENTS)
 
 
 async def post_raw(daemon, path: str, body: bytes, content_type: str = "application/json"):
@@ -275,7 +277,7 @@ async def test_roles_lists_each_loaded_role(tmp_path):
     assert roles == [
         {
             "name": "echo",
-            "version": "1.0",
+            "version": "1.0.0",
             "description": "Echo test role",
             "path": str(tmp_path / "roles" / "echo.py"),
             "events": ["BAD_INTENT", "BOOM", "PING"],
@@ -311,43 +313,28 @@ async def test_audit_refuses_a_bad_limit(tmp_path, limit):
             )
 
 
-@dataclass
-class Timer:
-    timer_id: str
-    deadline: float
-    label: str
-
-
-class ListedTimers:
-    """The smallest timer service: ``list()`` of pending timers."""
-
-    def list(self):
-        return [Timer("tmr-1", 1_800_000_060.0, "tea")]
-
-
-async def test_timers_lists_the_timer_services_pending_timers(tmp_path):
-    async with running_daemon(make_config(tmp_path)) as daemon:
+async def test_timers_lists_the_pending_timers_of_the_timer_service(tmp_path):
+    clock = FakeClock()
+    async with running_daemon(make_config(tmp_path), clock=clock) as daemon:
         async with daemon.session.get(daemon.url("/timers")) as response:
             assert await response.json() == {"timers": []}
-        daemon.supervisor.timer_service = ListedTimers()
+        timers = daemon.supervisor.timers
+        tea = timers.create(duration=60, label="tea", channel_id="console")
+        timers.cancel(timers.create(duration=90, label="cancelled"))
         async with daemon.session.get(daemon.url("/timers")) as response:
-            assert await response.json() == {
-                "timers": [{"timer_id": "tmr-1", "deadline": 1_800_000_060.0, "label": "tea"}]
-            }
-
-
-class BrokenTimers:
-    def list(self):
-        raise RuntimeError("the timer table is gone")
+            listed = (await response.json())["timers"]
+    assert [(t["timer_id"], t["label"], t["due"], t["state"]) for t in listed] == [
+        (tea, "tea", "2027-01-15T08:01:00Z", "pending")
+    ]
 
 
 async def test_a_route_that_fails_answers_a_json_500_and_the_daemon_carries_on(tmp_path):
     async with running_daemon(make_config(tmp_path)) as daemon:
-        daemon.supervisor.timer_service = BrokenTimers()
+        daemon.supervisor.store.db.execute("DROP TABLE timers")
         async with daemon.session.get(daemon.url("/timers")) as response:
             assert (response.status, await response.json()) == (
                 500,
-                {"error": "GET /timers failed (RuntimeError); the daemon log has the details"},
+                {"error": "GET /timers failed (OperationalError); the daemon log has the details"},
             )
         async with daemon.session.get(daemon.url("/healthz")) as response:
             assert response.status == 200
@@ -373,7 +360,7 @@ async def test_status_reports_uptime_roles_heartbeat_and_unknown_fields_as_null(
         "not_ready": {},
         "roles": ["echo"],
         "bus_queue_depth": 0,
-        "events_published": 7,
+        "events_published": 8,  # ROLE_LOADED, 6 fast heartbeats, 1 heartbeat
         "active_workflows": 0,
         "last_heartbeat": "2027-01-15T08:00:30+00:00",
         "last_heartbeat_age_s": 1.0,

@@ -13,7 +13,9 @@ from tests.supervisor.http_daemon import ECHO_ROLE, write_role
 
 NEW_ROLE = '''
 """Reacts to PONG."""
-ROLE_CONFIG = {"name": "late", "version": "1.0", "description": "Added while running"}
+ROLE_CONFIG = {
+    "name": "late", "version": "1.0.0", "description": "Added while running", "llm_type": "WEAK"
+}
 SEEN = []
 
 
@@ -102,5 +104,8 @@ async def test_a_broken_new_role_file_is_logged_and_the_daemon_carries_on(config
         with structlog.testing.capture_logs() as logs:
             sup.reload()
         assert sorted(sup.role_registry.roles) == ["echo"]
-    [failure] = [entry for entry in logs if entry["event"] == "reload_roles_failed"]
-    assert failure["error"] == "nope"
+    [failure] = [entry for entry in logs if entry["event"] == "role_failed"]
+    assert failure["role"] == "broken"
+    assert "importing the file raised RuntimeError: nope" in failure["problems"][0]
+    [reloaded] = [entry for entry in logs if entry["event"] == "reloaded"]
+    assert reloaded["roles"] == ["broken.py"]
