@@ -27,8 +27,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from common.context import EventContext
+from common.events import ROLE_FAILED, ROLE_QUARANTINED, ROLE_RELOAD_FAILED
 from common.intent_processor import ProcessorStats
 from common.message_bus import BusStats, Subscription
+from llm_provider.role_registry import RoleRegistry
+from supervisor.loop_lag import LoopLagMonitor
+from supervisor.outbox import Outbox
+from supervisor.timers import TimerService
 
 if TYPE_CHECKING:
     from supervisor.supervisor import Supervisor
@@ -38,6 +43,7 @@ log = structlog.get_logger("intentd.metrics")
 MetricSource = Callable[[], Iterable[Metric]]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 HANDLER_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 60.0, 3600.0)
 
 
 class Metrics:
@@ -145,6 +151,61 @@ def supervisor_families(supervisor: "Supervisor") -> Iterator[Metric]:
     yield gauge("intentd_workflows_active", "LLM workflows running now.", workflows)
 
 
+def timer_families(timers: TimerService | None) -> Iterator[Metric]:
+    """Yield the number of pending timers (nothing before the store is open)."""
+    if timers is not None:
+        pending = timers.pending_count()
+        yield gauge("intentd_timers_pending", "Timers stored and not yet fired.", pending)
+
+
+def outbox_families(outbox: Outbox | None) -> Iterator[Metric]:
+    """Yield the outbox's depth, deliveries by outcome, retries and kept dead letters."""
+    if outbox is None:
+        return
+    stats = outbox.stats
+    yield gauge("intentd_outbox_depth", "Notifications stored and not yet delivered.", stats.depth)
+    yield counter(
+        "intentd_outbox_deliveries",
+        "Notifications that left the outbox, by outcome.",
+        ("outcome",),
+        {"delivered": stats.delivered, "dead_lettered": stats.dead_letters},
+    )
+    yield counter(
+        "intentd_outbox_retries", "Failed attempts to be retried.", (), {(): stats.retries}
+    )
+    yield gauge(
+        "intentd_outbox_dead_letters",
+        "Dead letters kept for inspection and replay.",
+        outbox.dead_letter_count(),
+    )
+
+
+_ROLE_COUNTERS = (  # (metric name, ROLE_* event counted, help)
+    ("intentd_role_load_failures", ROLE_FAILED, "Role files that failed their checks on load."),
+    ("intentd_role_reload_failures", ROLE_RELOAD_FAILED, "Changed role files that failed; the "
+     "old version stayed live."),
+    ("intentd_role_quarantines", ROLE_QUARANTINED, "Roles unsubscribed for failing too often."),
+)
+
+
+def role_families(registry: RoleRegistry) -> Iterator[Metric]:
+    """Yield role load, reload and quarantine counters and the roles failing or quarantined now."""
+    for name, event_type, documentation in _ROLE_COUNTERS:
+        yield counter(name, documentation, (), {(): registry.event_counts[event_type]})
+    failing = len(registry.failed)
+    yield gauge("intentd_roles_failing", "Role files failing their checks now.", failing)
+    yield gauge("intentd_roles_quarantined", "Roles quarantined now.", len(registry.quarantined))
+
+
+def loop_lag_families(monitor: LoopLagMonitor) -> Iterator[Metric]:
+    """Yield the event loop's latest and largest lag and how many lags were reported."""
+    yield gauge("intentd_loop_lag_seconds", "Lateness of the loop-lag monitor's last wake-up.",
+                monitor.current)
+    yield gauge("intentd_loop_lag_max_seconds", "Largest loop lag seen.", monitor.max)
+    yield counter("intentd_loop_lag_reports", "Loop lags over the block threshold.", (),
+                  {(): monitor.reported})
+
+
 class BucketHistogram:
     """A histogram counted into plain buckets as values arrive and built into a family when scraped.
 
@@ -200,8 +261,24 @@ class HandlerDurations(BucketHistogram):
         self.observe(seconds, sub.role, sub.event_type)
 
 
+class TimerLateness(BucketHistogram):
+    """The TimerService's ``on_fired`` hook: records how late each timer expiry was published."""
+
+    def __init__(self, buckets: Sequence[float] = LATENESS_BUCKETS) -> None:
+        super().__init__(
+            "intentd_timer_lateness_seconds",
+            "Seconds between a timer's deadline and its TIMER_EXPIRED being published.",
+            (),
+            buckets,
+        )
+
+    def __call__(self, seconds: float) -> None:
+        """Record one expiry."""
+        self.observe(seconds)
+
+
 def daemon_metrics(supervisor: "Supervisor") -> Metrics:
-    """Build a daemon's Metrics wired to its bus, processor and supervisor gauges."""
+    """Build a daemon's Metrics wired to its bus, processor, parts and supervisor gauges."""
     metrics = Metrics()
     bus = supervisor.message_bus
     metrics.add_source("bus", lambda: bus_families(bus.stats, bus.queue_depth))
@@ -211,4 +288,9 @@ def daemon_metrics(supervisor: "Supervisor") -> Metrics:
     durations = HandlerDurations()
     bus.observers.append(durations)
     metrics.add_source("handler_durations", durations.metric_families)
+    metrics.add_source("timers", lambda: timer_families(supervisor.timers))
+    metrics.add_source("timer_lateness", supervisor.timer_lateness.metric_families)
+    metrics.add_source("outbox", lambda: outbox_families(supervisor.outbox))
+    metrics.add_source("roles", lambda: role_families(supervisor.role_registry))
+    metrics.add_source("loop_lag", lambda: loop_lag_families(supervisor.loop_lag))
     return metrics

@@ -40,7 +40,7 @@ from supervisor.heartbeat import tick_forever
 from supervisor.http_api import HttpApi
 from supervisor.kv_store import KVStore
 from supervisor.loop_lag import LoopLagMonitor
-from supervisor.metrics import daemon_metrics
+from supervisor.metrics import TimerLateness, daemon_metrics
 from supervisor.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.readiness import Readiness
 from supervisor.schedules import ScheduleService
@@ -114,7 +114,15 @@ class Supervisor:
         self.readiness = Readiness()
         self.readiness.add("bus", self._bus_not_ready)
         self.readiness.add("roles", self._roles_not_ready)
+        self.readiness.add("store", self._store_not_ready)
+        if cfg.slack.enabled:
+            self.readiness.add("slack", self._slack_not_ready)
         self.status = StatusFields()
+        self.status.add("pending_timers", lambda: self.timers and self.timers.pending_count())
+        self.status.add("outbox_depth", lambda: self.outbox and self.outbox.stats.depth)
+        self.status.add("dead_letters", lambda: self.outbox and self.outbox.dead_letter_count())
+        self.status.add("loop_lag_ms", lambda: round(self.loop_lag.current * 1000, 1))
+        self.timer_lateness = TimerLateness()
         self.metrics = daemon_metrics(self)
         self.http = HttpApi(self)
         self.metrics.add_source("http", self.http.metric_families)
@@ -171,7 +179,9 @@ class Supervisor:
         cfg = self.config
         store = Store(cfg.resolve(cfg.store.path), synchronous=cfg.store.synchronous.upper())
         self.store = store
-        self.timers = TimerService(store, self.message_bus, self.clock)
+        self.timers = TimerService(
+            store, self.message_bus, self.clock, on_fired=self.timer_lateness
+        )
         self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
         self.intent_processor.audit_sink = DurableAuditSink(store)
         self.kv = KVStore(store)
@@ -291,6 +301,12 @@ class Supervisor:
 
     def _roles_not_ready(self) -> str | None:
         return None if self._roles_discovered else "the roles folder has not been loaded yet"
+
+    def _store_not_ready(self) -> str | None:
+        return self.store.not_ready() if self.store is not None else "the store is not open yet"
+
+    def _slack_not_ready(self) -> str | None:
+        return self.slack.not_ready() if self.slack is not None else "Slack is not connected yet"
 
     def reload(self) -> None:
         """Re-read the config file, apply the sections that can change live, rescan roles."""
