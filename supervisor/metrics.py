@@ -212,8 +212,7 @@ class BucketHistogram:
     Plain lists and ``bisect`` instead of a prometheus ``Histogram``: no lock on the hot path
     (bench/metrics_overhead.py: ~0.5 us per handler call; a bus of empty handlers runs 1.3x slower
     with it, 1.75x with a ``Histogram``).
-    Timer lateness or delivery times use it the same way:
-    ``lateness = BucketHistogram("intentd_timer_lateness_seconds", "...", (), TIMER_BUCKETS)``.
+    HandlerDurations and TimerLateness below are the two in use.
     """
 
     def __init__(

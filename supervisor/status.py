@@ -1,8 +1,8 @@
 """The daemon's status report: what ``GET /status`` returns and ``intentd status`` prints.
 
 Parts the core does not own report their own fields with one line, e.g.
-``supervisor.status.add("outbox_depth", outbox.depth)``. A field no part reports yet is ``null``,
-so the report's shape never depends on what is configured.
+``supervisor.status.add("outbox_depth", lambda: outbox.stats.depth)``. A field no part can report
+yet (the store is not open) is ``null``, so the report's shape never depends on what is configured.
 """
 
 from collections.abc import Callable
