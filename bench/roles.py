@@ -17,7 +17,7 @@ import strands  # noqa: F401  (its import cost is not the registry's)
 
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
-from supervisor.config import Config, RolesConfig, StoreConfig
+from supervisor.config import Config, HTTPConfig, RolesConfig, StoreConfig
 from supervisor.logs import configure_logging
 from supervisor.supervisor import Supervisor
 
@@ -39,7 +39,9 @@ async def start_to_ready(root: Path, count: int, run: int) -> float:
     """Return seconds from Supervisor.run() to ready with ``count`` fresh roles."""
     generate(root / "roles", f"r{count}x{run}", count)
     config = Config(
-        roles=RolesConfig(directory=root / "roles"), store=StoreConfig(path=root / "i.db")
+        roles=RolesConfig(directory=root / "roles"),
+        store=StoreConfig(path=root / "i.db"),
+        http=HTTPConfig(port=0),
     )
     supervisor = Supervisor(config=config, stdout=io.StringIO())
     started = time.perf_counter()

@@ -23,6 +23,8 @@ class AuditSink(Protocol):
 
     def append(self, record: AuditRecord) -> None: ...
 
+    def recent(self, limit: int) -> list[AuditRecord]: ...
+
 
 @dataclass
 class MemoryAuditSink:
@@ -33,3 +35,7 @@ class MemoryAuditSink:
     def append(self, record: AuditRecord) -> None:
         """Add ``record`` to the list."""
         self.records.append(record)
+
+    def recent(self, limit: int) -> list[AuditRecord]:
+        """Return the last ``limit`` records, newest first."""
+        return self.records[: -limit - 1 : -1]

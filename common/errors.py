@@ -68,3 +68,15 @@ class SlackAuthError(IntentdError):
 
 class WorkflowError(IntentdError):
     """A workflow cannot run: no request, an unknown role, no model for its llm_type..."""
+
+
+class RequestRejected(IntentdError):
+    """An HTTP request was refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonUnreachableError(IntentdError):
+    """The command line could not reach a running daemon's HTTP API."""

@@ -17,6 +17,7 @@ Rules kept here:
   with the IntentProcessor by ``set_intent_processor``, which fails (ROLE_FAILED) a role it refuses.
 """
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class RoleRegistry:
         self.roles: dict[str, LoadedRole] = {}
         self.failed: dict[Path, list[Problem]] = {}
         self.quarantined: set[str] = set()
+        self.event_counts: Counter[str] = Counter()  # ROLE_* events by type, for the metrics
         self.intent_processor: IntentProcessor | None = None
         self._seen: dict[Path, tuple[int, int, str]] = {}
 
@@ -198,6 +200,7 @@ class RoleRegistry:
             processor.register_role_intent_handler(intent_type, handler, role=role.name)
 
     def _publish(self, event_type: str, data: dict[str, Any]) -> None:
+        self.event_counts[event_type] += 1
         if self.message_bus is None:
             return
         try:

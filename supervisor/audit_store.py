@@ -99,3 +99,7 @@ class DurableAuditSink:
     def tail(self, n: int = 20, action: str | None = None) -> list[AuditRecord]:
         """Return the last ``n`` records (of ``action`` only, if given), oldest first."""
         return tail(self.store.db, n, action)
+
+    def recent(self, limit: int) -> list[AuditRecord]:
+        """Return the last ``limit`` records, newest first."""
+        return tail(self.store.db, limit)[::-1]

@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_role_commands(commands, lambda path: load_config(_config_path(path)))
     add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_call_command(commands, lambda path: load_config(_config_path(path)))
+
+    status = commands.add_parser("status", help="show a running daemon's status (over HTTP)")
+    status.add_argument("--config", default=None, help="the daemon's config file")
+    status.set_defaults(handler=_status)
+
+    emit = commands.add_parser("emit", help="publish an event through a running daemon")
+    emit.add_argument("event_type", metavar="EVENT_TYPE", help="an UPPER_SNAKE_CASE event name")
+    emit.add_argument("--data", default="{}", help="the event data as a JSON object (default {})")
+    emit.add_argument("--config", default=None, help="the daemon's config file")
+    emit.set_defaults(handler=_emit)
     return parser
 
 
@@ -66,12 +76,29 @@ def _config_path(path: str | None) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     from supervisor.supervisor import Supervisor
 
-    config = load_config(_config_path(args.config))
+    path = _config_path(args.config)
+    config = load_config(path)
     if args.strict:
         strict_roles = config.roles.model_copy(update={"strict": True})
         config = config.model_copy(update={"roles": strict_roles})
     configure_logging(config.logging.level, config.logging.format)
-    asyncio.run(Supervisor(config=config).run())
+    asyncio.run(Supervisor(path, config=config).run())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from supervisor.api_client import show_status
+
+    config = load_config(_config_path(args.config))
+    asyncio.run(show_status(config.http, sys.stdout))
+    return 0
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from supervisor.api_client import emit
+
+    config = load_config(_config_path(args.config))
+    asyncio.run(emit(config.http, args.event_type, args.data, sys.stdout))
     return 0
 
 

@@ -393,6 +393,13 @@ class Outbox:
         rows = self.store.db.execute("SELECT DISTINCT lane FROM outbox WHERE state = 'pending'")
         return [row[0] for row in rows]
 
+    def dead_letter_count(self) -> int:
+        """Return how many dead letters are kept (inspectable and replayable)."""
+        (count,) = self.store.db.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'dead'"
+        ).fetchone()
+        return int(count)
+
     def _count_pending(self) -> int:
         (count,) = self.store.db.execute(
             "SELECT count(*) FROM outbox WHERE state = 'pending'"

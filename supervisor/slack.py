@@ -68,6 +68,15 @@ class SlackConnection:
             )
             await self.inbound.check_token()
 
+    def not_ready(self) -> str | None:
+        """Return why Slack messages cannot reach the daemon now, or None (for ``/readyz``)."""
+        if self.inbound is not None and not self.inbound.connected:
+            return (
+                "the Slack Socket Mode connection is down; it reconnects every "
+                f"{self.config.reconnect_interval:g} s"
+            )
+        return None
+
     async def close(self) -> None:
         """Close the shared session."""
         if self.session is not None:

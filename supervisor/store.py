@@ -89,6 +89,14 @@ class Store:
                 self.db.execute("ROLLBACK")
             raise
 
+    def not_ready(self) -> str | None:
+        """Return why the database cannot be read now, or None when it can (for ``/readyz``)."""
+        try:
+            self.db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as err:
+            return f"the store at {str(self.path)!r} cannot be read ({err})"
+        return None
+
     def close(self) -> None:
         """Close the connection."""
         self.db.close()

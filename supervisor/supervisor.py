@@ -4,7 +4,11 @@ Rules kept here:
 - Constructing a Supervisor reads the config and builds objects; it starts no thread and no task,
   with or without a running loop.
 - ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
-  sources, drains the bus within ``shutdown_timeout``, then cancels and awaits every task.
+  sources and the HTTP API, drains the bus within ``shutdown_timeout``, then cancels and awaits
+  every task.
+- ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and rescans the
+  roles folder at once (as the fast heartbeat does); a config file that no longer loads is logged
+  and changes nothing.
 - ``run()`` opens the store (timers, schedules, audit, outbox) before anything starts and closes
   it last; timers and schedules are armed only after the roles are loaded, so no expiry finds no
   handler. With ``slack.enabled`` the Slack tokens are checked before anything starts.
@@ -12,6 +16,7 @@ Rules kept here:
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -21,7 +26,7 @@ from typing import Any, TextIO
 import structlog
 
 from common.clock import Clock, SystemClock
-from common.errors import RoleContractError
+from common.errors import ConfigError, RoleContractError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
@@ -33,12 +38,16 @@ from supervisor.audit_store import DurableAuditSink
 from supervisor.channels import CommunicationManager
 from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
+from supervisor.http_api import HttpApi
 from supervisor.kv_store import KVStore
 from supervisor.loop_lag import LoopLagMonitor
+from supervisor.metrics import TimerLateness, daemon_metrics
 from supervisor.outbox import Outbox, OutboxEntry, alert_text
+from supervisor.readiness import Readiness
 from supervisor.schedules import ScheduleService
 from supervisor.services import RoleServices
 from supervisor.slack import SlackConnection
+from supervisor.status import StatusFields
 from supervisor.store import Store
 from supervisor.timers import TimerService
 from supervisor.workflow_engine import WorkflowEngine, retry_strategy
@@ -58,6 +67,7 @@ class Supervisor:
         stdout: TextIO | None = None,
     ) -> None:
         self.config = config if config is not None else load_config(config_file)
+        self.config_file = Path(config_file) if config_file is not None else None
         self.clock: Clock = clock or SystemClock()
         cfg = self.config
         self.message_bus = MessageBus(
@@ -114,6 +124,23 @@ class Supervisor:
         self._services: dict[str, RoleServices] = {}
         self._stop_requested = asyncio.Event()
         self._ready = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._roles_discovered = False
+        self.readiness = Readiness()
+        self.readiness.add("bus", self._bus_not_ready)
+        self.readiness.add("roles", self._roles_not_ready)
+        self.readiness.add("store", self._store_not_ready)
+        if cfg.slack.enabled:
+            self.readiness.add("slack", self._slack_not_ready)
+        self.status = StatusFields()
+        self.status.add("pending_timers", lambda: self.timers and self.timers.pending_count())
+        self.status.add("outbox_depth", lambda: self.outbox and self.outbox.stats.depth)
+        self.status.add("dead_letters", lambda: self.outbox and self.outbox.dead_letter_count())
+        self.status.add("loop_lag_ms", lambda: round(self.loop_lag.current * 1000, 1))
+        self.timer_lateness = TimerLateness()
+        self.metrics = daemon_metrics(self)
+        self.http = HttpApi(self)
+        self.metrics.add_source("http", self.http.metric_families)
 
     # -- parts roles use --------------------------------------------------------------------
 
@@ -148,12 +175,15 @@ class Supervisor:
         removers = self._install_signal_handlers()
         try:
             await self._open_slack()
+            await self.http.start()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)
         finally:
+            await self.http.stop()
             for remove in removers:
                 remove()
             self._ready.clear()
+            self._dispatcher = None
             if self.slack is not None:
                 await self.slack.close()
             self._close_store()
@@ -166,7 +196,9 @@ class Supervisor:
         cfg = self.config
         store = Store(cfg.resolve(cfg.store.path), synchronous=cfg.store.synchronous.upper())
         self.store = store
-        self.timers = TimerService(store, self.message_bus, self.clock)
+        self.timers = TimerService(
+            store, self.message_bus, self.clock, on_fired=self.timer_lateness
+        )
         self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
         self.intent_processor.audit_sink = DurableAuditSink(store)
         self.kv = KVStore(store)
@@ -205,6 +237,7 @@ class Supervisor:
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
         workflows = tasks.create_task(self.workflow_engine.run(), name="workflow-engine")
+        self._dispatcher = dispatcher
         assert self.timers is not None and self.schedules is not None
         self.timers.start()
         self.schedules.start()
@@ -243,6 +276,7 @@ class Supervisor:
         log.info("stopping")
         for task in sources:
             task.cancel()
+        await self.http.stop()
         self.timers.stop()
         self.schedules.stop()
         try:
@@ -262,6 +296,7 @@ class Supervisor:
     def _load_roles(self) -> None:
         self.role_registry.discover_roles()
         self.role_registry.set_intent_processor(self.intent_processor)
+        self._roles_discovered = True
         failed = self.role_registry.failed
         if self.config.roles.strict and failed:
             first = next(iter(failed.values()))[0]
@@ -276,6 +311,44 @@ class Supervisor:
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
         self.workflow_engine.cleanup_old_workflows(now)
+
+    def _bus_not_ready(self) -> str | None:
+        if self._dispatcher is None or self._dispatcher.done():
+            return "the message bus dispatcher is not running"
+        if self._stop_requested.is_set():
+            return "the daemon is shutting down"
+        return None
+
+    def _roles_not_ready(self) -> str | None:
+        return None if self._roles_discovered else "the roles folder has not been loaded yet"
+
+    def _store_not_ready(self) -> str | None:
+        return self.store.not_ready() if self.store is not None else "the store is not open yet"
+
+    def _slack_not_ready(self) -> str | None:
+        return self.slack.not_ready() if self.slack is not None else "Slack is not connected yet"
+
+    def reload(self) -> None:
+        """Re-read the config file, apply the sections that can change live, rescan roles."""
+        if self.config_file is not None:
+            try:
+                new = load_config(self.config_file)
+            except ConfigError as err:
+                log.error("reload_failed", error=str(err))
+                return
+            live = {"logging": new.logging, "channels": new.channels}
+            stale = sorted(
+                name
+                for name in type(new).model_fields
+                if name not in live and getattr(new, name) != getattr(self.config, name)
+            )
+            if stale:
+                log.warning("reload_needs_restart", sections=stale)
+            self.config = self.config.model_copy(update=live)
+            logging.getLogger().setLevel(new.logging.level)
+            self.communication_manager.config = new.channels
+        changed = self.role_registry.check_for_changes()  # a broken role file is logged there
+        log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""
@@ -305,11 +378,19 @@ class Supervisor:
             return []
         loop = asyncio.get_running_loop()
         removers = []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_signal, signum)
+        for signum, callback in (
+            (signal.SIGINT, self._on_signal),
+            (signal.SIGTERM, self._on_signal),
+            (signal.SIGHUP, self._on_reload_signal),
+        ):
+            loop.add_signal_handler(signum, callback, signum)
             removers.append(lambda signum=signum: loop.remove_signal_handler(signum))
         return removers
 
     def _on_signal(self, signum: int) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)
         self.stop()
+
+    def _on_reload_signal(self, signum: int) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        self.reload()

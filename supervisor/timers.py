@@ -13,6 +13,7 @@ Rules kept here:
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -127,10 +128,18 @@ class TimerService:
     max_duration = 366 * 24 * 3600.0
     retry_delay = 1.0  # seconds before a timer the bus could not accept is offered again
 
-    def __init__(self, store: Store, bus: MessageBus, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: MessageBus,
+        clock: Clock,
+        *,
+        on_fired: Callable[[float], None] | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock
+        self.on_fired = on_fired  # called with each published expiry's lateness in seconds
         self._armed: dict[str, Cancellable] = {}
         self._in_flight: set[str] = set()
         migrate(store)
@@ -247,11 +256,16 @@ class TimerService:
             self.store.db, include_done=include_done, channel_id=channel_id, user_id=user_id
         )
 
-    def reconcile(self) -> dict[str, int]:
-        """Arm pending timers that have no handle and drop handles of timers no longer pending."""
-        (pending,) = self.store.db.execute(
+    def pending_count(self) -> int:
+        """Return how many timers are pending on disk."""
+        (count,) = self.store.db.execute(
             "SELECT count(*) FROM timers WHERE state = 'pending'"
         ).fetchone()
+        return int(count)
+
+    def reconcile(self) -> dict[str, int]:
+        """Arm pending timers that have no handle and drop handles of timers no longer pending."""
+        pending = self.pending_count()
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0}
         rows = dict(
@@ -280,6 +294,7 @@ class TimerService:
             return
         fired_at = self.clock.time()
         attempt = timer.attempts + 1
+        late_by = max(0.0, fired_at - timer.due_at)
         data = {
             "timer_id": timer_id,
             "label": timer.label,
@@ -288,7 +303,7 @@ class TimerService:
             "user_id": timer.user_id,
             "due_at": timer.due_at,
             "fired_at": fired_at,
-            "late_by_s": max(0.0, fired_at - timer.due_at),
+            "late_by_s": late_by,
             "attempt": attempt,
             "data": timer.data,
         }
@@ -309,6 +324,8 @@ class TimerService:
             self._armed[timer_id] = self.clock.call_at(retry_at, partial(self._fire, timer_id))
             return
         self._in_flight.add(timer_id)
+        if self.on_fired is not None:
+            self.on_fired(late_by)
         # Counted on disk before any handler runs, so a re-fire after a crash says attempt 2.
         with self.store.transaction() as db:
             db.execute("UPDATE timers SET attempts = ? WHERE timer_id = ?", (attempt, timer_id))

@@ -188,7 +188,9 @@ class FakeSlack:
             args.update(await request.post())
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = bearer or args.pop("token", None)
-        self.calls.append(Call(method, asyncio.get_running_loop().time(), args))
+        async with self._changed:
+            self.calls.append(Call(method, asyncio.get_running_loop().time(), args))
+            self._changed.notify_all()
         if self._down:
             return _gateway_error(503)
         fault = self._faults[method].popleft() if self._faults[method] else None
@@ -331,6 +333,19 @@ class FakeSlack:
         retiring, self._live = self._live, []
         for ws in retiring:
             await ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
+
+    async def wait_calls(self, method: str, n: int) -> None:
+        """Wait until `method` has been called `n` times in total."""
+        await self._wait_for(
+            lambda: [call.method for call in self.calls].count(method) >= n,
+            f"expected {n} call(s) of {method}",
+        )
+
+    async def drop_connections(self) -> None:
+        """Close every live connection from the server side, as a network outage does."""
+        retiring, self._live = self._live, []
+        for ws in retiring:
+            await ws.close()
 
     async def _wait_for(self, predicate: Callable[[], bool], expectation: str) -> None:
         try:

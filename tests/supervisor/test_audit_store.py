@@ -41,6 +41,12 @@ def test_tail_returns_the_last_n_oldest_first_and_filters_by_action(tmp_path: Pa
     assert [r.intent_id for r in sink.tail(5, action="a")] == ["int-0", "int-2"]
 
 
+def test_recent_returns_the_last_limit_records_newest_first(tmp_path: Path) -> None:
+    sink = DurableAuditSink(Store(tmp_path / "a.db"))
+    sink.append_many(make_record(intent_id=f"int-{i}") for i in range(4))
+    assert [r.intent_id for r in sink.recent(3)] == ["int-3", "int-2", "int-1"]
+
+
 def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path) -> None:
     sink = DurableAuditSink(Store(tmp_path / "a.db"))
     sink.append(make_record())

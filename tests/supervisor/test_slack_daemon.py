@@ -65,6 +65,7 @@ def make_config(tmp_path: Path, slack: FakeSlack, **slack_fields: Any) -> Config
         "channels": {"admin": "slack:#general"},
         "slack": {"enabled": True, "bot_token": BOT, "app_token": APP,
                   "base_url": slack.base_url, **slack_fields},
+        "http": {"port": 0},
     })
 
 

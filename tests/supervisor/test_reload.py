@@ -1,0 +1,111 @@
+"""SIGHUP and Supervisor.reload(): re-read the config, apply what can change live, rescan roles."""
+
+import logging
+import os
+import signal
+
+import pytest
+import structlog
+
+from supervisor.supervisor import Supervisor
+from tests.fakes.clock import settle
+from tests.supervisor.http_daemon import ECHO_ROLE, write_role
+
+NEW_ROLE = '''
+"""Reacts to PONG."""
+ROLE_CONFIG = {
+    "name": "late", "version": "1.0.0", "description": "Added while running", "llm_type": "WEAK"
+}
+SEEN = []
+
+
+def handle_pong(event_data, context):
+    SEEN.append(event_data)
+    return []
+
+
+def register_role():
+    handlers = {"PONG": handle_pong}
+    return {"config": ROLE_CONFIG, "event_handlers": handlers, "tools": [], "intents": {}}
+'''
+
+
+def write_config(path, *, level="INFO", aliases="{}", port=0):
+    path.write_text(
+        f"roles:\n  directory: roles\nlogging:\n  level: {level}\n"
+        f"channels:\n  aliases: {aliases}\nhttp:\n  port: {port}\n",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    write_role(tmp_path / "roles", "echo", ECHO_ROLE)
+    path = tmp_path / "config.yaml"
+    write_config(path)
+    root = logging.getLogger()
+    level = root.level
+    yield path
+    root.setLevel(level)
+
+
+async def test_reload_applies_channel_aliases_and_log_level(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_config(config_file, level="WARNING", aliases="{ops: log}")
+        sup.reload()
+        assert sup.config.channels.aliases == {"ops": "log"}
+        assert sup.communication_manager.resolve("ops").kind == "log"
+        assert logging.getLogger().level == logging.WARNING
+
+
+async def test_reload_keeps_sections_that_need_a_restart_and_says_so(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_config(config_file, port=9)
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+        assert sup.config.http.port == 0
+    [warning] = [entry for entry in logs if entry["event"] == "reload_needs_restart"]
+    assert warning["sections"] == ["http"]
+
+
+async def test_a_broken_config_file_is_logged_and_changes_nothing(config_file):
+    async with Supervisor(config_file).running() as sup:
+        before = sup.config
+        config_file.write_text("logging: [not, a, mapping\n", encoding="utf-8")
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+        assert sup.config is before
+    [failure] = [entry for entry in logs if entry["event"] == "reload_failed"]
+    assert "config.yaml:" in failure["error"] and "not valid YAML" in failure["error"]
+
+
+async def test_reload_loads_a_role_file_added_while_running(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_role(config_file.parent / "roles", "late", NEW_ROLE)
+        sup.reload()
+        sup.message_bus.publish("test", "PONG", {"n": 1})
+        await sup.message_bus.drain()
+        assert sorted(sup.role_registry.roles) == ["echo", "late"]
+        assert sup.role_registry.roles["late"].module.SEEN == [{"n": 1}]
+        assert len(sup.message_bus.subscriptions("PING")) == 1
+
+
+async def test_sighup_reloads_the_running_daemon(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_config(config_file, aliases="{ops: log}")
+        os.kill(os.getpid(), signal.SIGHUP)
+        await settle()
+        assert sup.config.channels.aliases == {"ops": "log"}
+
+
+async def test_a_broken_new_role_file_is_logged_and_the_daemon_carries_on(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_role(config_file.parent / "roles", "broken", "raise RuntimeError('nope')\n")
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+        assert sorted(sup.role_registry.roles) == ["echo"]
+    [failure] = [entry for entry in logs if entry["event"] == "role_failed"]
+    assert failure["role"] == "broken"
+    assert "importing the file raised RuntimeError: nope" in failure["problems"][0]
+    [reloaded] = [entry for entry in logs if entry["event"] == "reloaded"]
+    assert reloaded["roles"] == ["broken.py"]
