@@ -37,6 +37,7 @@ from supervisor.timers import TimerService
 
 if TYPE_CHECKING:
     from supervisor.supervisor import Supervisor
+    from supervisor.workflow_engine import WorkflowEngine
 
 log = structlog.get_logger("intentd.metrics")
 
@@ -149,6 +150,17 @@ def supervisor_families(supervisor: "Supervisor") -> Iterator[Metric]:
     yield gauge("intentd_roles_loaded", "Roles loaded and wired in.", roles)
     workflows = supervisor.active_workflows()
     yield gauge("intentd_workflows_active", "LLM workflows running now.", workflows)
+
+
+def workflow_families(engine: "WorkflowEngine") -> Iterator[Metric]:
+    """Yield finished workflows by state and LLM tokens by role and direction."""
+    yield counter(
+        "intentd_workflows_finished", "LLM workflows finished.", ("state",), engine.finished
+    )
+    yield counter(
+        "intentd_llm_tokens", "LLM tokens used, by role and direction.", ("role", "direction"),
+        engine.tokens,
+    )  # fmt: skip
 
 
 def timer_families(timers: TimerService | None) -> Iterator[Metric]:
@@ -292,4 +304,5 @@ def daemon_metrics(supervisor: "Supervisor") -> Metrics:
     metrics.add_source("outbox", lambda: outbox_families(supervisor.outbox))
     metrics.add_source("roles", lambda: role_families(supervisor.role_registry))
     metrics.add_source("loop_lag", lambda: loop_lag_families(supervisor.loop_lag))
+    metrics.add_source("workflows", lambda: workflow_families(supervisor.workflow_engine))
     return metrics

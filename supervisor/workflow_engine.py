@@ -19,6 +19,7 @@ Rules kept here:
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -120,6 +121,8 @@ class WorkflowEngine:
         self.retry_strategy = retry_strategy
         self.runs: dict[str, WorkflowRun] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
+        self.finished: Counter[str] = Counter()  # runs by final state, for the metrics
+        self.tokens: Counter[tuple[str, str]] = Counter()  # (role, input|output) -> tokens
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = False
 
@@ -308,6 +311,9 @@ class WorkflowEngine:
         self, run: WorkflowRun, state: str, *, error: str | None = None, reply: str | None = None
     ) -> None:
         run.state, run.error, run.answer, run.finished_at = state, error, reply, self.clock()
+        self.finished[state] += 1
+        self.tokens[run.role or "", "input"] += run.usage["inputTokens"]
+        self.tokens[run.role or "", "output"] += run.usage["outputTokens"]
         if state != "cancelled" and reply:
             await self.processor.carry_out(
                 NotificationIntent(

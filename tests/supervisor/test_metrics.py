@@ -135,3 +135,13 @@ def test_handler_durations_fill_cumulative_buckets():
         ("intentd_handler_duration_seconds_count", None): 4,
         ("intentd_handler_duration_seconds_sum", None): 2.065,
     }
+
+
+async def test_workflow_states_and_llm_tokens_are_scraped(tmp_path):
+    async with running_daemon(make_config(tmp_path)) as daemon:
+        engine = daemon.supervisor.workflow_engine
+        engine.finished["completed"] += 2
+        engine.tokens["timer", "input"] += 140
+        samples = await scrape(daemon)
+    assert value(samples, "intentd_workflows_finished_total", state="completed") == 2
+    assert value(samples, "intentd_llm_tokens_total", role="timer", direction="input") == 140

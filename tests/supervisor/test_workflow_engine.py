@@ -191,6 +191,8 @@ async def test_token_usage_of_every_model_call_is_audited() -> None:
         (record,) = parts.audit.tail(5, "workflow_completed")
     assert record.details["usage"] == {"inputTokens": 140, "outputTokens": 10, "totalTokens": 150}
     assert (record.user_id, record.role) == ("U1", "timer")
+    assert parts.engine.tokens == {("timer", "input"): 140, ("timer", "output"): 10}
+    assert parts.engine.finished == {"completed": 1}
 
 
 async def test_a_model_error_fails_the_workflow_with_a_readable_reply() -> None:
