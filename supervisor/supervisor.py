@@ -238,6 +238,7 @@ class Supervisor:
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
         workflows = tasks.create_task(self.workflow_engine.run(), name="workflow-engine")
         self._dispatcher = dispatcher
+        dispatcher.add_done_callback(self._dispatcher_ended)
         assert self.timers is not None and self.schedules is not None
         self.timers.start()
         self.schedules.start()
@@ -311,6 +312,18 @@ class Supervisor:
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
         self.workflow_engine.cleanup_old_workflows(now)
+        log.info(
+            "heartbeat",
+            active_workflows=self.active_workflows(),
+            queued=self.message_bus.queue_depth,
+            pending_timers=self.timers.pending_count() if self.timers is not None else None,
+        )
+
+    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
+        # Without its dispatcher the daemon would accept events it never delivers: stop instead.
+        if not self._stop_requested.is_set():
+            log.error("dispatcher_stopped", cancelled=task.cancelled())
+            self.stop()
 
     def _bus_not_ready(self) -> str | None:
         if self._dispatcher is None or self._dispatcher.done():

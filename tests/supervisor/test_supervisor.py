@@ -145,3 +145,12 @@ async def test_shutdown_drains_queued_events_first(tmp_path):
         for n in range(100):
             supervisor.message_bus.publish("test", "PING_SENT", {"n": n})
     assert seen == list(range(100))
+
+
+async def test_the_daemon_stops_when_its_dispatcher_dies(tmp_path):
+    supervisor = make_supervisor(tmp_path)
+    run = asyncio.get_running_loop().create_task(supervisor.run())
+    await supervisor.wait_ready()
+    supervisor._dispatcher.cancel()  # something outside our code cancels the dispatcher
+    await asyncio.wait_for(run, 5)
+    assert run.result() is None
