@@ -21,6 +21,7 @@ class EventContext:
     user_id: str | None = None
     parent_id: str | None = None
     attempt: int = 1
+    idempotency_key: str | None = None  # set: intents it produces get deterministic ids
 
 
 def context_value(context: Any, name: str, default: Any = None) -> Any:

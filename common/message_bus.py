@@ -12,6 +12,9 @@ Rules kept here:
   processed (events published by those intents included).
 - ``publish(..., on_done=callback)`` calls ``callback()`` once every subscriber of that event has
   run and their intents have been processed; an event lost in a crash never calls it.
+- ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
+  ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
+  outbox and the audit log keep one of each).
 """
 
 import asyncio
@@ -92,13 +95,19 @@ def _reraise_if_cancelled(err: BaseException) -> None:
         raise err
 
 
-def _owned(intents: list[Intent], event_id: str) -> list[Intent]:
+def _owned(intents: list[Intent], event_id: str, key: str | None, role: str) -> list[Intent]:
     """Return ``intents`` with ``parent_id`` set to ``event_id``.
 
     An intent object that already belongs to another event (a module-level constant returned
     every time, or the same object twice in one list) is copied with a fresh id, so each
-    delivery is carried out and traced on its own.
+    delivery is carried out and traced on its own. With an idempotency ``key`` each intent's id
+    is ``f"{key}:{role}:{index}"`` instead.
     """
+    if key is not None:
+        return [
+            dataclasses.replace(intent, intent_id=f"{key}:{role}:{index}", parent_id=event_id)
+            for index, intent in enumerate(intents)
+        ]
     owned = []
     for intent in intents:
         if intent.parent_id is None:
@@ -209,6 +218,7 @@ class MessageBus:
         parent_id: str | None = None,
         source: str | None = None,
         attempt: int = 1,
+        idempotency_key: str | None = None,
         on_done: Callable[["EventOutcome"], None] | None = None,
     ) -> str:
         """Enqueue an event and return its id; handlers run later, on the dispatcher."""
@@ -243,6 +253,7 @@ class MessageBus:
             user_id,
             parent_id,
             attempt,
+            idempotency_key,
         )
         self._queue.append((message, context, on_done))
         self.stats.published[event_type] += 1
@@ -355,7 +366,8 @@ class MessageBus:
                     failures += error is not None
                     if intents:
                         outcome = await self.intent_processor.process_intents(
-                            _owned(intents, context.event_id), role=sub.role
+                            _owned(intents, context.event_id, context.idempotency_key, sub.role),
+                            role=sub.role,
                         )
                         failures += outcome["failed"]
                 if on_done is not None:

@@ -1,4 +1,8 @@
-"""The durable audit log: an append-only table; a record is committed before append() returns."""
+"""The durable audit log: an append-only table; a record is committed before append() returns.
+
+A record whose intent id is already in the log is ignored, so an intent carried out again is
+logged once.
+"""
 
 import json
 import sqlite3
@@ -27,10 +31,14 @@ MIGRATIONS = [
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # One record per intent: an intent carried out again (a timer re-fired after a crash keeps
+    # its intent ids) is not logged twice.
+    "CREATE UNIQUE INDEX audit_log_intent ON audit_log (intent_id);",
 ]
 
 _INSERT = (
-    "INSERT INTO audit_log (created_at, action, details, user_id, role, intent_id, parent_id) "
+    "INSERT OR IGNORE INTO audit_log "
+    "(created_at, action, details, user_id, role, intent_id, parent_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 

@@ -43,7 +43,7 @@ class RolesConfig(_Section):
     directory: Path = Path("roles")
     settings: dict[str, dict[str, Any]] = {}
     handler_timeout: Seconds = 1.0
-    intent_timeout: Seconds = 10.0
+    intent_timeout: Seconds = 5.0
     block_threshold: Seconds = 0.1
     quarantine_failures: Annotated[int, Field(ge=1)] = 5
     quarantine_window: Seconds = 60.0
@@ -142,6 +142,12 @@ class SlackConfig(_Section):
         return self
 
 
+class TimersConfig(_Section):
+    retry_initial: Seconds = 5.0  # seconds before a timer whose delivery failed fires again
+    retry_max: Seconds = 300.0  # the retry delay doubles up to this
+    alert_after_attempts: Annotated[int, Field(ge=1)] = 5  # then the admin channel is told, once
+
+
 class OutboxConfig(_Section):
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_initial: Seconds = 1.0
@@ -186,6 +192,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     store: StoreConfig = StoreConfig()
     schedules: list[ScheduleConfig] = []
+    timers: TimersConfig = TimersConfig()
     slack: SlackConfig = SlackConfig()
     outbox: OutboxConfig = OutboxConfig()
     llm: LLMConfig = LLMConfig()

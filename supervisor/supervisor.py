@@ -27,7 +27,7 @@ import structlog
 
 from common.clock import Clock, SystemClock
 from common.errors import ConfigError, RoleContractError
-from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
+from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK, TIMER_DELIVERY_FAILING
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from llm_provider.factory import build_models
@@ -49,6 +49,7 @@ from supervisor.services import RoleServices
 from supervisor.slack import SlackConnection
 from supervisor.status import StatusFields
 from supervisor.store import Store
+from supervisor.timer_alerts import make_timer_alerter
 from supervisor.timers import TimerService
 from supervisor.workflow_engine import WorkflowEngine, retry_strategy
 
@@ -107,6 +108,8 @@ class Supervisor:
         announcer = make_announcer(cfg.channels.admin or cfg.channels.default)
         for event_type in ANNOUNCED_EVENTS:
             self.message_bus.subscribe(REGISTRY, event_type, announcer)
+        timer_alerter = make_timer_alerter(cfg.channels.admin or cfg.channels.default)
+        self.message_bus.subscribe("timers", TIMER_DELIVERY_FAILING, timer_alerter)
         self.failure_window = FailureWindow(
             cfg.roles.quarantine_failures,
             cfg.roles.quarantine_window,
@@ -197,7 +200,7 @@ class Supervisor:
         store = Store(cfg.resolve(cfg.store.path), synchronous=cfg.store.synchronous.upper())
         self.store = store
         self.timers = TimerService(
-            store, self.message_bus, self.clock, on_fired=self.timer_lateness
+            store, self.message_bus, self.clock, cfg.timers, on_fired=self.timer_lateness
         )
         self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
         self.intent_processor.audit_sink = DurableAuditSink(store)

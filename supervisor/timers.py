@@ -4,8 +4,17 @@ Rules kept here:
 - A timer is stored (an absolute UTC deadline) before ``create`` returns its id.
 - Each pending timer has one ``clock.call_at`` handle. When it fires, the service counts the
   attempt on disk and publishes ``TIMER_EXPIRED``; the timer is marked fired only once the bus
-  reports that every intent produced for that event has been processed. A crash in between leaves
-  it pending, so the next start fires it again with the next attempt number.
+  reports that at least one handler ran and every intent produced for that event was carried out.
+  A crash in between leaves it pending, so the next start fires it again with the next attempt
+  number; its intents keep the same ids (``idempotency_key``), so the outbox and the audit log
+  keep one copy.
+- A delivery that failed (no handler, a handler error, a failed intent) is logged and retried,
+  the delay doubling from ``timers.retry_initial`` to ``timers.retry_max``; after
+  ``timers.alert_after_attempts`` attempts ``TIMER_DELIVERY_FAILING`` tells the admin channel,
+  once, and the retries go on. A timer is never dropped.
+- Timers fire by the wall clock: a handle that fires before ``due_at`` (the clock was set back)
+  is re-armed, and ``reconcile`` fires armed timers more than ``late_tolerance`` past ``due_at``
+  (the machine was suspended).
 - At start every pending timer is re-armed; one that fell due while the daemon was down fires
   once, at once, with its real ``late_by_s``.
 - ``reconcile`` compares the armed handles with the store: a safety net, not the firing path.
@@ -23,9 +32,11 @@ import structlog
 
 from common.clock import Cancellable, Clock
 from common.errors import BusClosedError, BusFullError, StoreError, TimerError
-from common.events import TIMER_EXPIRED
+from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
+from supervisor.bus_retry import RETRY_DELAY, try_publish
+from supervisor.config import TimersConfig
 from supervisor.store import Store
 
 log = structlog.get_logger("intentd.timers")
@@ -126,13 +137,14 @@ class TimerService:
     """Create, cancel, list and fire durable timers on the daemon's loop."""
 
     max_duration = 366 * 24 * 3600.0
-    retry_delay = 1.0  # seconds before a timer the bus could not accept is offered again
+    late_tolerance = 1.0  # seconds past due_at before reconcile fires an armed timer itself
 
     def __init__(
         self,
         store: Store,
         bus: MessageBus,
         clock: Clock,
+        config: TimersConfig | None = None,
         *,
         on_fired: Callable[[float], None] | None = None,
     ) -> None:
@@ -140,14 +152,17 @@ class TimerService:
         self.bus = bus
         self.clock = clock
         self.on_fired = on_fired  # called with each published expiry's lateness in seconds
-        self._armed: dict[str, Cancellable] = {}
+        self.config = config or TimersConfig()
+        self._armed: dict[str, tuple[Cancellable, float]] = {}  # the handle and its wall time
         self._in_flight: set[str] = set()
+        self._stopped = False
         migrate(store)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> int:
         """Arm every pending timer; return how many."""
+        self._stopped = False
         rows = self.store.db.execute("SELECT timer_id, due_at FROM timers WHERE state = 'pending'")
         for timer_id, due_at in rows:  # streamed, not fetched at once: 100,000 rows stay cheap
             self._arm(timer_id, due_at)
@@ -156,7 +171,8 @@ class TimerService:
 
     def stop(self) -> None:
         """Disarm every timer (they stay pending on disk)."""
-        for handle in self._armed.values():
+        self._stopped = True
+        for handle, _ in self._armed.values():
             handle.cancel()
         self._armed.clear()
 
@@ -231,9 +247,9 @@ class TimerService:
                 "UPDATE timers SET state = 'cancelled', cancelled_at = ? WHERE timer_id = ?",
                 (now, timer_id),
             )
-        handle = self._armed.pop(timer_id, None)
-        if handle is not None:
-            handle.cancel()
+        armed = self._armed.pop(timer_id, None)
+        if armed is not None:
+            armed[0].cancel()
         log.info("timer_cancelled", timer_id=timer_id)
         return self.get(timer_id)  # type: ignore[return-value]
 
@@ -264,10 +280,11 @@ class TimerService:
         return int(count)
 
     def reconcile(self) -> dict[str, int]:
-        """Arm pending timers that have no handle and drop handles of timers no longer pending."""
+        """Fire armed timers overdue by the wall clock, arm lost ones, drop stale handles."""
+        overdue = self._fire_overdue()
         pending = self.pending_count()
         if pending == len(self._armed) + len(self._in_flight):
-            return {"pending": pending, "rearmed": 0, "dropped": 0}
+            return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
         rows = dict(
             self.store.db.execute(
                 "SELECT timer_id, due_at FROM timers WHERE state = 'pending'"
@@ -278,14 +295,31 @@ class TimerService:
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
         for timer_id in stale:
-            self._armed.pop(timer_id).cancel()
+            self._armed.pop(timer_id)[0].cancel()
         log.warning("timers_reconciled", rearmed=len(missing), dropped=len(stale))
-        return {"pending": pending, "rearmed": len(missing), "dropped": len(stale)}
+        return {
+            "pending": pending, "rearmed": len(missing), "dropped": len(stale), "overdue": overdue
+        }
+
+    def _fire_overdue(self) -> int:
+        """Fire armed timers whose handle should have fired by the wall clock; return how many."""
+        late = self.clock.time() - self.late_tolerance
+        rows = self.store.db.execute(
+            "SELECT timer_id FROM timers WHERE state = 'pending' AND due_at <= ?", (late,)
+        ).fetchall()
+        overdue = [tid for (tid,) in rows if tid in self._armed and self._armed[tid][1] <= late]
+        for timer_id in overdue:
+            self._armed.pop(timer_id)[0].cancel()
+            self._fire(timer_id)
+        if overdue:
+            log.warning("timers_overdue_fired", count=len(overdue))
+        return len(overdue)
 
     # -- firing -----------------------------------------------------------------------------
 
-    def _arm(self, timer_id: str, due_at: float) -> None:
-        self._armed[timer_id] = self.clock.call_at(due_at, partial(self._fire, timer_id))
+    def _arm(self, timer_id: str, when: float) -> None:
+        handle = self.clock.call_at(when, partial(self._fire, timer_id))
+        self._armed[timer_id] = (handle, when)
 
     def _fire(self, timer_id: str) -> None:
         self._armed.pop(timer_id, None)
@@ -293,6 +327,10 @@ class TimerService:
         if timer is None or timer.state != "pending":
             return
         fired_at = self.clock.time()
+        if fired_at < timer.due_at:  # the wall clock was set back since the timer was armed
+            log.info("timer_not_due_yet", timer_id=timer_id, early_by_s=timer.due_at - fired_at)
+            self._arm(timer_id, timer.due_at)
+            return
         attempt = timer.attempts + 1
         late_by = max(0.0, fired_at - timer.due_at)
         data = {
@@ -307,22 +345,22 @@ class TimerService:
             "attempt": attempt,
             "data": timer.data,
         }
+        publish = partial(
+            self.bus.publish,
+            "timers",
+            TIMER_EXPIRED,
+            data,
+            source="timers",
+            attempt=attempt,
+            idempotency_key=f"timer:{timer_id}",
+            on_done=partial(self._delivered, timer, fired_at, attempt),
+        )
         try:
-            self.bus.publish(
-                "timers",
-                TIMER_EXPIRED,
-                data,
-                source="timers",
-                attempt=attempt,
-                on_done=partial(self._mark_fired, timer_id, fired_at),
-            )
+            if not try_publish(publish, timer_id=timer_id):
+                self._arm(timer_id, fired_at + RETRY_DELAY)
+                return
         except BusClosedError:
             return  # the daemon is stopping; the timer stays pending for the next start
-        except BusFullError as err:
-            log.warning("timer_publish_deferred", timer_id=timer_id, error=str(err))
-            retry_at = self.clock.time() + self.retry_delay
-            self._armed[timer_id] = self.clock.call_at(retry_at, partial(self._fire, timer_id))
-            return
         self._in_flight.add(timer_id)
         if self.on_fired is not None:
             self.on_fired(late_by)
@@ -330,11 +368,41 @@ class TimerService:
         with self.store.transaction() as db:
             db.execute("UPDATE timers SET attempts = ? WHERE timer_id = ?", (attempt, timer_id))
 
-    def _mark_fired(self, timer_id: str, fired_at: float, outcome: EventOutcome) -> None:
-        self._in_flight.discard(timer_id)
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE timers SET state = 'fired', fired_at = ? "
-                "WHERE timer_id = ? AND state = 'pending'",
-                (fired_at, timer_id),
-            )
+    def _delivered(
+        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
+    ) -> None:
+        self._in_flight.discard(timer.timer_id)
+        if outcome.ok:
+            with self.store.transaction() as db:
+                db.execute(
+                    "UPDATE timers SET state = 'fired', fired_at = ? "
+                    "WHERE timer_id = ? AND state = 'pending'",
+                    (fired_at, timer.timer_id),
+                )
+            return
+        retry_in = min(self.config.retry_max, self.config.retry_initial * 2 ** min(attempt - 1, 30))
+        log.warning(
+            "timer_delivery_failed",
+            timer_id=timer.timer_id,
+            label=timer.label,
+            attempt=attempt,
+            handlers=outcome.handlers,
+            failures=outcome.failures,
+            retry_in_s=retry_in,
+        )
+        if attempt == self.config.alert_after_attempts:
+            self._alert(timer, attempt)
+        if not self._stopped:
+            self._arm(timer.timer_id, self.clock.time() + retry_in)
+
+    def _alert(self, timer: Timer, attempts: int) -> None:
+        data = {
+            "timer_id": timer.timer_id,
+            "label": timer.label,
+            "due": iso(timer.due_at),
+            "attempts": attempts,
+        }
+        try:
+            self.bus.publish("timers", TIMER_DELIVERY_FAILING, data, source="timers")
+        except (BusClosedError, BusFullError) as err:
+            log.error("timer_alert_not_sent", timer_id=timer.timer_id, error=str(err))

@@ -334,3 +334,17 @@ async def test_the_same_intent_object_returned_twice_is_carried_out_twice():
     records = processor.audit_sink.records
     assert [r.parent_id for r in records] == [first, first, second, second]
     assert len({r.intent_id for r in records}) == 4
+
+
+async def test_intents_for_an_event_with_an_idempotency_key_get_the_same_ids_each_time():
+    bus, processor = make_bus()
+    shared = AuditIntent("constant", {})
+    bus.subscribe("timer", "A_HAPPENED", lambda d, c: [AuditIntent("first", {}), shared])
+    bus.subscribe("other", "A_HAPPENED", lambda d, c: [AuditIntent("third", {})])
+    for _ in range(2):
+        bus.publish("t", "A_HAPPENED", {}, idempotency_key="timer:tmr-1")
+    bus.publish("t", "A_HAPPENED", {})
+    await bus.drain()
+    ids = [r.intent_id for r in processor.audit_sink.records]
+    assert ids[:6] == ["timer:tmr-1:timer:0", "timer:tmr-1:timer:1", "timer:tmr-1:other:0"] * 2
+    assert ids[6].startswith("int-") and ids[8].startswith("int-")

@@ -77,3 +77,27 @@ async def settle(rounds: int = 50) -> None:
     """Let every ready task run until it waits on something (no real time passes)."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+class SteppingClock(FakeClock):
+    """A FakeClock whose wall time can step away from its scheduler, as a clock change does.
+
+    Callbacks are scheduled on the scheduler's (monotonic) time, like the loop's ``call_at``;
+    ``step`` moves only the wall clock, as setting the system time or a suspend does.
+    """
+
+    def __init__(self, start: float = START) -> None:
+        super().__init__(start)
+        self.offset = 0.0
+
+    def time(self) -> float:
+        """Return the wall time: the scheduler's time plus every step so far."""
+        return self.now + self.offset
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> FakeHandle:
+        """Schedule ``callback`` for wall time ``when`` as the wall clock reads now."""
+        return super().call_at(when - self.offset, callback)
+
+    def step(self, seconds: float) -> None:
+        """Move the wall clock by ``seconds`` without running anything."""
+        self.offset += seconds

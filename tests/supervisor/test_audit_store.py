@@ -9,7 +9,7 @@ import pytest
 from common.audit import AuditRecord
 from common.intent_processor import IntentProcessor
 from common.intents import AuditIntent
-from supervisor.audit_store import DurableAuditSink
+from supervisor.audit_store import MIGRATIONS, DurableAuditSink
 from supervisor.store import Store
 
 
@@ -65,3 +65,25 @@ async def test_the_processor_appends_audit_intents_to_the_durable_sink(tmp_path:
     (record,) = sink.tail()
     assert (record.action, record.details, record.role, record.intent_id) == (
         "login", {"ip": "127.0.0.1"}, "auth", intent.intent_id)
+
+
+def test_a_record_whose_intent_is_already_logged_is_not_logged_again(tmp_path: Path) -> None:
+    sink = DurableAuditSink(Store(tmp_path / "a.db"))
+    sink.append(make_record(details={"attempt": 1}))
+    sink.append_many([make_record(details={"attempt": 2}), make_record(intent_id="int-2")])
+    assert [(r.intent_id, r.details) for r in sink.tail()] == [
+        ("int-1", {"attempt": 1}),
+        ("int-2", {"timer_id": "tmr-1"}),
+    ]
+
+
+def test_an_audit_log_from_before_the_unique_intent_ids_is_upgraded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a.db")
+    store.migrate("audit", MIGRATIONS[:1])
+    store.db.execute(
+        "INSERT INTO audit_log (created_at, action, details, intent_id) "
+        "VALUES ('2027-01-15T08:00:00+00:00', 'timer_expired', '{}', 'int-1')"
+    )
+    sink = DurableAuditSink(store)
+    sink.append(make_record())
+    assert [r.intent_id for r in sink.tail()] == ["int-1"]

@@ -57,6 +57,8 @@ async def test_metrics_count_pending_timers_and_the_lateness_of_fired_ones(tmp_p
     clock = FakeClock()
     async with running_daemon(make_config(tmp_path), clock=clock) as daemon:
         timers = daemon.supervisor.timers
+        # a timer counts as fired once a handler took its expiry
+        daemon.supervisor.message_bus.subscribe("test", "TIMER_EXPIRED", lambda data, ctx: [])
         timers.create(duration=10, label="soon")
         timers.create(duration=100, label="later")
         before = await scrape(daemon)

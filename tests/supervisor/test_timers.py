@@ -9,6 +9,7 @@ from common.context import EventContext
 from common.errors import TimerError
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from supervisor.bus_retry import RETRY_DELAY
 from supervisor.store import Store
 from supervisor.timers import TimerService
 from tests.fakes.clock import START, FakeClock
@@ -213,7 +214,7 @@ async def test_a_full_bus_defers_the_timer_instead_of_dropping_it(db_path: Path)
     await d.clock.advance(5)
     assert d.fired == [] and d.timers.get(timer_id).attempts == 0  # type: ignore[union-attr]
     await d.bus.drain()
-    await d.clock.advance(d.timers.retry_delay)
+    await d.clock.advance(RETRY_DELAY)
     await d.bus.drain()
     assert [f["timer_id"] for f in d.fired] == [timer_id]
 
@@ -221,7 +222,7 @@ async def test_a_full_bus_defers_the_timer_instead_of_dropping_it(db_path: Path)
 async def test_reconcile_arms_a_timer_the_scheduler_does_not_know(daemon: Daemon) -> None:
     timer_id = daemon.timers.create(duration=5)
     daemon.timers.stop()  # as if the handle had been lost
-    assert daemon.timers.reconcile() == {"pending": 1, "rearmed": 1, "dropped": 0}
+    assert daemon.timers.reconcile() == {"pending": 1, "rearmed": 1, "dropped": 0, "overdue": 0}
     await daemon.clock.advance(5)
     await daemon.bus.drain()
     assert [f["timer_id"] for f in daemon.fired] == [timer_id]
@@ -231,10 +232,10 @@ async def test_reconcile_drops_a_handle_whose_timer_is_no_longer_pending(daemon:
     timer_id = daemon.timers.create(duration=5)
     with daemon.store.transaction() as db:
         db.execute("UPDATE timers SET state = 'cancelled' WHERE timer_id = ?", (timer_id,))
-    assert daemon.timers.reconcile() == {"pending": 0, "rearmed": 0, "dropped": 1}
+    assert daemon.timers.reconcile() == {"pending": 0, "rearmed": 0, "dropped": 1, "overdue": 0}
     assert daemon.clock.pending == 0
 
 
 async def test_reconcile_of_a_consistent_service_changes_nothing(daemon: Daemon) -> None:
     daemon.timers.create(duration=5)
-    assert daemon.timers.reconcile() == {"pending": 1, "rearmed": 0, "dropped": 0}
+    assert daemon.timers.reconcile() == {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 0}
