@@ -95,7 +95,7 @@ class IntentProcessor:
         audit_sink: AuditSink | None = None,
         message_bus: EventPublisher | None = None,
         services_factory: ServicesFactory | None = None,
-        intent_timeout: float = 10.0,
+        intent_timeout: float = 5.0,
     ) -> None:
         self.communication_manager = communication_manager
         self.workflow_engine = workflow_engine

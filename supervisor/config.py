@@ -6,12 +6,13 @@ Relative paths are relative to the config file's folder.
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -114,6 +115,14 @@ class ScheduleConfig(_Section):
                 f"schedule {self.name!r} has cron {self.cron!r}, which is not a valid cron "
                 "expression such as '0 9 * * 1-5'"
             )
+        if self.cron is not None:
+            try:
+                croniter(self.cron, datetime.now(UTC)).get_next(datetime)
+            except CroniterBadDateError as err:
+                raise ValueError(
+                    f"schedule {self.name!r} has cron {self.cron!r}, which matches no date; "
+                    "check its day-of-month and month fields"
+                ) from err
         return self
 
 
@@ -200,6 +209,19 @@ class Config(_Section):
     http: HTTPConfig = HTTPConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("schedules")
+    @classmethod
+    def _unique_schedule_names(cls, schedules: list[ScheduleConfig]) -> list[ScheduleConfig]:
+        first: dict[str, int] = {}
+        for index, schedule in enumerate(schedules):
+            if schedule.name in first:
+                raise ValueError(
+                    f"schedule name {schedule.name!r} is used by schedules.{first[schedule.name]} "
+                    f"and schedules.{index}; give each schedule its own name"
+                )
+            first[schedule.name] = index
+        return schedules
+
     def resolve(self, path: Path) -> Path:
         """Return ``path`` made absolute against the config file's folder."""
         return path if path.is_absolute() else (self.base_dir / path).resolve()
@@ -285,7 +307,7 @@ def _describe(path: Path, err: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key; check the spelling against the reference")
-        elif isinstance(item.get("input"), dict):  # a whole section: may hold tokens, never echo it
+        elif isinstance(item.get("input"), (dict, list)):  # a section or list: may hold secrets
             problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"{where}: {item['msg']}, got {item.get('input')!r:.60}")

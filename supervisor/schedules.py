@@ -10,6 +10,7 @@ Rules kept here:
 - Runs missed while the daemon was down follow the schedule's misfire policy: ``skip`` none,
   ``once`` the latest, ``all`` each of them; only runs within ``grace`` seconds count.
 - A changed cron, interval or time zone starts the schedule afresh from now.
+- A run the bus cannot accept because it is full is offered again a moment later, never dropped.
 """
 
 import json
@@ -23,8 +24,9 @@ import structlog
 from croniter import croniter
 
 from common.clock import Cancellable, Clock
-from common.errors import BusClosedError, BusFullError
+from common.errors import BusClosedError
 from common.message_bus import EventOutcome, MessageBus
+from supervisor.bus_retry import RETRY_DELAY, try_publish
 from supervisor.config import ScheduleConfig
 from supervisor.store import Store
 
@@ -82,6 +84,7 @@ class ScheduleService:
         self.schedules = schedules
         self.rng = rng or random.Random()
         self._armed: dict[str, Cancellable] = {}
+        self._deferred: dict[tuple[str, float], Cancellable] = {}  # by schedule name and run time
         store.migrate("schedules", MIGRATIONS)
 
     def start(self) -> None:
@@ -100,9 +103,10 @@ class ScheduleService:
 
     def stop(self) -> None:
         """Disarm every schedule (their state stays on disk)."""
-        for handle in self._armed.values():
+        for handle in [*self._armed.values(), *self._deferred.values()]:
             handle.cancel()
         self._armed.clear()
+        self._deferred.clear()
 
     def _catch_up(self, schedule: ScheduleConfig, due: float, now: float) -> float:
         if due > now:
@@ -148,16 +152,28 @@ class ScheduleService:
             "late_by_s": max(0.0, now - due),
             "missed": missed,
         }
+        publish = partial(
+            self.bus.publish,
+            "schedules",
+            schedule.event,
+            data,
+            source=f"schedule:{schedule.name}",
+            on_done=partial(self._save, schedule, following, due),
+        )
         try:
-            self.bus.publish(
-                "schedules",
-                schedule.event,
-                data,
-                source=f"schedule:{schedule.name}",
-                on_done=partial(self._save, schedule, following, due),
-            )
-        except (BusClosedError, BusFullError) as err:
+            if try_publish(publish, schedule=schedule.name):
+                return
+        except BusClosedError as err:
             log.warning("schedule_publish_failed", schedule=schedule.name, error=str(err))
+            return
+        retry = partial(self._publish_deferred, schedule, due, following, missed)
+        self._deferred[schedule.name, due] = self.clock.call_at(now + RETRY_DELAY, retry)
+
+    def _publish_deferred(
+        self, schedule: ScheduleConfig, due: float, following: float, missed: int
+    ) -> None:
+        del self._deferred[schedule.name, due]
+        self._publish(schedule, due, following, missed)
 
     def _save(
         self,

@@ -123,3 +123,31 @@ def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_toke
         f"{path}: slack: slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN "
         "or slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
     )
+
+
+def test_two_schedules_with_one_name_are_rejected(tmp_path):
+    path = write(tmp_path, "schedules:\n"
+                 "  - {name: report, event: REPORT_DUE, every: 60}\n"
+                 "  - {name: cleanup, event: CLEANUP_DUE, every: 60}\n"
+                 "  - {name: report, event: CLEANUP_DUE, every: 3600}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == (
+        f"{path}: schedules: schedule name 'report' is used by schedules.0 and schedules.2; "
+        "give each schedule its own name"
+    )
+
+
+def test_a_cron_expression_that_never_matches_is_rejected(tmp_path):
+    path = write(tmp_path, "schedules: [{name: leap, event: LEAP_DAY, cron: '0 0 30 2 *'}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value) == (
+        f"{path}: schedules.0: schedule 'leap' has cron '0 0 30 2 *', which matches no date; "
+        "check its day-of-month and month fields"
+    )
+
+
+def test_a_rare_but_real_cron_date_is_accepted(tmp_path):
+    path = write(tmp_path, "schedules: [{name: leap, event: LEAP_DAY, cron: '0 0 29 2 *'}]\n")
+    assert load_config(path, environ={}).schedules[0].cron == "0 0 29 2 *"

@@ -10,6 +10,7 @@ import pytest
 from common.context import EventContext
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from supervisor.bus_retry import RETRY_DELAY
 from supervisor.config import ScheduleConfig
 from supervisor.schedules import ScheduleService, next_run
 from supervisor.store import Store
@@ -29,10 +30,17 @@ def make_schedule(**overrides: Any) -> ScheduleConfig:
 class Daemon:
     """A bus and a schedule service over one database file."""
 
-    def __init__(self, path: Path, clock: FakeClock, *schedules: ScheduleConfig, seed: int = 1):
+    def __init__(
+        self,
+        path: Path,
+        clock: FakeClock,
+        *schedules: ScheduleConfig,
+        seed: int = 1,
+        max_queue: int = 10_000,
+    ):
         self.clock = clock
         self.store = Store(path)
-        self.bus = MessageBus(IntentProcessor(), clock=clock.time)
+        self.bus = MessageBus(IntentProcessor(), clock=clock.time, max_queue=max_queue)
         self.events: list[dict[str, Any]] = []
         for event in {s.event for s in schedules}:
             self.bus.subscribe("test", event, self._record)
@@ -170,6 +178,27 @@ async def test_a_changed_schedule_starts_afresh_from_now(tmp_path: Path) -> None
     d = Daemon(tmp_path / "s.db", FakeClock(START + 1000), make_schedule(every=600))
     await d.advance(600)
     assert [e["scheduled_for"] for e in d.events] == [START + 1600]
+
+
+async def test_a_full_bus_defers_the_run_instead_of_dropping_it(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
+    d.bus.publish("test", "HEARTBEAT_TICK", {})  # fills the queue until the next drain
+    await d.advance(60)
+    assert d.events == []
+    await d.advance(RETRY_DELAY)
+    await d.advance(60)
+    assert [(e["scheduled_for"], e["fired_at"]) for e in d.events] == [
+        (START + 60, START + 60 + RETRY_DELAY),
+        (START + 120, START + 120),
+    ]
+
+
+async def test_stop_cancels_a_deferred_run(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
+    d.bus.publish("test", "HEARTBEAT_TICK", {})
+    await d.clock.advance(60)
+    d.service.stop()
+    assert d.clock.pending == 0
 
 
 @pytest.mark.parametrize(
