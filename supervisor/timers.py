@@ -153,7 +153,8 @@ class TimerService:
         self.clock = clock
         self.on_fired = on_fired  # called with each published expiry's lateness in seconds
         self.config = config or TimersConfig()
-        self._armed: dict[str, tuple[Cancellable, float]] = {}  # the handle and its wall time
+        self._armed: dict[str, Cancellable] = {}
+        self._retry_at: dict[str, float] = {}  # timers armed for a time after their due_at
         self._in_flight: set[str] = set()
         self._stopped = False
         migrate(store)
@@ -172,9 +173,10 @@ class TimerService:
     def stop(self) -> None:
         """Disarm every timer (they stay pending on disk)."""
         self._stopped = True
-        for handle, _ in self._armed.values():
+        for handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
+        self._retry_at.clear()
 
     # -- the service roles use --------------------------------------------------------------
 
@@ -247,9 +249,10 @@ class TimerService:
                 "UPDATE timers SET state = 'cancelled', cancelled_at = ? WHERE timer_id = ?",
                 (now, timer_id),
             )
-        armed = self._armed.pop(timer_id, None)
-        if armed is not None:
-            armed[0].cancel()
+        self._retry_at.pop(timer_id, None)
+        handle = self._armed.pop(timer_id, None)
+        if handle is not None:
+            handle.cancel()
         log.info("timer_cancelled", timer_id=timer_id)
         return self.get(timer_id)  # type: ignore[return-value]
 
@@ -295,7 +298,8 @@ class TimerService:
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
         for timer_id in stale:
-            self._armed.pop(timer_id)[0].cancel()
+            self._retry_at.pop(timer_id, None)
+            self._armed.pop(timer_id).cancel()
         log.warning("timers_reconciled", rearmed=len(missing), dropped=len(stale))
         return {
             "pending": pending, "rearmed": len(missing), "dropped": len(stale), "overdue": overdue
@@ -307,9 +311,11 @@ class TimerService:
         rows = self.store.db.execute(
             "SELECT timer_id FROM timers WHERE state = 'pending' AND due_at <= ?", (late,)
         ).fetchall()
-        overdue = [tid for (tid,) in rows if tid in self._armed and self._armed[tid][1] <= late]
+        overdue = [
+            tid for (tid,) in rows if tid in self._armed and self._retry_at.get(tid, late) <= late
+        ]
         for timer_id in overdue:
-            self._armed.pop(timer_id)[0].cancel()
+            self._armed.pop(timer_id).cancel()
             self._fire(timer_id)
         if overdue:
             log.warning("timers_overdue_fired", count=len(overdue))
@@ -318,11 +324,15 @@ class TimerService:
     # -- firing -----------------------------------------------------------------------------
 
     def _arm(self, timer_id: str, when: float) -> None:
-        handle = self.clock.call_at(when, partial(self._fire, timer_id))
-        self._armed[timer_id] = (handle, when)
+        self._armed[timer_id] = self.clock.call_at(when, partial(self._fire, timer_id))
+
+    def _retry(self, timer_id: str, when: float) -> None:
+        self._retry_at[timer_id] = when
+        self._arm(timer_id, when)
 
     def _fire(self, timer_id: str) -> None:
         self._armed.pop(timer_id, None)
+        self._retry_at.pop(timer_id, None)
         timer = self.get(timer_id)
         if timer is None or timer.state != "pending":
             return
@@ -357,7 +367,7 @@ class TimerService:
         )
         try:
             if not try_publish(publish, timer_id=timer_id):
-                self._arm(timer_id, fired_at + RETRY_DELAY)
+                self._retry(timer_id, fired_at + RETRY_DELAY)
                 return
         except BusClosedError:
             return  # the daemon is stopping; the timer stays pending for the next start
@@ -393,7 +403,7 @@ class TimerService:
         if attempt == self.config.alert_after_attempts:
             self._alert(timer, attempt)
         if not self._stopped:
-            self._arm(timer.timer_id, self.clock.time() + retry_in)
+            self._retry(timer.timer_id, self.clock.time() + retry_in)
 
     def _alert(self, timer: Timer, attempts: int) -> None:
         data = {
