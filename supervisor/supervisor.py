@@ -134,6 +134,7 @@ class Supervisor:
         removers = self._install_signal_handlers()
         try:
             await self._open_slack()
+            self.communication_manager.check()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)
         finally:

@@ -4,6 +4,9 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
+from common.errors import ConfigError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from supervisor.config import Config
 from supervisor.supervisor import Supervisor
@@ -145,3 +148,9 @@ async def test_shutdown_drains_queued_events_first(tmp_path):
         for n in range(100):
             supervisor.message_bus.publish("test", "PING_SENT", {"n": n})
     assert seen == list(range(100))
+
+
+async def test_a_default_channel_that_names_no_channel_stops_the_start(tmp_path):
+    supervisor = make_supervisor(tmp_path, channels={"default": "ops"})
+    with pytest.raises(ConfigError, match=r"^channels\.default is 'ops', which names no channel"):
+        await supervisor.run()
