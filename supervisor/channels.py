@@ -20,6 +20,7 @@ import structlog
 from common.errors import ConfigError, IntentHandlingError
 from common.intents import NotificationIntent
 from supervisor.config import ChannelsConfig
+from supervisor.outbox import Outbox
 
 log = structlog.get_logger("intentd.channels")
 
@@ -79,14 +80,6 @@ class LogChannel:
             message=intent.message,
             intent_id=intent.intent_id,
         )
-
-
-class Outbox(Protocol):
-    """Stores notifications for durable channels (see supervisor/outbox.py)."""
-
-    def enqueue(
-        self, kind: str, target: str, text: str, intent: NotificationIntent, *, alert: bool = False
-    ) -> int: ...
 
 
 class CommunicationManager:

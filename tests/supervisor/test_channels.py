@@ -157,3 +157,10 @@ def test_check_accepts_slack_names_once_slack_is_configured():
     channels.add_channel("slack", Recording())
     channels.check()
     assert channels.resolve("default") == Address("slack", "#general")
+
+
+def test_the_outbox_the_manager_holds_is_the_outbox_class():
+    import supervisor.channels
+    import supervisor.outbox
+
+    assert supervisor.channels.Outbox is supervisor.outbox.Outbox
