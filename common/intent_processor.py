@@ -36,8 +36,8 @@ from common.types import IntentHandler, ServicesFactory, intent_handler_arity
 log = structlog.get_logger("intentd.intents")
 
 
-class CommunicationManager(Protocol):
-    """Delivers notifications (see supervisor/channels.py)."""
+class NotificationSender(Protocol):
+    """Delivers notifications (supervisor/channels.py's CommunicationManager is one)."""
 
     async def send(self, intent: NotificationIntent) -> Any: ...
 
@@ -89,7 +89,7 @@ class IntentProcessor:
 
     def __init__(
         self,
-        communication_manager: CommunicationManager | None = None,
+        communication_manager: NotificationSender | None = None,
         workflow_engine: WorkflowEngine | None = None,
         *,
         audit_sink: AuditSink | None = None,

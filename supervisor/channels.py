@@ -2,7 +2,8 @@
 
 A channel address is ``kind:target``. ``console`` prints one readable line on stdout, ``log`` writes
 a structured log event, ``slack:C0123`` or ``slack:#ops`` (``/thread_ts`` for a thread reply) posts
-to Slack. Aliases from ``channels.aliases`` are resolved first. Local channels deliver at once;
+to Slack. Aliases from ``channels.aliases`` are resolved first; ``channels.default``, ``admin`` and
+every alias are checked once at start (and by ``check-config``). Local channels deliver at once;
 durable (remote) ones go through the outbox, which stores the notification before ``send``
 returns. Priority changes presentation (``high`` adds ``channels.mention_on_high`` on Slack),
 never routing.
@@ -16,9 +17,10 @@ from typing import Any, Protocol, TextIO
 
 import structlog
 
-from common.errors import IntentHandlingError
+from common.errors import ConfigError, IntentHandlingError
 from common.intents import NotificationIntent
 from supervisor.config import ChannelsConfig
+from supervisor.outbox import Outbox
 
 log = structlog.get_logger("intentd.channels")
 
@@ -80,14 +82,6 @@ class LogChannel:
         )
 
 
-class Outbox(Protocol):
-    """Stores notifications for durable channels (see supervisor/outbox.py)."""
-
-    def enqueue(
-        self, kind: str, target: str, text: str, intent: NotificationIntent, *, alert: bool = False
-    ) -> int: ...
-
-
 class CommunicationManager:
     """Resolve a notification's channel and hand it to the channel of that kind."""
 
@@ -105,15 +99,52 @@ class CommunicationManager:
 
     def resolve(self, channel: str) -> Address:
         """Turn an alias, ``kind:target`` or a bare name into an Address."""
+        name = self._expand(channel)
+        address = self._address(channel, name)
+        if address is not None:
+            return address
+        # Without Slack a bare name (#ops, C0123) still reaches someone: the default channel,
+        # labelled with the intended target. The default itself never falls back again.
+        default = self._address(self.config.default, self._expand(self.config.default))
+        if default is None:
+            raise IntentHandlingError(
+                f"channel {channel!r} names no channel kind and neither does channels.default "
+                f"{self.config.default!r}; set channels.default to console, log, an alias or "
+                "kind:target such as slack:#ops"
+            )
+        return Address(default.kind, default.target or name)
+
+    def check(self) -> None:
+        """Raise ConfigError unless channels.default, channels.admin and every alias resolve."""
+        settings = {
+            "channels.default": self.config.default,
+            "channels.admin": self.config.admin,
+            **{f"channels.aliases.{alias}": name for alias, name in self.config.aliases.items()},
+        }
+        for key, value in settings.items():
+            if value is None:
+                continue
+            try:
+                self.resolve(value)
+            except IntentHandlingError as err:
+                raise ConfigError(f"{key} is {value!r}, which names no channel: {err}") from err
+
+    def _expand(self, channel: str) -> str:
+        """Follow aliases and ``default`` to the name they stand for."""
         name = channel.strip()
         seen = set()
-        while name in self.config.aliases:
+        while name in self.config.aliases or name == "default":
             if name in seen:
-                raise IntentHandlingError(f"channel alias {channel!r} loops back on itself")
+                raise IntentHandlingError(f"channel alias {name!r} loops back on itself")
             seen.add(name)
-            name = self.config.aliases[name]
-        if name == "default":
-            name = self.config.default if self.config.default != "default" else "console"
+            if name in self.config.aliases:
+                name = self.config.aliases[name]
+            else:
+                name = self.config.default if self.config.default != "default" else "console"
+        return name
+
+    def _address(self, channel: str, name: str) -> Address | None:
+        """Return the Address ``name`` names, or None for a bare name no channel claims."""
         kind, sep, target = name.partition(":")
         if sep:
             if kind not in self.channels:
@@ -126,10 +157,7 @@ class CommunicationManager:
             return Address(name)
         if "slack" in self.channels:
             return Address("slack", name)
-        # Without Slack a bare name (#ops, C0123) still reaches someone: the default channel,
-        # labelled with the intended target.
-        default = self.resolve(self.config.default)
-        return Address(default.kind, default.target or name)
+        return None
 
     def present(self, intent: NotificationIntent) -> str:
         """Return the text a durable channel posts: a ``high`` one starts with the mention."""

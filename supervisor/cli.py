@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.errors import ConfigError, IntentdError
 from supervisor.call_command import add_call_command
+from supervisor.channels import CommunicationManager
 from supervisor.config import load_config
 from supervisor.logs import configure_logging
 from supervisor.outbox_commands import add_commands as add_outbox_commands
@@ -103,7 +104,11 @@ def _emit(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    load_config(args.path)
+    config = load_config(args.path)
+    channels = CommunicationManager(config.channels)
+    if config.slack.enabled:
+        channels.add_channel("slack", None)  # only its name counts here; nothing is sent
+    channels.check()
     print(f"{args.path}: ok")
     return 0
 

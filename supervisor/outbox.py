@@ -14,6 +14,9 @@ Rules kept here:
   jitter) or Slack's ``Retry-After``; permanent errors, and transient ones after
   ``max_attempts``, become dead letters: kept, listed and retried by ``intentd dead-letters``,
   announced once by NOTIFICATION_DEAD_LETTERED and one alert (never an alert about an alert).
+  An entry whose channel kind is no longer configured is dead-lettered at once.
+- An attempt or alert that raises anything else is logged with the entry's id; the lane waits
+  its backoff and carries on, so one bad entry never stops the daemon.
 """
 
 import asyncio
@@ -292,7 +295,14 @@ class Outbox:
                     finally:
                         self._sleeping -= 1
                     continue  # the head may have changed while this lane slept
-                await self._attempt(entry)
+                try:
+                    await self._attempt(entry)
+                except Exception as err:  # one bad entry or a store hiccup must not end the lane
+                    delay = self.backoff(entry.attempts + 1)
+                    # Held in memory: the store itself may be what failed.
+                    self._next_slot[lane] = self.clock.time() + delay
+                    log.error("notification_attempt_crashed", outbox_id=entry.id,
+                              channel=entry.address, delay_s=round(delay, 3), exc_info=err)
         finally:
             del self._lanes[lane]
             self._notify()
@@ -301,8 +311,11 @@ class Outbox:
         now = self.clock.time()
         channel = self.channels.get(entry.kind)
         if channel is None:
-            log.warning("outbox_channel_missing", outbox_id=entry.id, kind=entry.kind)
-            self._update(entry.id, next_attempt_at=now + self.config.backoff_max)
+            reason = (
+                f"no channel of kind {entry.kind!r} is configured; configure it "
+                f"({entry.kind}.enabled: true) and run `intentd dead-letters retry {entry.id}`"
+            )
+            await self._failed(entry, entry.attempts, DeliveryError(reason, permanent=True))
             return
         parts = channel.split(entry.text)
         attempt = entry.attempts + 1
@@ -357,7 +370,8 @@ class Outbox:
     def backoff(self, attempt: int) -> float:
         """Return the wait after failed ``attempt``: doubling, capped, jittered to 50-100 %."""
         cfg = self.config
-        ceiling = min(cfg.backoff_max, cfg.backoff_initial * 2 ** (attempt - 1))
+        # A float power saturates to inf instead of overflowing, whatever max_attempts allows.
+        ceiling = min(cfg.backoff_max, cfg.backoff_initial * 2.0 ** min(attempt - 1, 1023))
         return ceiling * (0.5 + 0.5 * self.random())
 
     async def _dead_lettered(self, entry: OutboxEntry) -> None:
@@ -377,8 +391,9 @@ class Outbox:
             return  # an alert that cannot be delivered raises no alert of its own
         try:
             await self.alert(entry)
-        except IntentdError as err:
-            log.error("dead_letter_alert_failed", outbox_id=entry.id, error=str(err))
+        except Exception as err:  # a broken alert path must not stop the lane
+            log.error("dead_letter_alert_failed", outbox_id=entry.id, error=str(err),
+                      exc_info=not isinstance(err, IntentdError))
 
     # -- the table --------------------------------------------------------------------------
 

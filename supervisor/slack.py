@@ -12,14 +12,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from common.errors import SlackAuthError
 from supervisor.config import SlackConfig
-from supervisor.slack_in import SlackIn
+from supervisor.slack_in import REFUSED_TOKEN_ERRORS, SlackIn
 from supervisor.slack_out import SlackOut
 
 log = structlog.get_logger("intentd.slack")
 
-REFUSED = (
-    "invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"
-)
 
 
 class SlackConnection:
@@ -36,20 +33,22 @@ class SlackConnection:
     async def open(self) -> None:
         """Build the clients on the running loop and check the tokens with Slack."""
         cfg = self.config
-        self.session = aiohttp.ClientSession()
+        # slack-sdk ignores its own ``timeout`` when given a session, so the session holds it.
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=cfg.request_timeout)
+        )
         client = AsyncWebClient(
             token=cfg.bot_token,
             base_url=cfg.base_url,
             session=self.session,
             retry_handlers=[],  # the outbox retries; the SDK's retry would post a message twice
-            timeout=int(max(1, cfg.request_timeout)),
         )
         self.out = SlackOut(client, cfg.default_channel)
         try:
             self.bot_user_id = (await client.auth_test())["user_id"]
         except SlackApiError as err:
             error = err.response.get("error") if isinstance(err.response.data, dict) else None
-            if error in REFUSED:
+            if error in REFUSED_TOKEN_ERRORS:
                 raise SlackAuthError(
                     f"slack.bot_token was refused by Slack at {cfg.base_url!r} ({error}); set "
                     "SLACK_BOT_TOKEN to the app's bot token (xoxb-...)"
@@ -59,8 +58,7 @@ class SlackConnection:
             log.warning("slack_unreachable_at_start", error=repr(err))
         if cfg.socket_mode and cfg.app_token:
             socket_client = AsyncWebClient(
-                base_url=cfg.base_url, session=self.session, retry_handlers=[],
-                timeout=int(max(1, cfg.request_timeout)),
+                base_url=cfg.base_url, session=self.session, retry_handlers=[]
             )
             self.inbound = SlackIn(
                 cfg.app_token, socket_client, self.bus, bot_user_id=self.bot_user_id,

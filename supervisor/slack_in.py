@@ -33,6 +33,11 @@ from common.events import USER_REQUEST
 
 log = structlog.get_logger("intentd.slack")
 
+# Slack's answers that mean "this token will never work", for the bot and the app token alike.
+REFUSED_TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
+)
+
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>\s*")
 REMEMBERED_EVENTS = 1000  # event ids kept to drop Slack's re-deliveries
 
@@ -101,7 +106,7 @@ class SlackIn:
             await self.web_client.apps_connections_open(app_token=self.app_token)
         except SlackApiError as err:
             error = err.response.get("error") if isinstance(err.response.data, dict) else None
-            if error in ("invalid_auth", "not_authed", "not_allowed_token_type", "token_revoked"):
+            if error in REFUSED_TOKEN_ERRORS:
                 raise SlackAuthError(
                     f"slack.app_token was refused by Slack ({error}); set SLACK_APP_TOKEN to the "
                     "app-level token (xapp-...) with the connections:write scope"

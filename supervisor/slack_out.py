@@ -144,7 +144,12 @@ class SlackOut:
             raise classify(method, err) from err
         except aiohttp.ClientConnectorError as err:  # never reached Slack: nothing was sent
             raise DeliveryError(f"{method}: cannot connect to Slack ({err})") from err
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            raise DeliveryError(
+                f"{method}: Slack did not answer within slack.request_timeout (timed out)",
+                unknown=True,
+            ) from err
+        except aiohttp.ClientError as err:
             raise DeliveryError(
                 f"{method}: the connection failed before Slack answered ({type(err).__name__})",
                 unknown=True,

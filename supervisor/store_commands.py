@@ -23,7 +23,7 @@ def add_commands(commands: Any, config_help: str) -> None:
     audit_parser = commands.add_parser("audit", help="inspect the audit log")
     audit_commands = audit_parser.add_subparsers(dest="audit_command", metavar="COMMAND")
     tail = audit_commands.add_parser("tail", help="print the latest audit records, oldest first")
-    tail.add_argument("-n", type=int, default=20, help="how many records (default 20)")
+    tail.add_argument("-n", type=record_count, default=20, help="how many records (default 20)")
     tail.add_argument("--action", default=None, help="only records of this action")
     tail.add_argument("--json", action="store_true", help="print JSON lines")
     tail.add_argument("--config", default=None, help=config_help)
@@ -61,6 +61,19 @@ def list_timers(args: argparse.Namespace) -> int:
     if not found and not args.json:
         print("no timers" if args.all else "no pending timers")
     return 0
+
+
+def record_count(value: str) -> int:
+    """Parse ``-n``: a whole number of records, 0 or more (SQLite reads -1 as "no limit")."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(
+            f"-n must be a whole number of records, 0 or more; got {value!r}"
+        )
+    return count
 
 
 def tail_audit(args: argparse.Namespace) -> int:

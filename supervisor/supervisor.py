@@ -178,6 +178,7 @@ class Supervisor:
         removers = self._install_signal_handlers()
         try:
             await self._open_slack()
+            self.communication_manager.check()
             await self.http.start()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)

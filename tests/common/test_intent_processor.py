@@ -240,3 +240,10 @@ async def test_services_handler_without_a_factory_is_a_clear_failure():
     processor.register_role_intent_handler(PingIntent, process_ping)
     result = await processor.process_intents([PingIntent("db")])
     assert "was built without a services_factory" in result["errors"][0]
+
+
+def test_the_notification_protocol_is_not_named_like_the_class_that_implements_it():
+    import common.intent_processor as module
+
+    assert (hasattr(module, "NotificationSender"), hasattr(module, "CommunicationManager")) == (
+        True, False)

@@ -40,6 +40,7 @@ class Fault:
     slack_error: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    delay: float = 0.0
 
     @classmethod
     def ratelimited(cls, retry_after: str = "1") -> Fault:
@@ -60,6 +61,11 @@ class Fault:
     def drop_after_recording(cls) -> Fault:
         """Carry the call out (a post is delivered), then close the connection unanswered."""
         return cls(drop=True)
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """Carry the call out (a post is delivered), then answer only after ``seconds``."""
+        return cls(delay=seconds)
 
 
 @dataclass(frozen=True)
@@ -197,9 +203,11 @@ class FakeSlack:
         if fault and fault.slack_error:
             body = {"ok": False, "error": fault.slack_error}
             return web.json_response(body, status=fault.status, headers=fault.headers)
-        if fault and not fault.drop:
+        if fault and not fault.drop and not fault.delay:
             return _gateway_error(fault.status)
         body = self._answer(method, token, args)
+        if fault and fault.delay:
+            await asyncio.sleep(fault.delay)  # real time: the client's request timeout must pass
         if fault and fault.drop and request.transport is not None:
             request.transport.close()
         return web.json_response(body)

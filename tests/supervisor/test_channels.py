@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from common.errors import IntentHandlingError
+from common.errors import ConfigError, IntentHandlingError
 from common.intents import NotificationIntent
 from supervisor.channels import Address, CommunicationManager
 from supervisor.config import ChannelsConfig
@@ -118,3 +118,49 @@ async def test_a_durable_channel_without_an_outbox_is_a_clear_error():
         "channel 'slack:#ops' needs the durable outbox, which opens with the store in "
         "Supervisor.run(); send notifications from a running daemon"
     )
+
+
+def test_a_bare_name_with_a_bare_default_and_no_slack_is_a_clear_error():
+    with pytest.raises(IntentHandlingError) as err:
+        manager(default="ops").resolve("#alerts")
+    assert str(err.value) == (
+        "channel '#alerts' names no channel kind and neither does channels.default 'ops'; set "
+        "channels.default to console, log, an alias or kind:target such as slack:#ops"
+    )
+
+
+def test_the_default_may_be_an_alias():
+    assert manager(default="ops", aliases={"ops": "log:ops-room"}).resolve("#alerts") == Address(
+        "log", "ops-room"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"default": "ops"}, "channels.default is 'ops', which names no channel: channel 'ops'"),
+        ({"admin": "pager:x"}, "channels.admin is 'pager:x', which names no channel: channel"),
+        ({"aliases": {"ops": "slack:#ops"}},
+         "channels.aliases.ops is 'slack:#ops', which names no channel: channel 'slack:#ops'"),
+        ({"aliases": {"a": "b", "b": "a"}},
+         "channels.aliases.a is 'b', which names no channel: channel alias 'b' loops"),
+    ],
+)
+def test_check_names_the_setting_that_resolves_to_no_channel(config, message):
+    with pytest.raises(ConfigError) as err:
+        manager(**config).check()
+    assert str(err.value).startswith(message)
+
+
+def test_check_accepts_slack_names_once_slack_is_configured():
+    channels = manager(default="#general", admin="slack:#ops", aliases={"ops": "C0OPS"})
+    channels.add_channel("slack", Recording())
+    channels.check()
+    assert channels.resolve("default") == Address("slack", "#general")
+
+
+def test_the_outbox_the_manager_holds_is_the_outbox_class():
+    import supervisor.channels
+    import supervisor.outbox
+
+    assert supervisor.channels.Outbox is supervisor.outbox.Outbox

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from common.errors import DeliveryError
 from common.events import NOTIFICATION_DEAD_LETTERED
 from common.intents import NotificationIntent
 from supervisor.channels import CommunicationManager
@@ -210,6 +211,25 @@ async def test_a_connection_dropped_mid_request_does_not_post_twice(
     assert len(checked) == 1
 
 
+async def test_a_post_that_times_out_is_checked_before_it_is_sent_again(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    # The only real wait here: Slack answering after the session's 0.05 s request timeout.
+    timeout = aiohttp.ClientTimeout(total=0.05)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        daemon = Daemon(tmp_path / "x.db", slack, session, FakeClock())
+        slack.fail_next("chat.postMessage", Fault.slow(0.2))
+        entry_id = await daemon.send("slack:C0OPS", "slow but once")
+        async with daemon.running():
+            first = daemon.outbox.get(entry_id)
+            await daemon.advance(1.0)
+    methods = [c.method for c in slack.calls]
+    assert (first.unsure, first.state, "timed out" in (first.last_error or "")) == (
+        True, "pending", True)
+    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["slow but once"], "delivered")
+    assert methods == ["chat.postMessage", "conversations.history"]
+
+
 async def test_channel_not_found_is_dead_lettered_at_once_with_one_alert(
     daemon: Daemon, slack: FakeSlack
 ) -> None:
@@ -316,3 +336,102 @@ async def test_a_long_message_is_split_at_the_limit_and_posted_in_order(
         await daemon.advance(1)
     assert [len(t or "") <= 40_000 for t in texts(slack)] == [True, True, True]
     assert " ".join(t or "" for t in texts(slack)) == words
+
+
+class Scripted:
+    """A durable channel that posts to a list, refuses ``C404`` and crashes on ``boom``."""
+
+    durable = True
+
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+        self.splits = 0
+
+    def split(self, text: str) -> list[str]:
+        self.splits += 1
+        if text == "boom":
+            raise IndexError("list index out of range")
+        return [text]
+
+    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+        if target == "C404":
+            raise DeliveryError("channel_not_found", permanent=True)
+        self.posted.append(text)
+        return "1.0"
+
+
+@contextlib.asynccontextmanager
+async def lanes(outbox: Outbox) -> AsyncIterator[asyncio.Task[None]]:
+    worker = asyncio.create_task(outbox.run())
+    try:
+        async with asyncio.timeout(5):
+            await outbox.wait_idle()
+        yield worker
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+def intent(message: str) -> NotificationIntent:
+    return NotificationIntent(message=message, channel="slack:C1")
+
+
+async def test_an_alert_that_raises_is_logged_and_the_outbox_keeps_delivering(
+    tmp_path: Path,
+) -> None:
+    async def broken_alert(entry: Any) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    channel = Scripted()
+    outbox = Outbox(Store(tmp_path / "x.db"), {"slack": channel}, FakeClock(), alert=broken_alert)
+    outbox.enqueue("slack", "C404", "lost", intent("lost"))
+    outbox.enqueue("slack", "C200", "kept", intent("kept"))
+    async with lanes(outbox) as worker:
+        alive = not worker.done()
+    assert (alive, channel.posted, outbox.stats.dead_letters) == (True, ["kept"], 1)
+
+
+async def test_an_attempt_that_crashes_waits_its_backoff_while_other_lanes_deliver(
+    tmp_path: Path,
+) -> None:
+    channel, clock = Scripted(), FakeClock()
+    config = OutboxConfig(backoff_initial=2.0)
+    outbox = Outbox(Store(tmp_path / "x.db"), {"slack": channel}, clock, config,
+                    random=lambda: 1.0)
+    crashing = outbox.enqueue("slack", "C1", "boom", intent("boom"))
+    outbox.enqueue("slack", "C2", "fine", intent("fine"))
+    async with lanes(outbox) as worker:
+        first = channel.splits
+        await clock.advance(1.9)
+        await outbox.wait_idle()
+        early = channel.splits
+        await clock.advance(0.1)
+        await outbox.wait_idle()
+        alive = not worker.done()
+    assert (alive, channel.posted, first, early, channel.splits) == (True, ["fine"], 2, 2, 3)
+    assert outbox.get(crashing).state == "pending"
+
+
+def test_backoff_stays_at_its_cap_for_huge_attempt_numbers(tmp_path: Path) -> None:
+    config = OutboxConfig(backoff_initial=1, backoff_max=10, max_attempts=100_000)
+    outbox = Outbox(Store(tmp_path / "a.db"), {}, FakeClock(), config, random=lambda: 1.0)
+    assert [outbox.backoff(n) for n in (1030, 99_999)] == [10, 10]
+
+
+async def test_an_entry_for_a_channel_kind_no_longer_configured_is_dead_lettered_with_one_alert(
+    tmp_path: Path,
+) -> None:
+    alerts: list[Any] = []
+
+    async def alert(entry: Any) -> None:
+        alerts.append(entry.id)
+
+    outbox = Outbox(Store(tmp_path / "x.db"), {}, FakeClock(), alert=alert)
+    entry_id = outbox.enqueue("slack", "C1", "orphan", intent("orphan"))
+    async with lanes(outbox):
+        pass
+    (dead,) = dead_letters(outbox.store.db)
+    assert (dead.id, alerts, dead.last_error) == (entry_id, [entry_id], (
+        "no channel of kind 'slack' is configured; configure it (slack.enabled: true) and run "
+        f"`intentd dead-letters retry {entry_id}`"))

@@ -79,3 +79,14 @@ def test_commands_without_a_store_say_there_is_nothing(
     assert main(["audit", "tail", "--config", str(config)]) == 0
     assert capsys.readouterr().out == "no pending timers\nno audit records\n"
     assert not (config.parent / "var").exists()
+
+
+def test_audit_tail_refuses_a_negative_count(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["audit", "tail", "-n", "-1", "--config", str(config)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "argument -n: -n must be a whole number of records, 0 or more; got '-1'\n"
+    )

@@ -4,6 +4,9 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
+from common.errors import ConfigError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
 from supervisor.config import Config
 from supervisor.supervisor import Supervisor
@@ -154,3 +157,9 @@ async def test_the_daemon_stops_when_its_dispatcher_dies(tmp_path):
     supervisor._dispatcher.cancel()  # something outside our code cancels the dispatcher
     await asyncio.wait_for(run, 5)
     assert run.result() is None
+
+
+async def test_a_default_channel_that_names_no_channel_stops_the_start(tmp_path):
+    supervisor = make_supervisor(tmp_path, channels={"default": "ops"})
+    with pytest.raises(ConfigError, match=r"^channels\.default is 'ops', which names no channel"):
+        await supervisor.run()
