@@ -37,6 +37,11 @@ _checked: set[str] = set()  # names already found valid: the bus checks every pu
 _CHECKED_LIMIT = 4096
 
 
+def seen_valid(event_type: object) -> bool:
+    """Return True when ``event_type`` was already found valid (a cheap check for hot paths)."""
+    return type(event_type) is str and event_type in _checked
+
+
 def check_event_type(event_type: object, where: str = "event type") -> str:
     """Return ``event_type`` if it is an UPPER_SNAKE_CASE name; raise EventNameError otherwise."""
     if type(event_type) is str and event_type in _checked:

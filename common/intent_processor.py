@@ -23,6 +23,7 @@ import structlog
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
 from common.context import current_cause
 from common.errors import IntentHandlingError, RoleContractError
+from common.guard import ROLE_ERRORS, reraise_if_ours
 from common.intents import (
     AuditIntent,
     EventIntent,
@@ -106,7 +107,7 @@ class IntentProcessor:
         self.stats = ProcessorStats()
         self._role_handlers: dict[str, _RoleHandler] = {}
         self._role_types: dict[str, type[Intent]] = {}
-        self._routes: dict[type, Route] = {}
+        self._routes: dict[type, tuple[Route, str]] = {}
 
     # -- registration -----------------------------------------------------------------------
 
@@ -183,14 +184,16 @@ class IntentProcessor:
             problems = [f"{type_name}.validate() raised {type(err).__name__}: {err}"]
         if problems:
             return self._failed(intent, role, f"invalid {type_name}: " + "; ".join(problems))
-        route = self._routes.get(type(intent))
-        if route is None:
-            route = self._routes[type(intent)] = self._route(type(intent))
+        cached = self._routes.get(type(intent))
+        if cached is None:
+            cached = self._routes[type(intent)] = (self._route(type(intent)), intent.type_name())
+        route, stored_name = cached
         try:
             result = await route(intent, role)
-        except Exception as err:
+        except ROLE_ERRORS as err:
+            reraise_if_ours(err)
             return self._failed(intent, role, f"{type_name} failed: {err}", err)
-        self.stats.processed[intent.type_name()] += 1
+        self.stats.processed[stored_name] += 1
         return IntentOutcome(intent, True, result=result)
 
     def _failed(

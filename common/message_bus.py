@@ -31,7 +31,8 @@ import structlog
 
 from common.context import EventContext
 from common.errors import BusClosedError, BusFullError, WrongThreadError
-from common.events import check_event_type
+from common.events import check_event_type, seen_valid
+from common.guard import ROLE_ERRORS, reraise_if_ours
 from common.ids import new_id
 from common.intent_processor import IntentProcessor
 from common.intents import Intent, is_intent
@@ -82,18 +83,6 @@ class BusStats:
 
 
 _FAILED = object()  # an async handler's result when it raised or overran its budget
-
-# A handler is user code: besides Exception it may raise SystemExit, or a CancelledError that is
-# not ours. Either fails that handler only; the dispatcher must survive it.
-_HANDLER_ERRORS = (Exception, SystemExit, asyncio.CancelledError)
-
-
-def _reraise_if_cancelled(err: BaseException) -> None:
-    """Re-raise ``err`` when it is the dispatcher's own task being cancelled."""
-    task = asyncio.current_task()
-    if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
-        raise err
-
 
 def _owned(intents: list[Intent], event_id: str, key: str | None, role: str) -> list[Intent]:
     """Return ``intents`` with ``parent_id`` set to ``event_id``.
@@ -228,7 +217,8 @@ class MessageBus:
                 f"{threading.current_thread().name!r}, not the event loop's thread; "
                 "use loop.call_soon_threadsafe(bus.publish, ...)"
             )
-        check_event_type(event_type, f"{publisher!r} published event type")
+        if not seen_valid(event_type):
+            check_event_type(event_type, f"{publisher!r} published event type")
         if self._closed:
             raise BusClosedError(
                 f"the message bus is stopping; event {event_type!r} from {publisher!r} "
@@ -348,8 +338,8 @@ class MessageBus:
                     self.last_called = (sub, started)
                     try:
                         result = sub.handler(data, context)
-                    except _HANDLER_ERRORS as err:
-                        _reraise_if_cancelled(err)
+                    except ROLE_ERRORS as err:
+                        reraise_if_ours(err)
                         raised = f"handler raised {type(err).__name__}: {err}"
                         self._finish(sub, context, started, raised, err)
                         failures += 1
@@ -386,8 +376,8 @@ class MessageBus:
             self.stats.timed_out[sub.role, sub.event_type] += 1
             error = f"handler exceeded its {self.handler_timeout} s budget and was cancelled"
             self._finish(sub, context, started, error, None)
-        except _HANDLER_ERRORS as err:
-            _reraise_if_cancelled(err)
+        except ROLE_ERRORS as err:
+            reraise_if_ours(err)
             error = f"handler raised {type(err).__name__}: {err}"
             self._finish(sub, context, started, error, err)
         return _FAILED

@@ -247,3 +247,14 @@ def test_the_notification_protocol_is_not_named_like_the_class_that_implements_i
 
     assert (hasattr(module, "NotificationSender"), hasattr(module, "CommunicationManager")) == (
         True, False)
+
+
+async def test_an_intent_handler_raising_a_stray_cancelled_error_fails_that_intent_only():
+    async def process_ping(intent):
+        raise asyncio.CancelledError("not the daemon's")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, process_ping, role="pinger")
+    result = await processor.process_intents([PingIntent("db"), AuditIntent("after", {})])
+    assert (result["processed"], result["failed"]) == (1, 1)
+    assert result["errors"] == ["PingIntent failed: not the daemon's"]
