@@ -247,8 +247,11 @@ class IntentProcessor:
             args = (intent, self.services_factory(entry.role or ""))
         cause = current_cause.set(intent.intent_id)
         try:
-            async with asyncio.timeout(self.intent_timeout):
-                return await entry.handler(*args)
+            with structlog.contextvars.bound_contextvars(
+                role=entry.role, intent_id=intent.intent_id, parent_id=intent.parent_id
+            ):
+                async with asyncio.timeout(self.intent_timeout):
+                    return await entry.handler(*args)
         except TimeoutError as err:
             raise IntentHandlingError(
                 f"intent handler {entry.handler.__qualname__!r} exceeded its "

@@ -173,7 +173,10 @@ class WorkflowEngine:
             )
         self.runs[run.run_id] = run
         self._publish(WORKFLOW_STARTED, run)
-        task = asyncio.get_running_loop().create_task(self._execute(run), name=run.run_id)
+        # The run's task copies this context: every log line of the run, strands' and the SDKs'
+        # included, carries the run id and the cause.
+        with structlog.contextvars.bound_contextvars(run_id=run.run_id, parent_id=run.parent_id):
+            task = asyncio.get_running_loop().create_task(self._execute(run), name=run.run_id)
         self._tasks[run.run_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
         return run.run_id

@@ -2,6 +2,8 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from common.errors import RoleContractError
 from common.intent_processor import IntentProcessor
@@ -258,3 +260,20 @@ async def test_an_intent_handler_raising_a_stray_cancelled_error_fails_that_inte
     result = await processor.process_intents([PingIntent("db"), AuditIntent("after", {})])
     assert (result["processed"], result["failed"]) == (1, 1)
     assert result["errors"] == ["PingIntent failed: not the daemon's"]
+
+
+async def test_logs_of_a_role_intent_handler_carry_its_role_and_intent():
+    async def process_ping(intent):
+        structlog.get_logger("test").info("pinging")
+
+    processor = IntentProcessor()
+    processor.register_role_intent_handler(PingIntent, process_ping, role="pinger")
+    ping = PingIntent("db", parent_id="evt-7")
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await processor.process_intents([ping])
+    [entry] = [e for e in logs if e["event"] == "pinging"]
+    assert (entry["role"], entry["intent_id"], entry["parent_id"]) == (
+        "pinger",
+        ping.intent_id,
+        "evt-7",
+    )
