@@ -88,7 +88,7 @@ async def call_tool(
     arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
     store = Store(config.resolve(config.store.path), synchronous=config.store.synchronous.upper())
     bus = MessageBus()
-    timers = TimerService(store, bus, clock or SystemClock())
+    timers = TimerService(store, bus, clock or SystemClock(), arms=False)
     kv = KVStore(store)
     processor = IntentProcessor(
         CommunicationManager(config.channels),

@@ -147,7 +147,9 @@ class TimerService:
         config: TimersConfig | None = None,
         *,
         on_fired: Callable[[float], None] | None = None,
+        arms: bool = True,
     ) -> None:
+        """``arms=False`` only stores timers, for a process that does not run them (the CLI)."""
         self.store = store
         self.bus = bus
         self.clock = clock
@@ -157,6 +159,7 @@ class TimerService:
         self._retry_at: dict[str, float] = {}  # timers armed for a time after their due_at
         self._in_flight: set[str] = set()
         self._stopped = False
+        self.arms = arms
         migrate(store)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -284,8 +287,10 @@ class TimerService:
 
     def reconcile(self) -> dict[str, int]:
         """Fire armed timers overdue by the wall clock, arm lost ones, drop stale handles."""
-        overdue = self._fire_overdue()
         pending = self.pending_count()
+        if not self.arms:  # the daemon that runs the timers arms them
+            return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": 0}
+        overdue = self._fire_overdue()
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
         rows = dict(
@@ -324,7 +329,8 @@ class TimerService:
     # -- firing -----------------------------------------------------------------------------
 
     def _arm(self, timer_id: str, when: float) -> None:
-        self._armed[timer_id] = self.clock.call_at(when, partial(self._fire, timer_id))
+        if self.arms:
+            self._armed[timer_id] = self.clock.call_at(when, partial(self._fire, timer_id))
 
     def _retry(self, timer_id: str, when: float) -> None:
         self._retry_at[timer_id] = when

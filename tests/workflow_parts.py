@@ -63,6 +63,7 @@ class WorkflowParts:
         self.processor.audit_sink = self.audit
         self.bus.set_intent_processor(self.processor)
         self.timers = TimerService(self.store, self.bus, self.clock)
+        self.timers.start()
         self.kv = KVStore(self.store)
         self.registry = RoleRegistry(ROLES, self.bus)
         self.registry.discover_roles()

@@ -39,6 +39,7 @@ class Setup:
         self.clock = FakeClock()
         self.bus = MessageBus(clock=self.clock.time)
         self.timers = TimerService(Store(path), self.bus, self.clock)
+        self.timers.start()
         self.services = RoleServices(role="timer", bus=self.bus, timers=self.timers)
         self.processor = IntentProcessor(
             message_bus=self.bus, services_factory=lambda role: self.services

@@ -239,3 +239,18 @@ async def test_reconcile_drops_a_handle_whose_timer_is_no_longer_pending(daemon:
 async def test_reconcile_of_a_consistent_service_changes_nothing(daemon: Daemon) -> None:
     daemon.timers.create(duration=5)
     assert daemon.timers.reconcile() == {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 0}
+
+
+async def test_a_service_that_does_not_arm_stores_timers_and_leaves_them_pending(
+    db_path: Path,
+) -> None:
+    idle = Daemon(db_path, FakeClock())
+    idle.timers = TimerService(idle.store, idle.bus, idle.clock, arms=False)  # `intentd call`
+    idle.timers.start()
+    timer_id = idle.timers.create(duration=60, label="tea")
+    assert (idle.clock.pending, idle.timers.reconcile()) == (
+        0,
+        {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 0},
+    )
+    await idle.clock.advance(120)
+    assert idle.fired == [] and idle.timers.get(timer_id).state == "pending"
