@@ -39,6 +39,7 @@ def make_supervisor(
     config = Config.model_validate({
         "roles": {"directory": str(ROLES)},
         "store": {"path": str(tmp_path / "intentd.db")},
+        "http": {"port": 0},
         "llm": {"models": {"DEFAULT": "test-model"}, "retry_attempts": 1, **llm},
     })
     return Supervisor(config=config, clock=clock or FakeClock(), stdout=out)
