@@ -123,8 +123,10 @@ async def test_a_tool_call_without_the_token_is_401_and_sets_no_timer(tmp_path):
         async with daemon.session.post(url, json={"duration": "5m"}) as response:
             assert (response.status, await response.json()) == (
                 401,
-                {"error": "this route needs an 'Authorization: Bearer <token>' header with "
-                 "http.token"},
+                {
+                    "error": "this route needs an 'Authorization: Bearer <token>' header with "
+                    "http.token"
+                },
             )
         assert pending(daemon) == []
 
