@@ -70,6 +70,10 @@ class WorkflowError(IntentdError):
     """A workflow cannot run: no request, an unknown role, no model for its llm_type..."""
 
 
+class UnknownToolError(IntentdError):
+    """A call names a role that is not loaded or a tool its role does not have."""
+
+
 class RequestRejected(IntentdError):
     """An HTTP request was refused; ``status`` is the HTTP status to answer with."""
 

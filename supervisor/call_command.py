@@ -26,7 +26,7 @@ from supervisor.logs import configure_logging
 from supervisor.services import RoleServices
 from supervisor.store import Store
 from supervisor.timers import TimerService
-from supervisor.tool_runner import run_tool
+from supervisor.tool_runner import find_tool, run_tool
 
 
 def add_call_command(
@@ -71,20 +71,10 @@ async def call_tool(
 ) -> dict[str, Any]:
     """Run ``ROLE.TOOL`` with ``key=value`` pairs against the configured store; return the reply."""
     role_name, dot, tool_name = target.partition(".")
+    if not dot:
+        raise IntentdError(f"call target {target!r} is not ROLE.TOOL; write e.g. timer.set_timer")
     registry = RoleRegistry(config.resolve(config.roles.directory))
-    roles = registry.discover_roles()
-    role = roles.get(role_name)
-    if not dot or role is None:
-        raise IntentdError(
-            f"call target {target!r} names no loaded role; use ROLE.TOOL with ROLE one of "
-            f"{sorted(roles)}"
-        )
-    tools = {getattr(tool, "tool_name", ""): tool for tool in role.tools}
-    if tool_name not in tools:
-        raise IntentdError(
-            f"role {role_name!r} has no tool {tool_name!r}; its tools are {sorted(tools)}"
-        )
-    tool = tools[tool_name]
+    tool = find_tool(registry.discover_roles(), role_name, tool_name)
     arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
     store = Store(config.resolve(config.store.path), synchronous=config.store.synchronous.upper())
     bus = MessageBus()

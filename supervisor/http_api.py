@@ -1,4 +1,4 @@
-"""The HTTP API: health, readiness, metrics, status, and events posted from outside.
+"""The HTTP API: health, readiness, metrics, status, events posted and role tools called.
 
 Rules kept here:
 - The server runs on the daemon's loop (aiohttp ``AppRunner`` + ``TCPSite``); no thread of its own.
@@ -6,7 +6,10 @@ Rules kept here:
   compared in constant time. The daemon refuses to listen on a non-loopback address without one.
 - Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing: bodies over 64 KiB
   are 413, a body that is not ``application/json`` 415, invalid JSON 400, a body that is not a
-  JSON object or a malformed event name 422. Only a fully checked request publishes an event.
+  JSON object or a malformed event name 422. Only a fully checked request publishes an event or
+  runs a tool.
+- A role tool runs as ``intentd call`` runs it (``find_tool`` + ``run_tool``): 200 with its reply
+  when it and its intent succeeded, 422 with the reply when either failed, 404 for an unknown tool.
 - Requests are counted by route and status; neither bodies nor the Authorization header are logged.
 """
 
@@ -28,10 +31,12 @@ from common.errors import (
     ConfigError,
     EventNameError,
     RequestRejected,
+    UnknownToolError,
 )
 from common.events import check_event_type
 from supervisor.metrics import CONTENT_TYPE, counter
 from supervisor.status import status_report
+from supervisor.tool_runner import find_tool, run_tool
 
 if TYPE_CHECKING:
     from supervisor.supervisor import Supervisor
@@ -102,6 +107,7 @@ class HttpApi:
         app.router.add_get("/timers", self._timers)
         app.router.add_get("/audit", self._audit)
         app.router.add_post("/events/{event_type}", self._post_event)
+        app.router.add_post("/roles/{role}/tools/{tool}", self._call_tool)
         return app
 
     # -- the guard every request passes -----------------------------------------------------
@@ -202,14 +208,7 @@ class HttpApi:
             event_type = check_event_type(request.match_info["event_type"], "path event type")
         except EventNameError as err:
             raise RequestRejected(422, str(err)) from err
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise RequestRejected(413, _too_large(request.content_length))
-        if request.content_type != "application/json":
-            raise RequestRejected(
-                415, f"Content-Type {request.content_type!r} is not accepted; "
-                "send the event data as 'Content-Type: application/json'",
-            )
-        data = _json_object(await request.read())
+        data = await _json_body(request, "the event data")
         try:
             event_id = self._supervisor.message_bus.publish(
                 "http", event_type, data, source="http"
@@ -218,6 +217,21 @@ class HttpApi:
             raise RequestRejected(503, str(err)) from err
         log.debug("http_event_accepted", event_type=event_type, event_id=event_id)
         return web.json_response({"event_id": event_id, "event_type": event_type}, status=202)
+
+    async def _call_tool(self, request: web.Request) -> web.Response:
+        role, name = request.match_info["role"], request.match_info["tool"]
+        try:
+            tool = find_tool(self._supervisor.role_registry.roles, role, name)
+        except UnknownToolError as err:
+            raise RequestRejected(404, str(err)) from err
+        arguments = await _json_body(request, "the tool's arguments")
+        origin = {
+            "channel_id": request.query.get("channel") or self._supervisor.config.channels.default,
+            "user_id": request.query.get("user"),
+        }
+        reply = await run_tool(tool, arguments, self._supervisor.intent_processor, role, origin)
+        log.debug("http_tool_called", role=role, tool=name, success=reply["success"])
+        return _json(reply, status=200 if reply["success"] else 422)
 
 
 def check_exposure(host: str, token: str | None) -> None:
@@ -237,6 +251,18 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
+    """Return the request's JSON object body after the size, type and syntax checks."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RequestRejected(413, _too_large(request.content_length))
+    if request.content_type != "application/json":
+        raise RequestRejected(
+            415, f"Content-Type {request.content_type!r} is not accepted; "
+            f"send {what} as 'Content-Type: application/json'",
+        )
+    return _json_object(await request.read())
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -279,7 +305,8 @@ def _describe_http_error(err: web.HTTPException, request: web.Request) -> str:
     if isinstance(err, web.HTTPNotFound):
         return (
             f"no route {request.method} {request.path!r}; the routes are GET /healthz, /readyz, "
-            "/metrics, /status, /roles, /timers, /audit and POST /events/{EVENT_TYPE}"
+            "/metrics, /status, /roles, /timers, /audit and POST /events/{EVENT_TYPE}, "
+            "/roles/{ROLE}/tools/{TOOL}"
         )
     return f"{err.reason} for {request.method} {request.path!r}"
 
@@ -293,8 +320,10 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def _json(data: Any) -> web.Response:
-    return web.json_response(data, dumps=lambda value: json.dumps(value, default=str))
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        data, status=status, dumps=lambda value: json.dumps(value, default=str)
+    )
 
 
 def _plain(item: Any) -> Any:

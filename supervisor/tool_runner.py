@@ -8,15 +8,32 @@ result (its ``message`` if it has one) or its error. A tool never tells the mode
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
 
+from common.errors import UnknownToolError
 from common.intent_processor import IntentProcessor
 from common.intents import Intent
+from llm_provider.role_contract import LoadedRole
 
 _INHERITED = ("channel_id", "user_id")
+
+
+def find_tool(roles: Mapping[str, LoadedRole], role_name: str, tool_name: str) -> Any:
+    """Return the tool ``tool_name`` of the loaded role ``role_name``; raise UnknownToolError."""
+    role = roles.get(role_name)
+    if role is None:
+        raise UnknownToolError(
+            f"no loaded role is named {role_name!r}; the roles are {sorted(roles)}"
+        )
+    tools = {getattr(tool, "tool_name", ""): tool for tool in role.tools}
+    if tool_name not in tools:
+        raise UnknownToolError(
+            f"role {role_name!r} has no tool {tool_name!r}; its tools are {sorted(tools)}"
+        )
+    return tools[tool_name]
 
 
 async def run_tool(

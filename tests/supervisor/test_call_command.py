@@ -21,7 +21,9 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(f"roles:\n  directory: {ROLES}\nstore:\n  path: intentd.db\nhttp:\n  port: 0\n")
+    path.write_text(
+        f"roles:\n  directory: {ROLES}\nstore:\n  path: intentd.db\nhttp:\n  port: 0\n"
+    )
     return path
 
 
@@ -73,8 +75,19 @@ def test_an_unknown_tool_names_the_tools_there_are(
 def test_an_unknown_role_names_the_roles_there_are(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["call", "weather", "--config", str(config_file)]) == 1
-    assert "call target 'weather' names no loaded role" in capsys.readouterr().err
+    assert main(["call", "weather.forecast", "--config", str(config_file)]) == 1
+    assert capsys.readouterr().err.startswith(
+        "intentd: no loaded role is named 'weather'; the roles are ["
+    )
+
+
+def test_a_target_without_a_dot_is_refused(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "timer", "--config", str(config_file)]) == 1
+    assert capsys.readouterr().err == (
+        "intentd: call target 'timer' is not ROLE.TOOL; write e.g. timer.set_timer\n"
+    )
 
 
 def test_values_are_text_where_the_tool_wants_text_and_json_elsewhere() -> None:
