@@ -40,7 +40,7 @@ async def start_to_ready(root: Path, count: int, run: int) -> float:
     generate(root / "roles", f"r{count}x{run}", count)
     config = Config(
         roles=RolesConfig(directory=root / "roles"),
-        store=StoreConfig(path=root / "i.db"),
+        storage=StoreConfig(path=root / "i.db"),
         http=HTTPConfig(port=0),
     )
     supervisor = Supervisor(config=config, stdout=io.StringIO())

@@ -87,7 +87,7 @@ supervisor:
   fast_heartbeat_interval: 0.2
 roles:
   directory: roles
-store:
+storage:
   path: intentd.db
 logging:
   level: WARNING

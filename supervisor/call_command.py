@@ -76,7 +76,7 @@ async def call_tool(
     registry = RoleRegistry(config.resolve(config.roles.directory))
     tool = find_tool(registry.discover_roles(), role_name, tool_name)
     arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
-    store = Store(config.resolve(config.store.path), synchronous=config.store.synchronous.upper())
+    store = Store(config.resolve(config.storage.path), synchronous=config.storage.synchronous.upper())
     bus = MessageBus()
     timers = TimerService(store, bus, clock or SystemClock(), arms=False)
     kv = KVStore(store)

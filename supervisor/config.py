@@ -199,7 +199,7 @@ class Config(_Section):
     bus: BusConfig = BusConfig()
     channels: ChannelsConfig = ChannelsConfig()
     logging: LoggingConfig = LoggingConfig()
-    store: StoreConfig = StoreConfig()
+    storage: StoreConfig = StoreConfig()
     schedules: list[ScheduleConfig] = []
     timers: TimersConfig = TimersConfig()
     slack: SlackConfig = SlackConfig()

@@ -34,7 +34,7 @@ def _open(config_path: str | None) -> Store | None:
     from supervisor.cli import _config_path
 
     config = load_config(_config_path(config_path))
-    path = config.resolve(config.store.path)
+    path = config.resolve(config.storage.path)
     if not Path(path).exists():
         return None
     return Store(path)

@@ -198,7 +198,7 @@ class Supervisor:
 
     def _open_store(self) -> None:
         cfg = self.config
-        store = Store(cfg.resolve(cfg.store.path), synchronous=cfg.store.synchronous.upper())
+        store = Store(cfg.resolve(cfg.storage.path), synchronous=cfg.storage.synchronous.upper())
         self.store = store
         self.timers = TimerService(
             store, self.message_bus, self.clock, cfg.timers, on_fired=self.timer_lateness

@@ -22,7 +22,7 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(
-        f"roles:\n  directory: {ROLES}\nstore:\n  path: intentd.db\nhttp:\n  port: 0\n"
+        f"roles:\n  directory: {ROLES}\nstorage:\n  path: intentd.db\nhttp:\n  port: 0\n"
     )
     return path
 

@@ -137,7 +137,7 @@ def slack_config(tmp_path: Path, slack: FakeSlack) -> Config:
                     "reconnect_interval": 0.05,
                 }
             ),
-            "store": base.store.model_copy(update={"path": tmp_path / "intentd.db"}),
+            "storage": base.storage.model_copy(update={"path": tmp_path / "intentd.db"}),
         }
     )
 

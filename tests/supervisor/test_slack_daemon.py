@@ -60,7 +60,7 @@ def make_config(tmp_path: Path, slack: FakeSlack, **slack_fields: Any) -> Config
         (roles / "timer.py").symlink_to(ROLES / "timer.py")
         (roles / "remind.py").write_text(REMIND_ROLE)
     return Config.model_validate({
-        "store": {"path": str(tmp_path / "intentd.db")},
+        "storage": {"path": str(tmp_path / "intentd.db")},
         "roles": {"directory": str(roles)},
         "channels": {"admin": "slack:#general"},
         "slack": {"enabled": True, "bot_token": BOT, "app_token": APP,

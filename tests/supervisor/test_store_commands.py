@@ -18,7 +18,7 @@ from tests.fakes.clock import FakeClock
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text("store: {path: var/intentd.db}\n")
+    path.write_text("storage: {path: var/intentd.db}\n")
     return path
 
 

@@ -18,7 +18,7 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 def make_config(tmp_path: Path, **sections: object) -> Config:
     return Config.model_validate(
-        {"store": {"path": str(tmp_path / "var" / "intentd.db")},
+        {"storage": {"path": str(tmp_path / "var" / "intentd.db")},
          "roles": {"directory": str(ROLES)}, "http": {"port": 0}, **sections}
     )
 

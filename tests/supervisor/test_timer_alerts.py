@@ -26,7 +26,7 @@ async def test_a_daemon_without_a_timer_role_alerts_the_admin_channel(tmp_path: 
     (tmp_path / "roles").mkdir()
     config = Config.model_validate({
         "roles": {"directory": str(tmp_path / "roles")},
-        "store": {"path": str(tmp_path / "intentd.db")},
+        "storage": {"path": str(tmp_path / "intentd.db")},
         "http": {"enabled": False},
         "timers": {"retry_initial": 1, "alert_after_attempts": 2},
     })

@@ -55,7 +55,7 @@ def test_sigkill_with_pending_timers_loses_none_after_restart(tmp_path: Path) ->
     db, log = tmp_path / "intentd.db", tmp_path / "daemon.log"
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"store: {{path: {db}}}\nroles: {{directory: {ROOT / 'roles'}}}\n"
+        f"storage: {{path: {db}}}\nroles: {{directory: {ROOT / 'roles'}}}\n"
         "logging: {level: WARNING}\nhttp: {enabled: false}\n"
     )
     ids = _seed_timers(db)

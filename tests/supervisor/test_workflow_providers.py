@@ -38,7 +38,7 @@ def make_supervisor(
 ) -> Supervisor:
     config = Config.model_validate({
         "roles": {"directory": str(ROLES)},
-        "store": {"path": str(tmp_path / "intentd.db")},
+        "storage": {"path": str(tmp_path / "intentd.db")},
         "http": {"port": 0},
         "llm": {"models": {"DEFAULT": "test-model"}, "retry_attempts": 1, **llm},
     })
