@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -123,6 +123,46 @@ async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: Asyn
                 for n in range(3)]
         await published(bus, 3)
     assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
+
+
+async def test_every_envelope_is_acked_while_a_handler_is_stuck_and_the_bus_is_full(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus(max_queue=2, handler_timeout=60)
+    release, started, finished = asyncio.Event(), [], []
+
+    async def slow(data: dict[str, Any], ctx: Any) -> list[Any]:
+        started.append(data["text"])
+        await release.wait()
+        finished.append(data["text"])
+        return []
+
+    bus.subscribe("slow", USER_REQUEST, slow)
+    bus.start()
+    try:
+        async with connected(SlackIn(APP, web, bus), slack) as slack_in:
+            acks = []
+            for n in range(4):  # one handled and stuck, two queued, one refused by the full bus
+                acks.append(await slack.send_envelope("events_api", slack.direct_message(str(n))))
+                if n == 0:
+                    await until(lambda: bool(started))
+            await until(lambda: slack_in.received == 4)
+            # Every ack is in while the handler is still stuck on the first event.
+            in_while_stuck = (len(slack.acks), bus.queue_depth, started[:], finished[:])
+            release.set()
+            await bus.drain()
+    finally:
+        await bus.stop()
+    assert in_while_stuck == (4, 2, ["0"], [])
+    assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
+    assert (started, finished) == (["0", "1", "2"], ["0", "1", "2"])
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds; the SDK's listener and the dispatcher run as tasks."""
+    async with asyncio.timeout(3):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0)
 
 
 async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
