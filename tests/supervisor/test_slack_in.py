@@ -13,6 +13,7 @@ from common.errors import SlackAuthError
 from common.events import USER_REQUEST
 from supervisor.slack_in import SlackIn, user_request
 from tests.factories import make_bus
+from tests.fakes.clock import FakeClock
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
 BOT, APP = "xoxb-test", "xapp-test"
@@ -193,6 +194,48 @@ async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
         assert slack_in.connected
     opened = [call.method for call in slack.calls].count("apps.connections.open")
     assert (slack.connections, opened, slack_in.connected) == (2, 2, False)
+
+
+def opens(slack: FakeSlack) -> int:
+    return [call.method for call in slack.calls].count("apps.connections.open")
+
+
+async def next_wait(slack_in: SlackIn, clock: FakeClock, slack: FakeSlack) -> float:
+    """Return how long SlackIn waits before its next attempt, having checked it waits that long."""
+    await until(lambda: slack_in.retry_at is not None and slack_in.retry_at > clock.now)
+    assert slack_in.retry_at is not None
+    wait, before = slack_in.retry_at - clock.now, opens(slack)
+    await clock.advance(wait - 0.001)
+    assert opens(slack) == before, "no attempt before the wait is over"
+    await clock.advance(0.001)
+    await slack.wait_calls("apps.connections.open", before + 1)
+    return wait
+
+
+async def test_a_lost_connection_is_retried_with_growing_capped_waits_reset_by_success(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    clock = FakeClock()
+    # random 0.5 puts each wait at 75 % of its ceiling: 1 s doubling, capped at 8 s.
+    slack_in = SlackIn(APP, web, bus, reconnect_interval=1.0, reconnect_max=8.0, clock=clock,
+                       random=lambda: 0.5)
+    async with connected(slack_in, slack):
+        slack.down()
+        await slack.drop_connections()
+        away = [await next_wait(slack_in, clock, slack) for _ in range(6)]
+        down_meanwhile = slack_in.connected
+        slack.up()
+        back = await next_wait(slack_in, clock, slack)
+        await slack.wait_connected(2)
+        await until(lambda: slack_in.connected)
+        slack.down()
+        await slack.drop_connections()
+        after_success = await next_wait(slack_in, clock, slack)
+        attempts = opens(slack)
+    assert away == [0.75, 1.5, 3.0, 6.0, 6.0, 6.0]
+    assert (down_meanwhile, back, after_success) == (False, 6.0, 0.75)
+    assert (attempts, slack.connections, slack_in.connected) == (9, 2, False)
 
 
 async def test_a_refused_app_token_is_a_clear_error(slack: FakeSlack, web: AsyncWebClient) -> None:
