@@ -134,7 +134,8 @@ class SlackConfig(_Section):
     default_channel: str | None = None
     socket_mode: bool = True
     request_timeout: Seconds = 10.0
-    reconnect_interval: Seconds = 5.0
+    reconnect_interval: Seconds = 5.0  # the first wait before re-opening Socket Mode; it doubles
+    reconnect_max: Seconds = 300.0  # up to this, and starts over once a connection opens
 
     @model_validator(mode="after")
     def _tokens_when_enabled(self) -> "SlackConfig":
@@ -147,6 +148,11 @@ class SlackConfig(_Section):
             raise ValueError(
                 "slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN or "
                 "slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
+            )
+        if self.reconnect_max < self.reconnect_interval:
+            raise ValueError(
+                f"slack.reconnect_max ({self.reconnect_max!r}) is shorter than "
+                f"slack.reconnect_interval ({self.reconnect_interval!r}); set it to at least that"
             )
         return self
 

@@ -32,6 +32,7 @@ from common.clock import Clock
 from common.errors import BusClosedError, BusFullError, DeliveryError, IntentdError
 from common.events import NOTIFICATION_DEAD_LETTERED
 from common.intents import NotificationIntent
+from supervisor.backoff import backoff_delay
 from supervisor.config import OutboxConfig
 from supervisor.store import Store
 
@@ -370,9 +371,7 @@ class Outbox:
     def backoff(self, attempt: int) -> float:
         """Return the wait after failed ``attempt``: doubling, capped, jittered to 50-100 %."""
         cfg = self.config
-        # A float power saturates to inf instead of overflowing, whatever max_attempts allows.
-        ceiling = min(cfg.backoff_max, cfg.backoff_initial * 2.0 ** min(attempt - 1, 1023))
-        return ceiling * (0.5 + 0.5 * self.random())
+        return backoff_delay(attempt, cfg.backoff_initial, cfg.backoff_max, self.random)
 
     async def _dead_lettered(self, entry: OutboxEntry) -> None:
         self.stats.depth -= 1

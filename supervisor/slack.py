@@ -2,7 +2,7 @@
 
 A token Slack refuses stops the start with a SlackAuthError naming the setting to fix; Slack being
 unreachable does not: the daemon starts, the outbox keeps notifications until Slack is back, and
-Socket Mode keeps reconnecting.
+Socket Mode keeps reconnecting, with backoff.
 """
 
 import aiohttp
@@ -10,6 +10,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from common.clock import Clock, SystemClock
 from common.errors import SlackAuthError
 from supervisor.config import SlackConfig
 from supervisor.slack_in import REFUSED_TOKEN_ERRORS, SlackIn
@@ -22,9 +23,10 @@ log = structlog.get_logger("intentd.slack")
 class SlackConnection:
     """Own the shared session and Slack in and out; ``open`` on the loop, then ``close``."""
 
-    def __init__(self, config: SlackConfig, bus: object) -> None:
+    def __init__(self, config: SlackConfig, bus: object, clock: Clock | None = None) -> None:
         self.config = config
         self.bus = bus
+        self.clock = clock or SystemClock()
         self.session: aiohttp.ClientSession | None = None
         self.out: SlackOut | None = None
         self.inbound: SlackIn | None = None
@@ -62,7 +64,8 @@ class SlackConnection:
             )
             self.inbound = SlackIn(
                 cfg.app_token, socket_client, self.bus, bot_user_id=self.bot_user_id,
-                reconnect_interval=cfg.reconnect_interval,
+                reconnect_interval=cfg.reconnect_interval, reconnect_max=cfg.reconnect_max,
+                clock=self.clock,
             )
             await self.inbound.check_token()
 
@@ -70,8 +73,9 @@ class SlackConnection:
         """Return why Slack messages cannot reach the daemon now, or None (for ``/readyz``)."""
         if self.inbound is not None and not self.inbound.connected:
             return (
-                "the Slack Socket Mode connection is down; it reconnects every "
-                f"{self.config.reconnect_interval:g} s"
+                "the Slack Socket Mode connection is down; it reconnects with backoff, waiting "
+                f"{self.config.reconnect_interval:g} s doubling up to "
+                f"{self.config.reconnect_max:g} s between attempts"
             )
         return None
 

@@ -7,29 +7,39 @@ Rules kept here:
   ``slack:<channel>/<thread_ts>`` (a slash command has no thread: ``slack:<channel>``), ``user_id``
   and ``text``; the daemon's own messages, bots and edits are ignored, and an event Slack
   re-sends (same ``event_id``) is published once.
-- slack-sdk's SocketModeClient reconnects by itself when Slack sends ``disconnect`` or the socket
-  drops, retrying every ``slack.reconnect_interval`` seconds while Slack is away; ``connected``
-  says whether a live connection has been greeted, for ``/readyz``.
+- A connection that closes, fails or goes stale is re-opened by ``run()`` itself (slack-sdk's own
+  auto reconnect, which retries at a fixed interval, is off): the first attempt waits
+  ``reconnect_interval``, each failed one doubles the wait up to ``reconnect_max``, with jitter,
+  and a connection that opens resets it. Time comes from the injected clock. Slack's planned
+  ``disconnect`` refresh is still followed by the SDK at once, and the SDK retries a WebSocket
+  handshake that fails right after ``apps.connections.open`` succeeded every ``reconnect_interval``.
+  ``connected`` says whether a live connection has been greeted, for ``/readyz``.
 - The client starts its own tasks and aiohttp session (for the WebSocket) on this loop; ``run()``
   closes it on the way out. The app token is checked once at start: a refused token is a
   SlackAuthError, not a reconnect loop.
 """
 
 import asyncio
+import contextlib
+import random as random_module
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import structlog
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from common.clock import Clock, SystemClock
 from common.errors import BusClosedError, BusFullError, SlackAuthError
 from common.events import USER_REQUEST
+from supervisor.backoff import backoff_delay
 
 log = structlog.get_logger("intentd.slack")
 
@@ -83,15 +93,23 @@ class SlackIn:
         *,
         bot_user_id: str | None = None,
         reconnect_interval: float = 5.0,
+        reconnect_max: float = 300.0,
+        clock: Clock | None = None,
+        random: Callable[[], float] = random_module.random,
     ) -> None:
         self.app_token = app_token
         self.web_client = web_client
         self.bus = bus
         self.bot_user_id = bot_user_id
         self.reconnect_interval = reconnect_interval
+        self.reconnect_max = reconnect_max
+        self.clock = clock or SystemClock()
+        self.random = random
         self.received = 0
+        self.retry_at: float | None = None  # when the next connection attempt is due, if waiting
         self._client: SocketModeClient | None = None
         self._greeted = False
+        self._lost = asyncio.Event()
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     @property
@@ -117,21 +135,60 @@ class SlackIn:
             log.warning("slack_unreachable_at_start", error=repr(err))
 
     async def run(self) -> None:
-        """Stay connected until cancelled; the supervisor owns this task."""
+        """Stay connected until cancelled, reconnecting with backoff; the supervisor owns this."""
         client = SocketModeClient(
             self.app_token,
             web_client=self.web_client,
+            auto_reconnect_enabled=False,
             ping_interval=self.reconnect_interval,
         )
         client.socket_mode_request_listeners.append(self._on_request)
         client.message_listeners.append(self._on_message)
+        client.on_close_listeners.append(self._on_lost)
+        client.on_error_listeners.append(self._on_lost)
         self._client = client
+        failures = 0
         try:
-            await client.connect()
-            await asyncio.Future()  # the SDK's own tasks receive and reconnect from here on
+            while True:
+                self.retry_at = None
+                if await self._connect(client):
+                    failures = 0
+                    await self._until_lost(client)
+                else:
+                    failures += 1
+                delay = backoff_delay(
+                    failures + 1, self.reconnect_interval, self.reconnect_max, self.random
+                )
+                self.retry_at = self.clock.time() + delay
+                log.info("slack_reconnect_scheduled", failures=failures, delay_s=round(delay, 3))
+                await self.clock.sleep_until(self.retry_at)
         finally:
             self._greeted = False
+            self.retry_at = None
             await client.close()
+
+    async def _connect(self, client: SocketModeClient) -> bool:
+        """Open a connection unless one is open; return whether one is open now."""
+        try:
+            await client.connect_to_new_endpoint()
+        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.warning("slack_connect_failed", error=str(err) or repr(err))
+            return False
+        return await client.is_connected()
+
+    async def _until_lost(self, client: SocketModeClient) -> None:
+        """Return once the connection is closed, failed, or found stale by the SDK's pings."""
+        while await client.is_connected():
+            # A close or an error is told at once; staleness only shows on the next check.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.reconnect_interval):
+                    await self._lost.wait()
+            self._lost.clear()
+        self._greeted = False
+        log.warning("slack_connection_lost")
+
+    async def _on_lost(self, message: aiohttp.WSMessage) -> None:
+        self._lost.set()
 
     def _repeated(self, event_id: str | None) -> bool:
         if event_id is None:
@@ -146,12 +203,10 @@ class SlackIn:
 
     async def _on_message(self, client: AsyncBaseSocketModeClient, message: dict[str, Any],
                           raw: str | None) -> None:
+        # slack-sdk handles "disconnect" itself (it reconnects at once) and never passes it here.
         if message.get("type") == "hello":
             self._greeted = True
             log.info("slack_connected")
-        elif message.get("type") == "disconnect":
-            self._greeted = False
-            log.info("slack_reconnecting", reason=message.get("reason"))
 
     async def _on_request(self, client: AsyncBaseSocketModeClient,
                           request: SocketModeRequest) -> None:

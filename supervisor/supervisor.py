@@ -220,7 +220,7 @@ class Supervisor:
     async def _open_slack(self) -> None:
         if not self.config.slack.enabled:
             return
-        self.slack = SlackConnection(self.config.slack, self.message_bus)
+        self.slack = SlackConnection(self.config.slack, self.message_bus, self.clock)
         await self.slack.open()
         self.communication_manager.add_channel("slack", self.slack.out)
 

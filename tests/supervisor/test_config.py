@@ -125,6 +125,16 @@ def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_toke
     )
 
 
+def test_a_reconnect_cap_below_the_first_wait_is_a_clear_error(tmp_path):
+    path = write(tmp_path, "slack: {reconnect_interval: 10, reconnect_max: 5}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: slack: slack.reconnect_max (5.0) is shorter than slack.reconnect_interval "
+        "(10.0); set it to at least that"
+    )
+
+
 def test_two_schedules_with_one_name_are_rejected(tmp_path):
     path = write(tmp_path, "schedules:\n"
                  "  - {name: report, event: REPORT_DUE, every: 60}\n"

@@ -230,19 +230,45 @@ async def test_a_post_that_times_out_is_checked_before_it_is_sent_again(
     assert methods == ["chat.postMessage", "conversations.history"]
 
 
-async def test_channel_not_found_is_dead_lettered_at_once_with_one_alert(
-    daemon: Daemon, slack: FakeSlack
+@pytest.mark.parametrize(
+    ("channel", "error"),
+    [
+        ("slack:#nowhere", "channel_not_found"),  # the fake knows no such channel
+        ("slack:#general", "not_in_channel"),
+        ("slack:#general", "msg_too_long"),  # what is left when a split part is still too long
+        ("slack:#general", "invalid_auth"),
+    ],
+)
+async def test_a_permanent_error_is_dead_lettered_at_once_with_one_alert(
+    daemon: Daemon, slack: FakeSlack, channel: str, error: str
 ) -> None:
-    entry_id = await daemon.send("slack:#nowhere", "lost?")
+    if error != "channel_not_found":
+        slack.fail_next("chat.postMessage", Fault.error(error))
+    entry_id = await daemon.send(channel, "lost?")
     async with daemon.running():
         await daemon.bus.drain()
     posts = [c for c in slack.calls if c.method == "chat.postMessage"]
     (dead,) = dead_letters(daemon.store.db)
     assert (dead.id, dead.attempts, len(posts) - 1) == (entry_id, 1, 1)
-    assert "channel_not_found" in (dead.last_error or "")
+    assert f"({error})" in (dead.last_error or "")
     assert texts(slack) == [f"<!here> dead letter {entry_id}: {dead.last_error}"]
     assert [event["outbox_id"] for event in daemon.seen] == [entry_id]
     assert daemon.outbox.stats.dead_letters == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_server_error_is_retried_not_dead_lettered(
+    daemon: Daemon, slack: FakeSlack, status: int
+) -> None:
+    slack.fail_next("chat.postMessage", Fault.http_status(status))
+    entry_id = await daemon.send("slack:#general", "try again")
+    async with daemon.running():
+        first = daemon.outbox.get(entry_id)
+        await daemon.advance(1.0)  # the first backoff
+    assert (first.state, first.attempts, f"HTTP {status}" in (first.last_error or "")) == (
+        "pending", 1, True)
+    assert (dead_letters(daemon.store.db), texts(slack)) == ([], ["try again"])
+    assert daemon.outbox.get(entry_id).state == "delivered"
 
 
 async def test_invalid_auth_is_dead_lettered_at_once(

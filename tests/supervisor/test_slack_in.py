@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +13,7 @@ from common.errors import SlackAuthError
 from common.events import USER_REQUEST
 from supervisor.slack_in import SlackIn, user_request
 from tests.factories import make_bus
+from tests.fakes.clock import FakeClock
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
 BOT, APP = "xoxb-test", "xapp-test"
@@ -125,6 +126,46 @@ async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: Asyn
     assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
 
 
+async def test_every_envelope_is_acked_while_a_handler_is_stuck_and_the_bus_is_full(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus(max_queue=2, handler_timeout=60)
+    release, started, finished = asyncio.Event(), [], []
+
+    async def slow(data: dict[str, Any], ctx: Any) -> list[Any]:
+        started.append(data["text"])
+        await release.wait()
+        finished.append(data["text"])
+        return []
+
+    bus.subscribe("slow", USER_REQUEST, slow)
+    bus.start()
+    try:
+        async with connected(SlackIn(APP, web, bus), slack) as slack_in:
+            acks = []
+            for n in range(4):  # one handled and stuck, two queued, one refused by the full bus
+                acks.append(await slack.send_envelope("events_api", slack.direct_message(str(n))))
+                if n == 0:
+                    await until(lambda: bool(started))
+            await until(lambda: slack_in.received == 4)
+            # Every ack is in while the handler is still stuck on the first event.
+            in_while_stuck = (len(slack.acks), bus.queue_depth, started[:], finished[:])
+            release.set()
+            await bus.drain()
+    finally:
+        await bus.stop()
+    assert in_while_stuck == (4, 2, ["0"], [])
+    assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
+    assert (started, finished) == (["0", "1", "2"], ["0", "1", "2"])
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds; the SDK's listener and the dispatcher run as tasks."""
+    async with asyncio.timeout(3):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0)
+
+
 async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
     slack: FakeSlack, web: AsyncWebClient
 ) -> None:
@@ -153,6 +194,48 @@ async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
         assert slack_in.connected
     opened = [call.method for call in slack.calls].count("apps.connections.open")
     assert (slack.connections, opened, slack_in.connected) == (2, 2, False)
+
+
+def opens(slack: FakeSlack) -> int:
+    return [call.method for call in slack.calls].count("apps.connections.open")
+
+
+async def next_wait(slack_in: SlackIn, clock: FakeClock, slack: FakeSlack) -> float:
+    """Return how long SlackIn waits before its next attempt, having checked it waits that long."""
+    await until(lambda: slack_in.retry_at is not None and slack_in.retry_at > clock.now)
+    assert slack_in.retry_at is not None
+    wait, before = slack_in.retry_at - clock.now, opens(slack)
+    await clock.advance(wait - 0.001)
+    assert opens(slack) == before, "no attempt before the wait is over"
+    await clock.advance(0.001)
+    await slack.wait_calls("apps.connections.open", before + 1)
+    return wait
+
+
+async def test_a_lost_connection_is_retried_with_growing_capped_waits_reset_by_success(
+    slack: FakeSlack, web: AsyncWebClient
+) -> None:
+    bus, _ = make_bus()
+    clock = FakeClock()
+    # random 0.5 puts each wait at 75 % of its ceiling: 1 s doubling, capped at 8 s.
+    slack_in = SlackIn(APP, web, bus, reconnect_interval=1.0, reconnect_max=8.0, clock=clock,
+                       random=lambda: 0.5)
+    async with connected(slack_in, slack):
+        slack.down()
+        await slack.drop_connections()
+        away = [await next_wait(slack_in, clock, slack) for _ in range(6)]
+        down_meanwhile = slack_in.connected
+        slack.up()
+        back = await next_wait(slack_in, clock, slack)
+        await slack.wait_connected(2)
+        await until(lambda: slack_in.connected)
+        slack.down()
+        await slack.drop_connections()
+        after_success = await next_wait(slack_in, clock, slack)
+        attempts = opens(slack)
+    assert away == [0.75, 1.5, 3.0, 6.0, 6.0, 6.0]
+    assert (down_meanwhile, back, after_success) == (False, 6.0, 0.75)
+    assert (attempts, slack.connections, slack_in.connected) == (9, 2, False)
 
 
 async def test_a_refused_app_token_is_a_clear_error(slack: FakeSlack, web: AsyncWebClient) -> None:
