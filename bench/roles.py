@@ -17,7 +17,7 @@ import strands  # noqa: F401  (its import cost is not the registry's)
 
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
-from supervisor.config import Config, HTTPConfig, RolesConfig, StoreConfig
+from supervisor.config import Config, HTTPConfig, RolesConfig, StorageConfig
 from supervisor.logs import configure_logging
 from supervisor.supervisor import Supervisor
 
@@ -40,7 +40,7 @@ async def start_to_ready(root: Path, count: int, run: int) -> float:
     generate(root / "roles", f"r{count}x{run}", count)
     config = Config(
         roles=RolesConfig(directory=root / "roles"),
-        storage=StoreConfig(path=root / "i.db"),
+        storage=StorageConfig(path=root / "i.db"),
         http=HTTPConfig(port=0),
     )
     supervisor = Supervisor(config=config, stdout=io.StringIO())

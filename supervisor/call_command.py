@@ -24,7 +24,7 @@ from supervisor.config import Config
 from supervisor.kv_store import KVStore
 from supervisor.logs import configure_logging
 from supervisor.services import RoleServices
-from supervisor.store import Store
+from supervisor.store import open_store
 from supervisor.timers import TimerService
 from supervisor.tool_runner import find_tool, run_tool
 
@@ -76,7 +76,7 @@ async def call_tool(
     registry = RoleRegistry(config.resolve(config.roles.directory))
     tool = find_tool(registry.discover_roles(), role_name, tool_name)
     arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
-    store = Store(config.resolve(config.storage.path), synchronous=config.storage.synchronous.upper())
+    store = open_store(config.storage, config.resolve)
     bus = MessageBus()
     timers = TimerService(store, bus, clock or SystemClock(), arms=False)
     kv = KVStore(store)

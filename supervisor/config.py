@@ -72,7 +72,7 @@ class LoggingConfig(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class StoreConfig(_Section):
+class StorageConfig(_Section):
     path: Path = Path("var/intentd.db")
     synchronous: Literal["normal", "full"] = "normal"
 
@@ -205,7 +205,7 @@ class Config(_Section):
     bus: BusConfig = BusConfig()
     channels: ChannelsConfig = ChannelsConfig()
     logging: LoggingConfig = LoggingConfig()
-    storage: StoreConfig = StoreConfig()
+    storage: StorageConfig = StorageConfig()
     schedules: list[ScheduleConfig] = []
     timers: TimersConfig = TimersConfig()
     slack: SlackConfig = SlackConfig()

@@ -9,11 +9,12 @@ Rules kept here:
 """
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from common.errors import StoreError
+from supervisor.config import StorageConfig
 
 Migration = str  # one SQL script
 
@@ -100,6 +101,11 @@ class Store:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+
+def open_store(config: StorageConfig, resolve: Callable[[Path], Path]) -> Store:
+    """Open the store a config's ``storage`` section describes; ``resolve`` anchors its path."""
+    return Store(resolve(config.path), synchronous=config.synchronous.upper())
 
 
 def _statements(script: str) -> Iterator[str]:

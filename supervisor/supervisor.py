@@ -48,7 +48,7 @@ from supervisor.schedules import ScheduleService
 from supervisor.services import RoleServices
 from supervisor.slack import SlackConnection
 from supervisor.status import StatusFields
-from supervisor.store import Store
+from supervisor.store import Store, open_store
 from supervisor.timer_alerts import make_timer_alerter
 from supervisor.timers import TimerService
 from supervisor.workflow_engine import WorkflowEngine, retry_strategy
@@ -198,7 +198,7 @@ class Supervisor:
 
     def _open_store(self) -> None:
         cfg = self.config
-        store = Store(cfg.resolve(cfg.storage.path), synchronous=cfg.storage.synchronous.upper())
+        store = open_store(cfg.storage, cfg.resolve)
         self.store = store
         self.timers = TimerService(
             store, self.message_bus, self.clock, cfg.timers, on_fired=self.timer_lateness

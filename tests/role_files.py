@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from supervisor.config import ChannelsConfig, Config, HTTPConfig, RolesConfig, StoreConfig
+from supervisor.config import ChannelsConfig, Config, HTTPConfig, RolesConfig, StorageConfig
 
 ECHO_ROLE = '''\
 """Echo: replies to PING events with the text of the ping."""
@@ -50,7 +50,7 @@ def make_config(tmp_path: Path, **roles: object) -> Config:
     """Return a config with its roles folder and store under ``tmp_path``, HTTP on a free port."""
     return Config(
         roles=RolesConfig(directory=tmp_path / "roles", **roles),  # type: ignore[arg-type]
-        storage=StoreConfig(path=tmp_path / "intentd.db"),
+        storage=StorageConfig(path=tmp_path / "intentd.db"),
         channels=ChannelsConfig(admin="console:admin"),
         http=HTTPConfig(port=0),
     )

@@ -17,7 +17,9 @@ INTENTD = [sys.executable, "-m", "supervisor"]
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    (tmp_path / "config.yaml").write_text("roles:\n  directory: roles\nstorage:\n  path: var/i.db\n")
+    (tmp_path / "config.yaml").write_text(
+        "roles:\n  directory: roles\nstorage:\n  path: var/i.db\n"
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
