@@ -10,8 +10,9 @@ Rules kept here:
 - The bus belongs to one event loop: publishing from another thread is an error.
 - ``await bus.drain()`` returns when the queue is empty and every intent it produced has been
   processed (events published by those intents included).
-- ``publish(..., on_done=callback)`` calls ``callback()`` once every subscriber of that event has
-  run and their intents have been processed; an event lost in a crash never calls it.
+- ``publish(..., on_done=callback)`` calls ``callback(outcome)`` once every subscriber of that
+  event has run and their intents have been processed; ``outcome.ok`` says whether at least one
+  handler ran and nothing failed. An event lost in a crash never calls it.
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
   outbox and the audit log keep one of each).
@@ -84,6 +85,7 @@ class BusStats:
 
 _FAILED = object()  # an async handler's result when it raised or overran its budget
 
+
 def _owned(intents: list[Intent], event_id: str, key: str | None, role: str) -> list[Intent]:
     """Return ``intents`` with ``parent_id`` set to ``event_id``.
 
@@ -120,6 +122,7 @@ class EventOutcome:
     def ok(self) -> bool:
         """Return True when at least one handler ran and nothing failed."""
         return self.handlers > 0 and self.failures == 0
+
 
 HandlerObserver = Callable[[Subscription, EventContext, float, str | None], None]
 
