@@ -1,6 +1,7 @@
 import io
 
 import pytest
+from structlog.testing import capture_logs
 
 from common.errors import ConfigError, IntentHandlingError
 from common.intents import NotificationIntent
@@ -164,3 +165,20 @@ def test_the_outbox_the_manager_holds_is_the_outbox_class():
     import supervisor.outbox
 
     assert supervisor.channels.Outbox is supervisor.outbox.Outbox
+
+
+async def test_the_log_channel_writes_one_structured_log_event():
+    intent = NotificationIntent("disk almost full", "log:ops-room", user_id="U7", priority="high")
+    with capture_logs() as logs:
+        await manager().send(intent)
+    assert logs == [
+        {
+            "event": "notification",
+            "log_level": "info",
+            "target": "ops-room",
+            "priority": "high",
+            "user_id": "U7",
+            "message": "disk almost full",
+            "intent_id": intent.intent_id,
+        }
+    ]

@@ -13,10 +13,12 @@ from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
 from supervisor.supervisor import Supervisor
+from supervisor.tool_runner import run_tool
 from tests.fakes.clock import FakeClock, settle
 from tests.role_files import echo_role, make_config, write_role
 
 BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
+ROLES = Path(__file__).resolve().parents[2] / "roles"
 TICK = 5.0
 
 
@@ -156,13 +158,36 @@ async def test_hundred_reloads_leave_one_subscription_and_one_intent_handler(
     write_role(tmp_path / "roles", "greeter", render_role("greeter"))
     async with daemon().running() as supervisor:
         for n in range(100):
+            module = supervisor.role_registry.roles["greeter"].module
             write_role(tmp_path / "roles", "greeter", render_role("greeter") + f"\n# edit {n}\n")
             await clock.advance(TICK)
+            assert supervisor.role_registry.roles["greeter"].module is not module, n
         bus, processor = supervisor.message_bus, supervisor.intent_processor
         assert (
             [sub.role for sub in bus.subscriptions() if sub.role == "greeter"],
             [t.__name__ for t in processor.role_intent_types],
         ) == (["greeter"], ["GreeterNoteIntent"])
+
+
+async def test_a_timer_survives_a_reload_of_the_role_that_created_it(tmp_path, daemon, clock, out):
+    roles = tmp_path / "roles"
+    source = (ROLES / "timer.py").read_text()
+    write_role(roles, "timer", source)
+    async with daemon().running() as supervisor:
+        module = supervisor.role_registry.roles["timer"].module
+        reply = await run_tool(
+            module.set_timer, {"duration": "10m", "label": "tea"}, supervisor.intent_processor,
+            "timer", {"user_id": "U7"},
+        )
+        assert reply["success"], reply
+        write_role(roles, "timer", source + "\n# edited while a timer is pending\n")
+        await clock.advance(TICK)
+        assert supervisor.role_registry.roles["timer"].module is not module
+        await clock.advance(600)
+        await supervisor.message_bus.drain()
+        expired = [line for line in lines(out) if "Timer expired" in line]
+        assert expired == ["@U7 Timer expired: tea"]  # delivered once, by the reloaded role
+        assert supervisor.timers.get(reply["result"]["timer_id"]).state == "fired"
 
 
 async def test_unchanged_file_is_not_imported_again(tmp_path, daemon, clock):

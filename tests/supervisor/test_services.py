@@ -1,5 +1,7 @@
 from dataclasses import dataclass
 
+from structlog.testing import capture_logs
+
 from common.intents import Intent
 from supervisor.services import RoleServices
 from tests.factories import make_bus
@@ -37,3 +39,10 @@ async def test_publishing_outside_an_intent_handler_has_no_cause():
     RoleServices(role="bell", bus=bus).publish("BELL_RANG")
     await bus.drain()
     assert seen[0].parent_id is None
+
+
+def test_the_role_logger_names_the_role_in_every_event():
+    services = RoleServices(role="bell", bus=None)
+    with capture_logs() as logs:
+        services.log.info("rang", room="hall")
+    assert logs == [{"event": "rang", "log_level": "info", "role": "bell", "room": "hall"}]

@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from common.errors import ConfigError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK
@@ -84,18 +85,17 @@ async def test_heartbeats_tick_on_a_drift_free_schedule_and_stop_cleanly(tmp_pat
 async def test_a_slow_tick_does_not_shift_later_ticks(tmp_path):
     clock = FakeClock()
     supervisor = make_supervisor(tmp_path, clock)
+
+    def slow_count():
+        clock.now += 3  # building each tick's data takes three seconds
+        return 0
+
+    supervisor.active_workflows = slow_count  # the heartbeat's data source, passed in
     async with supervisor.running():
-        fast = collect(supervisor, FAST_HEARTBEAT_TICK)
-
-        def slow_handler(data, ctx):
-            if data["timestamp"] == START + 5:
-                clock.now += 3  # this tick took three seconds
-            return []
-
-        supervisor.message_bus.subscribe("slow", FAST_HEARTBEAT_TICK, slow_handler)
+        slow = collect(supervisor, HEARTBEAT_TICK)
         for _ in range(3):
-            await clock.advance(5)
-    assert [tick["timestamp"] for tick in fast] == [START + 5, START + 10, START + 15]
+            await clock.advance(30)
+    assert [tick["timestamp"] for tick in slow] == [START + 30, START + 60, START + 90]
 
 
 async def test_a_failing_tick_is_logged_and_ticking_goes_on(tmp_path):
@@ -137,6 +137,49 @@ async def test_sigterm_stops_the_daemon_gracefully(tmp_path):
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(run, 5)
     assert run.result() is None
+
+
+async def test_sigint_stops_the_daemon_gracefully_like_sigterm(tmp_path):
+    supervisor = make_supervisor(tmp_path)
+    run = asyncio.get_running_loop().create_task(supervisor.run())
+    await supervisor.wait_ready()
+    with capture_logs() as logs:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(run, 5)
+    assert run.result() is None
+    events = [entry for entry in logs if entry["event"] in ("signal_received", "stopped")]
+    assert [(entry["event"], entry.get("signal")) for entry in events] == [
+        ("signal_received", "SIGINT"),
+        ("stopped", None),
+    ]
+
+
+async def test_shutdown_timeout_bounds_the_drain_of_a_handler_that_never_returns(tmp_path):
+    roles = {"directory": str(tmp_path / "roles"), "handler_timeout": 60}
+    supervisor = make_supervisor(tmp_path, supervisor={"shutdown_timeout": 0.2}, roles=roles)
+    tasks_before = asyncio.all_tasks()
+    never = asyncio.Event()
+    started = asyncio.Event()
+
+    async def stuck(data, ctx):
+        started.set()
+        await never.wait()
+        return []
+
+    run = asyncio.get_running_loop().create_task(supervisor.run())
+    await supervisor.wait_ready()
+    supervisor.message_bus.subscribe("stuck", "PING_SENT", stuck)
+    supervisor.message_bus.publish("test", "PING_SENT", {"n": 1})
+    await started.wait()
+    with capture_logs() as logs:
+        supervisor.stop()
+        await asyncio.wait_for(run, 5)
+    assert run.result() is None
+    timed_out = [entry for entry in logs if entry["event"] == "shutdown_drain_timed_out"]
+    assert timed_out == [
+        {"event": "shutdown_drain_timed_out", "log_level": "warning", "queued": 0, "timeout_s": 0.2}
+    ]
+    assert asyncio.all_tasks() == tasks_before  # no task the daemon created is left pending
 
 
 async def test_shutdown_drains_queued_events_first(tmp_path):

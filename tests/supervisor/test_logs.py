@@ -1,0 +1,91 @@
+"""configure_logging: one renderer for our logs and stdlib logs, JSON off a TTY, secrets hidden."""
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from supervisor.logs import configure_logging
+
+TOKEN = "xoxb-1234-5678-abcdefSECRET"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    saved = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**saved)
+
+
+def records(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_auto_format_writes_json_lines_to_a_stream_that_is_not_a_tty():
+    stream = io.StringIO()
+    configure_logging("INFO", "auto", stream)
+    structlog.get_logger("intentd.test").info("timer_created", timer_id="tmr-1")
+    [record] = records(stream)
+    assert (record["event"], record["timer_id"], record["level"], record["logger"]) == (
+        "timer_created",
+        "tmr-1",
+        "info",
+        "intentd.test",
+    )
+
+
+def test_level_filters_out_lower_events():
+    stream = io.StringIO()
+    configure_logging("WARNING", "json", stream)
+    log = structlog.get_logger("intentd.test")
+    log.info("quiet")
+    log.warning("loud")
+    assert [record["event"] for record in records(stream)] == ["loud"]
+
+
+def test_a_secret_field_and_a_token_inside_a_stdlib_message_are_redacted():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    structlog.get_logger("intentd.slack").info("slack_connecting", bot_token=TOKEN)
+    logging.getLogger("slack_sdk.socket_mode").warning("connecting with %s now", TOKEN)
+    assert TOKEN not in stream.getvalue()
+    ours, theirs = records(stream)
+    assert ours["bot_token"] == "[redacted]"
+    assert theirs["event"] == "connecting with [redacted] now"
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_a_logged_exception_shows_no_frame_locals(fmt):
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, stream)
+
+    def connect():
+        password_in_a_local = "hunter2-" + "local-secret"
+        raise ConnectionError(f"refused after {len(password_in_a_local)} characters")
+
+    try:
+        connect()
+    except ConnectionError as err:
+        structlog.get_logger("intentd.test").error("connect_failed", exc_info=err)
+    output = stream.getvalue()
+    assert "ConnectionError" in output and "refused" in output
+    assert "local-secret" not in output
+
+
+def test_third_party_stdlib_logs_go_through_the_same_renderer():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("urllib3.connectionpool").warning("retrying %d", 3)
+    [record] = records(stream)
+    assert (record["event"], record["level"], record["logger"]) == (
+        "retrying 3",
+        "warning",
+        "urllib3.connectionpool",
+    )
+    assert "timestamp" in record
