@@ -45,7 +45,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
         )
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        # plain_traceback: rich's pretty tracebacks would print frame locals (tokens) if installed
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
