@@ -41,13 +41,17 @@ class Models:
     by_type: dict[str, Model] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     client: Any = None  # the openai client shared by the three models
+    closed: bool = False
 
     def get(self, llm_type: str) -> Model | None:
         """Return the model for ``llm_type`` (None when no provider is configured)."""
         return self.by_type.get(llm_type)
 
     async def aclose(self) -> None:
-        """Close the shared HTTP clients."""
+        """Close the shared HTTP clients (once)."""
+        if self.closed:
+            return
+        self.closed = True
         for close in self.closers:
             await close()
 

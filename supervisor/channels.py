@@ -130,15 +130,17 @@ class CommunicationManager:
                 raise ConfigError(f"{key} is {value!r}, which names no channel: {err}") from err
 
     def _expand(self, channel: str) -> str:
-        """Follow aliases and ``default`` to the name they stand for."""
+        """Follow aliases, ``admin`` and ``default`` to the name they stand for."""
         name = channel.strip()
         seen = set()
-        while name in self.config.aliases or name == "default":
+        while name in self.config.aliases or name in ("default", "admin"):
             if name in seen:
                 raise IntentHandlingError(f"channel alias {name!r} loops back on itself")
             seen.add(name)
             if name in self.config.aliases:
                 name = self.config.aliases[name]
+            elif name == "admin":
+                name = self.config.admin or "default"
             else:
                 name = self.config.default if self.config.default != "default" else "console"
         return name
@@ -182,6 +184,5 @@ class CommunicationManager:
 
     async def alert(self, message: str) -> Any:
         """Send one of the daemon's own alerts to the admin channel (the default one if unset)."""
-        channel = self.config.admin or self.config.default
-        intent = NotificationIntent(message=message, channel=channel, priority="high")
+        intent = NotificationIntent(message=message, channel="admin", priority="high")
         return await self.send(intent, alert=True)

@@ -16,8 +16,8 @@ Rules kept here:
 
 import asyncio
 import contextlib
-import logging
 import signal
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import structlog
 
 from common.clock import Clock, SystemClock
-from common.errors import ConfigError, RoleContractError
+from common.errors import ConfigError, RoleContractError, StoreError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK, TIMER_DELIVERY_FAILING
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
@@ -40,6 +40,7 @@ from supervisor.config import Config, load_config
 from supervisor.heartbeat import tick_forever
 from supervisor.http_api import HttpApi
 from supervisor.kv_store import KVStore
+from supervisor.logs import configure_logging
 from supervisor.loop_lag import LoopLagMonitor
 from supervisor.metrics import TimerLateness, daemon_metrics
 from supervisor.outbox import Outbox, OutboxEntry, alert_text
@@ -54,6 +55,37 @@ from supervisor.timers import TimerService
 from supervisor.workflow_engine import WorkflowEngine, retry_strategy
 
 log = structlog.get_logger("intentd.supervisor")
+
+
+class _Flag:
+    """A flag awaitable from whichever loop runs the daemon (an asyncio.Event binds to one)."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def is_set(self) -> bool:
+        """Return True once set, until cleared."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        self._set = False
+
+    async def wait(self) -> None:
+        """Return once the flag is set."""
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
 
 class Supervisor:
@@ -105,10 +137,10 @@ class Supervisor:
         self.timers: TimerService | None = None
         self.schedules: ScheduleService | None = None
         self.kv: KVStore | None = None
-        announcer = make_announcer(cfg.channels.admin or cfg.channels.default)
+        announcer = make_announcer("admin")  # resolved when sent, so a reload takes effect
         for event_type in ANNOUNCED_EVENTS:
             self.message_bus.subscribe(REGISTRY, event_type, announcer)
-        timer_alerter = make_timer_alerter(cfg.channels.admin or cfg.channels.default)
+        timer_alerter = make_timer_alerter("admin")
         self.message_bus.subscribe("timers", TIMER_DELIVERY_FAILING, timer_alerter)
         self.failure_window = FailureWindow(
             cfg.roles.quarantine_failures,
@@ -125,8 +157,8 @@ class Supervisor:
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
         self._services: dict[str, RoleServices] = {}
-        self._stop_requested = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._stop_requested = _Flag()
+        self._ready = _Flag()
         self._dispatcher: asyncio.Task[None] | None = None
         self._roles_discovered = False
         self.readiness = Readiness()
@@ -169,11 +201,16 @@ class Supervisor:
         """Run until ``stop()`` or SIGINT/SIGTERM; return after a graceful shutdown."""
         self._stop_requested.clear()
         self._ready.clear()
-        self._open_store()
+        if self.models.closed:  # a previous run() closed them
+            self.models = build_models(self.config.llm)
+            self.workflow_engine.models = self.models.by_type
         try:
+            self._open_store()
             self._load_roles()
+            self._arm_timers()
         except BaseException:
             self._close_store()
+            await self.models.aclose()
             raise
         removers = self._install_signal_handlers()
         try:
@@ -182,6 +219,10 @@ class Supervisor:
             await self.http.start()
             async with asyncio.TaskGroup() as tasks:
                 await self._serve(tasks)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:  # one failure reads as that failure, not a group
+                raise group.exceptions[0] from None
+            raise
         finally:
             await self.http.stop()
             for remove in removers:
@@ -192,8 +233,6 @@ class Supervisor:
                 await self.slack.close()
             self._close_store()
             await self.models.aclose()
-            self.models = build_models(self.config.llm)  # fresh clients for another run()
-            self.workflow_engine.models = self.models.by_type
             log.info("stopped")
 
     def _open_store(self) -> None:
@@ -216,6 +255,19 @@ class Supervisor:
         )
         self.communication_manager.outbox = self.outbox
         self._services.clear()
+
+    def _arm_timers(self) -> None:
+        """Arm pending timers and schedules; they fire once the dispatcher runs."""
+        assert self.timers is not None and self.schedules is not None
+        try:
+            self.timers.start()
+            self.schedules.start()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(
+                f"storage.path {str(self.config.resolve(self.config.storage.path))!r}: cannot "
+                f"read the pending timers and schedules ({err}); restore the file from a backup "
+                "or move it aside"
+            ) from err
 
     async def _open_slack(self) -> None:
         if not self.config.slack.enabled:
@@ -244,8 +296,6 @@ class Supervisor:
         self._dispatcher = dispatcher
         dispatcher.add_done_callback(self._dispatcher_ended)
         assert self.timers is not None and self.schedules is not None
-        self.timers.start()
-        self.schedules.start()
         assert self.outbox is not None
         outbox = tasks.create_task(self.outbox.run(), name="outbox")
         sources = [
@@ -348,9 +398,16 @@ class Supervisor:
     def reload(self) -> None:
         """Re-read the config file, apply the sections that can change live, rescan roles."""
         if self.config_file is not None:
+            running_channels = self.communication_manager.config
             try:
                 new = load_config(self.config_file)
+                # `intentd run --strict` is not in the file: keep it, it is no change
+                strict = new.roles.model_copy(update={"strict": self.config.roles.strict})
+                new = new.model_copy(update={"roles": strict})
+                self.communication_manager.config = new.channels
+                self.communication_manager.check()  # as at start: every channel must resolve
             except ConfigError as err:
+                self.communication_manager.config = running_channels
                 log.error("reload_failed", error=str(err))
                 return
             live = {"logging": new.logging, "channels": new.channels}
@@ -361,9 +418,9 @@ class Supervisor:
             )
             if stale:
                 log.warning("reload_needs_restart", sections=stale)
+            if new.logging != self.config.logging:
+                configure_logging(new.logging.level, new.logging.format)
             self.config = self.config.model_copy(update=live)
-            logging.getLogger().setLevel(new.logging.level)
-            self.communication_manager.config = new.channels
         changed = self.role_registry.check_for_changes()  # a broken role file is logged there
         log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
 

@@ -120,6 +120,7 @@ class WorkflowEngine:
         self.keep_finished = keep_finished
         self.retry_strategy = retry_strategy
         self.runs: dict[str, WorkflowRun] = {}
+        self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
         self.finished: Counter[str] = Counter()  # runs by final state, for the metrics
         self.tokens: Counter[tuple[str, str]] = Counter()  # (role, input|output) -> tokens
@@ -135,6 +136,7 @@ class WorkflowEngine:
 
     async def run(self) -> None:
         """Accept workflows until cancelled; then cancel and await every run."""
+        self._slots = asyncio.Semaphore(self.max_concurrent)  # bound to this run's loop
         self._accepting = True
         try:
             await asyncio.get_running_loop().create_future()

@@ -44,9 +44,11 @@ def config_file(tmp_path):
     path = tmp_path / "config.yaml"
     write_config(path)
     root = logging.getLogger()
-    level = root.level
+    level, handlers, structlog_config = root.level, root.handlers[:], structlog.get_config()
     yield path
     root.setLevel(level)
+    root.handlers[:] = handlers  # a reload that changes logging reconfigures it
+    structlog.configure(**structlog_config)
 
 
 async def test_reload_applies_channel_aliases_and_log_level(config_file):
@@ -109,3 +111,33 @@ async def test_a_broken_new_role_file_is_logged_and_the_daemon_carries_on(config
     assert "importing the file raised RuntimeError: nope" in failure["problems"][0]
     [reloaded] = [entry for entry in logs if entry["event"] == "reloaded"]
     assert reloaded["roles"] == ["broken.py"]
+
+
+async def test_a_channels_section_that_no_longer_resolves_is_refused(config_file):
+    async with Supervisor(config_file).running() as sup:
+        before = sup.config
+        write_config(config_file, aliases="{ops: 'slack:#ops'}")  # Slack is not configured
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+        assert sup.config is before
+        assert sup.communication_manager.config == before.channels
+    [failure] = [entry for entry in logs if entry["event"] == "reload_failed"]
+    assert failure["error"].startswith("channels.aliases.ops is 'slack:#ops', which names no")
+
+
+async def test_a_strict_start_reloads_an_unchanged_file_without_a_restart_warning(config_file):
+    supervisor = Supervisor(config_file)
+    supervisor.config = supervisor.config.model_copy(
+        update={"roles": supervisor.config.roles.model_copy(update={"strict": True})}
+    )  # as `intentd run --strict` does
+    async with supervisor.running() as sup:
+        with structlog.testing.capture_logs() as logs:
+            sup.reload()
+    assert [entry for entry in logs if entry["event"] == "reload_needs_restart"] == []
+
+
+async def test_alerts_follow_the_admin_channel_a_reload_sets(config_file):
+    async with Supervisor(config_file).running() as sup:
+        write_config(config_file, aliases="{}\n  admin: 'log:alerts'")
+        sup.reload()
+        assert sup.communication_manager.resolve("admin").target == "alerts"

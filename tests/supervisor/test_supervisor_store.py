@@ -1,6 +1,8 @@
 """The Supervisor opens the store in run(), fires timers through the timer role, and audits."""
 
+import asyncio
 import io
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -63,3 +65,36 @@ async def test_a_corrupt_database_stops_the_start_with_an_error_naming_it(tmp_pa
     supervisor = Supervisor(config=make_config(tmp_path), clock=FakeClock())
     with pytest.raises(StoreError, match=f"store.path {str(path)!r}: cannot open the database"):
         await supervisor.run()
+
+
+async def test_a_damaged_timers_table_stops_the_start_with_one_clear_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    setup = Supervisor(config=config, clock=FakeClock())
+    async with setup.running():
+        assert setup.timers is not None
+        for i in range(3000):
+            setup.timers.create(duration=3600 + i, label="x" * 200)
+    path = tmp_path / "var" / "intentd.db"
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = b"\xff" * 8192  # the header stays intact; table pages break
+    path.write_bytes(bytes(data))
+    supervisor = Supervisor(config=config, clock=FakeClock())
+    with pytest.raises(StoreError, match="cannot read the pending timers and schedules"):
+        await supervisor.run()
+    assert supervisor.store is not None
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        supervisor.store.db.execute("SELECT 1")  # what was opened for the start is closed again
+
+
+def test_a_supervisor_runs_again_on_a_new_event_loop(tmp_path: Path) -> None:
+    supervisor = Supervisor(config=make_config(tmp_path), clock=FakeClock())
+    states = []
+
+    async def one_run() -> None:
+        async with supervisor.running():
+            states.append(supervisor.models.closed)
+
+    asyncio.run(one_run())
+    asyncio.run(one_run())  # a second loop: nothing may stay bound to the first one
+    assert (states, supervisor.models.closed) == ([False, False], True)
