@@ -21,7 +21,7 @@ def add_commands(commands: Any, config_help: str) -> None:
     parser = commands.add_parser(
         "dead-letters", help="inspect and replay undelivered notifications"
     )
-    sub = parser.add_subparsers(dest="dead_letters_command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="dead_letters_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="list dead letters, oldest first")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
     listing.add_argument("--config", default=None, help=config_help)
@@ -69,5 +69,6 @@ def retry_dead_letters(args: argparse.Namespace) -> int:
     if missing:
         print(f"intentd: no dead letter has id {', '.join(map(str, missing))}; "
               "list them with 'intentd dead-letters list'", file=sys.stderr)
-    print(f"re-queued {len(retried)} dead letter(s)" + (f": {retried}" if retried else ""))
+    if retried or not missing:
+        print(f"re-queued {len(retried)} dead letter(s)" + (f": {retried}" if retried else ""))
     return 1 if missing else 0

@@ -13,7 +13,9 @@ from supervisor.store import Store
 def add_commands(commands: Any, config_help: str) -> None:
     """Add the ``timers`` and ``audit`` subcommands to the CLI's subparsers."""
     timer_parser = commands.add_parser("timers", help="inspect stored timers")
-    timer_commands = timer_parser.add_subparsers(dest="timers_command", metavar="COMMAND")
+    timer_commands = timer_parser.add_subparsers(
+        dest="timers_command", metavar="COMMAND", required=True
+    )
     listing = timer_commands.add_parser("list", help="list pending timers by deadline")
     listing.add_argument("--all", action="store_true", help="include fired and cancelled timers")
     listing.add_argument("--json", action="store_true", help="print JSON lines")
@@ -21,7 +23,9 @@ def add_commands(commands: Any, config_help: str) -> None:
     listing.set_defaults(handler=list_timers)
 
     audit_parser = commands.add_parser("audit", help="inspect the audit log")
-    audit_commands = audit_parser.add_subparsers(dest="audit_command", metavar="COMMAND")
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", metavar="COMMAND", required=True
+    )
     tail = audit_commands.add_parser("tail", help="print the latest audit records, oldest first")
     tail.add_argument("-n", type=record_count, default=20, help="how many records (default 20)")
     tail.add_argument("--action", default=None, help="only records of this action")

@@ -33,3 +33,13 @@ def test_help_exits_0_and_lists_every_command_with_what_it_does(capsys):
 def test_no_command_prints_the_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: intentd" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["timers", "audit", "dead-letters"])
+def test_a_command_group_without_its_subcommand_names_what_is_missing(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command])
+    assert stop.value.code == 2
+    assert f"intentd {command}: error: the following arguments are required: COMMAND" in (
+        capsys.readouterr().err
+    )
