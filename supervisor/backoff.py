@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter, for the outbox's retries and Slack's reconnects."""
+"""Exponential backoff with jitter, for outbox retries, timer re-fires and Slack reconnects."""
 
 from collections.abc import Callable
 

@@ -10,9 +10,7 @@ never routing.
 """
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 import structlog
@@ -45,16 +43,12 @@ class Channel(Protocol):
 class ConsoleChannel:
     """Print each notification as one readable line."""
 
-    def __init__(self, stream: TextIO | None = None, clock: Callable[[], float] | None = None):
+    def __init__(self, stream: TextIO | None = None):
         self._stream = stream
-        self._clock = clock
 
     async def deliver(self, address: Address, intent: NotificationIntent) -> str:
         """Write one line: time, priority, target, user and the message."""
-        when = intent.created_at if self._clock is None else datetime.fromtimestamp(
-            self._clock(), UTC
-        )
-        parts = [when.strftime("%Y-%m-%d %H:%M:%S"), f"[{intent.priority}]"]
+        parts = [intent.created_at.strftime("%Y-%m-%d %H:%M:%S"), f"[{intent.priority}]"]
         if address.target:
             parts.append(address.target)
         if intent.user_id:

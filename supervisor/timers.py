@@ -35,11 +35,16 @@ from common.errors import BusClosedError, BusFullError, StoreError, TimerError
 from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
+from supervisor.backoff import backoff_delay
 from supervisor.bus_retry import RETRY_DELAY, try_publish
 from supervisor.config import TimersConfig
 from supervisor.store import Store
 
 log = structlog.get_logger("intentd.timers")
+
+
+def _no_jitter() -> float:  # timer retries wait the full doubled delay
+    return 1.0
 
 MIGRATIONS = [
     """
@@ -396,7 +401,9 @@ class TimerService:
                     (fired_at, timer.timer_id),
                 )
             return
-        retry_in = min(self.config.retry_max, self.config.retry_initial * 2 ** min(attempt - 1, 30))
+        retry_in = backoff_delay(
+            attempt, self.config.retry_initial, self.config.retry_max, random=_no_jitter
+        )
         log.warning(
             "timer_delivery_failed",
             timer_id=timer.timer_id,
