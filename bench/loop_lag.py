@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 
-from supervisor.loop_lag import LoopLagMonitor
+from supervisor.ops.loop_lag import LoopLagMonitor
 
 SECONDS = 3.0
 
@@ -32,8 +32,10 @@ async def main() -> None:
     print(f"idle loop, no monitor:        {bare * 1000:7.2f} ms CPU per 30 s")
     for interval in (0.25, 0.1):
         used = await idle_cpu(interval)
-        print(f"idle loop, monitor every {interval:.2f} s: {used * 1000:7.2f} ms CPU per 30 s "
-              f"({used / max(bare, 1e-9):.1f}x the bare loop)")
+        print(
+            f"idle loop, monitor every {interval:.2f} s: {used * 1000:7.2f} ms CPU per 30 s "
+            f"({used / max(bare, 1e-9):.1f}x the bare loop)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 from prometheus_client import CollectorRegistry, Histogram
 
 from common.message_bus import MessageBus
-from supervisor.metrics import HANDLER_BUCKETS, HandlerDurations, Metrics, bus_families
+from supervisor.ops.metrics import HANDLER_BUCKETS, HandlerDurations, Metrics, bus_families
 
 EVENTS = 100_000
 EVENT_TYPES = [f"EVENT_{n}" for n in range(20)]
@@ -24,7 +24,10 @@ def handler(data, context):
 
 def prometheus_observer():
     histogram = Histogram(
-        "bench_seconds", "Bench.", ["role", "event_type"], registry=CollectorRegistry(),
+        "bench_seconds",
+        "Bench.",
+        ["role", "event_type"],
+        registry=CollectorRegistry(),
         buckets=HANDLER_BUCKETS,
     )
     children = {}

@@ -22,12 +22,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from common.clock import SystemClock
 from common.intents import NotificationIntent
-from supervisor.channels import CommunicationManager
 from supervisor.config import OutboxConfig
-from supervisor.outbox import Outbox
-from supervisor.slack_in import SlackIn
-from supervisor.slack_out import SlackOut
-from supervisor.store import Store
+from supervisor.delivery.channels import CommunicationManager
+from supervisor.delivery.outbox import Outbox
+from supervisor.slack.socket_mode import SlackIn
+from supervisor.slack.web_api import SlackOut
+from supervisor.store.sqlite import Store
 from tests.factories import make_bus
 from tests.fakes.slack import FakeSlack
 
@@ -106,16 +106,18 @@ async def main() -> None:
         FakeSlack(BOT, APP, CHANNELS, timeout=10) as slack,
         aiohttp.ClientSession() as session,
     ):
-        client = AsyncWebClient(token=BOT, base_url=slack.base_url, session=session,
-                                retry_handlers=[])
+        client = AsyncWebClient(
+            token=BOT, base_url=slack.base_url, session=session, retry_handlers=[]
+        )
         print(f"fake Slack on 127.0.0.1, {len(CHANNELS)} channels, one shared aiohttp session")
         for synchronous in ("normal", "full"):
             with tempfile.TemporaryDirectory() as tmp:
                 store = Store(Path(tmp) / "bench.db", synchronous=synchronous.upper())
                 comms = CommunicationManager()
                 comms.add_channel("slack", SlackOut(client))
-                outbox = Outbox(store, comms.channels, SystemClock(),
-                                OutboxConfig(per_channel_rate=0))
+                outbox = Outbox(
+                    store, comms.channels, SystemClock(), OutboxConfig(per_channel_rate=0)
+                )
                 comms.outbox = outbox
                 worker = asyncio.create_task(outbox.run())
                 await outbox.wait_idle()
@@ -126,21 +128,28 @@ async def main() -> None:
                 print(f"  latency, one at a time ({LATENCY_SAMPLES}):")
                 print(f"    direct chat.postMessage       {ms(direct)}")
                 print(f"    through the outbox            {ms(durable)}")
-                print(f"    added by the outbox (p50)     {added * 1e3:6.2f} ms  "
-                      f"ratio {statistics.median(durable) / statistics.median(direct):.2f}x")
+                print(
+                    f"    added by the outbox (p50)     {added * 1e3:6.2f} ms  "
+                    f"ratio {statistics.median(durable) / statistics.median(direct):.2f}x"
+                )
                 direct_rate = await direct_throughput(client)
                 enqueue_rate, delivered_rate = await outbox_throughput(comms, outbox)
-                print(f"  throughput, {THROUGHPUT_MESSAGES:,} notifications over "
-                      f"{len(CHANNELS)} channels (pacing off):")
+                print(
+                    f"  throughput, {THROUGHPUT_MESSAGES:,} notifications over "
+                    f"{len(CHANNELS)} channels (pacing off):"
+                )
                 print(f"    direct, sequential            {direct_rate:8.0f} posts/s")
                 print(f"    outbox, enqueue (committed)   {enqueue_rate:8.0f} notifications/s")
-                print(f"    outbox, delivered             {delivered_rate:8.0f} notifications/s  "
-                      f"ratio {delivered_rate / direct_rate:.2f}x direct")
+                print(
+                    f"    outbox, delivered             {delivered_rate:8.0f} notifications/s  "
+                    f"ratio {delivered_rate / direct_rate:.2f}x direct"
+                )
                 worker.cancel()
                 await asyncio.gather(worker, return_exceptions=True)
                 store.close()
-        acks = await ack_latency(slack, AsyncWebClient(base_url=slack.base_url, session=session,
-                                                       retry_handlers=[]))
+        acks = await ack_latency(
+            slack, AsyncWebClient(base_url=slack.base_url, session=session, retry_handlers=[])
+        )
         print(f"\nSocket Mode ack latency ({len(acks)} envelopes): {ms(acks)}")
 
 

@@ -83,8 +83,10 @@ async def main() -> None:
         for count in (1, 20, 100):
             runs = [await start_to_ready(root / f"n{count}-{r}", count, r) for r in range(REPEATS)]
             figures[count] = statistics.median(runs)
-            print(f"start to ready, {count:>3} roles: {figures[count] * 1000:8.1f} ms "
-                  f"(median of {REPEATS}; {figures[count] / count * 1000:.2f} ms per role)")
+            print(
+                f"start to ready, {count:>3} roles: {figures[count] * 1000:8.1f} ms "
+                f"(median of {REPEATS}; {figures[count] / count * 1000:.2f} ms per role)"
+            )
         print(f"ratio 100 roles / 1 role: {figures[100] / figures[1]:.1f}x")
         reload_s, idle_s = reload_figures(root)
         print(f"reload one edited role among 100: {reload_s * 1000:8.2f} ms (median of 20)")

@@ -107,10 +107,16 @@ slack:
   reconnect_interval: 1
 """
 OPS_METRICS = (
-    "intentd_events_published_total", "intentd_events_failed_total",
-    "intentd_intents_processed_total", "intentd_intents_failed_total", "intentd_timers_pending",
-    "intentd_timer_lateness_seconds_count", "intentd_timer_lateness_seconds_sum",
-    "intentd_outbox_", "intentd_loop_lag_max_seconds", "intentd_loop_lag_reports_total",
+    "intentd_events_published_total",
+    "intentd_events_failed_total",
+    "intentd_intents_processed_total",
+    "intentd_intents_failed_total",
+    "intentd_timers_pending",
+    "intentd_timer_lateness_seconds_count",
+    "intentd_timer_lateness_seconds_sum",
+    "intentd_outbox_",
+    "intentd_loop_lag_max_seconds",
+    "intentd_loop_lag_reports_total",
 )
 
 
@@ -167,7 +173,6 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
     # A bounded client pool, so the daemon's open fds measure leaks, not extra keep-alive sockets.
     connector = aiohttp.TCPConnector(limit=args.concurrency + 1)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-
         load = {
             "timer_every": args.timer_every,
             "timer_delay": args.timer_delay,
@@ -176,9 +181,7 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
 
         async def post(n: int) -> None:
             started = time.perf_counter()
-            async with session.post(
-                f"{base}/events/SOAK_HTTP", json={"n": n, **load}
-            ) as response:
+            async with session.post(f"{base}/events/SOAK_HTTP", json={"n": n, **load}) as response:
                 await response.read()
                 statuses[response.status] = statuses.get(response.status, 0) + 1
             latencies.append(time.perf_counter() - started)
@@ -233,30 +236,42 @@ async def soak(args: argparse.Namespace, base: str, pid: int) -> dict:
 def report(figures: dict) -> None:
     print(f"events posted          {figures['events']} in {figures['elapsed_s']:.1f} s")
     print(f"HTTP statuses          {figures['statuses']}")
-    print(f"POST latency           p50 {figures['latency_ms']['p50']:.2f} ms, "
-          f"p99 {figures['latency_ms']['p99']:.2f} ms")
-    print(f"/readyz checks         {figures['ready']['ok']} x 200, "
-          f"{figures['ready']['not_ok']} x not 200 (checks: {', '.join(figures['checks'])})")
+    print(
+        f"POST latency           p50 {figures['latency_ms']['p50']:.2f} ms, "
+        f"p99 {figures['latency_ms']['p99']:.2f} ms"
+    )
+    print(
+        f"/readyz checks         {figures['ready']['ok']} x 200, "
+        f"{figures['ready']['not_ok']} x not 200 (checks: {', '.join(figures['checks'])})"
+    )
     start, end = figures["rss_start_kib"], figures["rss_end_kib"]
     print(f"RSS after warm-up      {start / 1024:.1f} MiB")
-    print(f"RSS at end             {end / 1024:.1f} MiB ({(end - start) / 1024:+.1f} MiB, "
-          f"{end / start:.3f}x)")
+    print(
+        f"RSS at end             {end / 1024:.1f} MiB ({(end - start) / 1024:+.1f} MiB, "
+        f"{end / start:.3f}x)"
+    )
     (fds_start, sockets_start), (fds_end, sockets_end) = figures["fds_start"], figures["fds_end"]
-    print(f"open fds               {fds_start} -> {fds_end}; not sockets "
-          f"{fds_start - sockets_start} -> {fds_end - sockets_end}; "
-          f"sockets {sockets_start} -> {sockets_end} (the listener, "
-          f"the loop's wake-up pair, one per pooled client connection, at most "
-          f"{figures['pool']}{', Slack Web API and Socket Mode' if figures['slack'] else ''})")
+    print(
+        f"open fds               {fds_start} -> {fds_end}; not sockets "
+        f"{fds_start - sockets_start} -> {fds_end - sockets_end}; "
+        f"sockets {sockets_start} -> {sockets_end} (the listener, "
+        f"the loop's wake-up pair, one per pooled client connection, at most "
+        f"{figures['pool']}{', Slack Web API and Socket Mode' if figures['slack'] else ''})"
+    )
     trend = figures["samples"][:: max(1, len(figures["samples"]) // 8)]
-    print("RSS/fd samples         " + ", ".join(
-        f"{t:.0f}s {rss / 1024:.1f}MiB/{fds}fd" for t, rss, (fds, _) in trend))
+    print(
+        "RSS/fd samples         "
+        + ", ".join(f"{t:.0f}s {rss / 1024:.1f}MiB/{fds}fd" for t, rss, (fds, _) in trend)
+    )
     for line in figures["metrics"]:
         print(f"  {line}")
     status = figures["status"]
-    print(f"status                 uptime {status['uptime_s']} s, last heartbeat "
-          f"{status['last_heartbeat']}, queue {status['bus_queue_depth']}, pending timers "
-          f"{status['pending_timers']}, outbox depth {status['outbox_depth']}, dead letters "
-          f"{status['dead_letters']}, loop lag {status['loop_lag_ms']} ms")
+    print(
+        f"status                 uptime {status['uptime_s']} s, last heartbeat "
+        f"{status['last_heartbeat']}, queue {status['bus_queue_depth']}, pending timers "
+        f"{status['pending_timers']}, outbox depth {status['outbox_depth']}, dead letters "
+        f"{status['dead_letters']}, loop lag {status['loop_lag_ms']} ms"
+    )
 
 
 async def soak_daemon(args: argparse.Namespace, root: Path, log: BinaryIO) -> tuple[dict, int]:
@@ -273,7 +288,10 @@ async def soak_daemon(args: argparse.Namespace, root: Path, log: BinaryIO) -> tu
         (root / "config.yaml").write_text(config, encoding="utf-8")
         intentd = Path(sys.executable).with_name("intentd")
         child = await asyncio.create_subprocess_exec(
-            str(intentd), "run", "--config", str(root / "config.yaml"),
+            str(intentd),
+            "run",
+            "--config",
+            str(root / "config.yaml"),
             stdout=subprocess.DEVNULL,
             stderr=log,
             env={**os.environ, "SOAK_TOKEN": TOKEN},
@@ -303,8 +321,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at most")
     parser.add_argument("--timer-every", type=int, default=20, help="set a timer every Nth event")
     parser.add_argument("--timer-delay", type=float, default=2.0, help="seconds until it fires")
-    parser.add_argument("--slack", action=argparse.BooleanOptionalAction, default=True,
-                        help="connect the daemon to a fake Slack and notify timers there")
+    parser.add_argument(
+        "--slack",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="connect the daemon to a fake Slack and notify timers there",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intentd-soak-") as folder:
         root = Path(folder)
@@ -315,8 +337,10 @@ def main() -> int:
             figures, code = asyncio.run(soak_daemon(args, root, log))
         report(figures)
         if args.slack:
-            print(f"fake Slack             {figures['slack_posts']} posts received, "
-                  f"{figures['slack_connections']} Socket Mode connection(s)")
+            print(
+                f"fake Slack             {figures['slack_posts']} posts received, "
+                f"{figures['slack_connections']} Socket Mode connection(s)"
+            )
         print(f"daemon exit on SIGTERM {code}")
         errors = (root / "daemon.log").read_text().count('"level": "error"')
         print(f"error log lines        {errors}")

@@ -22,9 +22,9 @@ from common.audit import AuditRecord
 from common.clock import SystemClock
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from supervisor.audit_store import DurableAuditSink
-from supervisor.store import Store
-from supervisor.timers import TimerService
+from supervisor.scheduling.timers import TimerService
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.sqlite import Store
 
 LATENESS_TIMERS = 10_000
 SPREAD_S = 5.0
@@ -88,11 +88,14 @@ async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]
     try:
         await asyncio.wait_for(all_handled.wait(), timeout=SPREAD_S + 60)
     except TimeoutError:
-        print(f"  TIMED OUT: handled {len(handled):,} of {LATENESS_TIMERS:,}; pending "
-              f"{service.pending_count():,}, armed {len(service._armed):,}, retry_at "
-              f"{len(service._retry_at):,}, in flight {len(service._in_flight):,}, "
-              f"bus queue {bus.queue_depth:,}, wall clock stepped by "
-              f"{time.time() - time.monotonic() - wall_offset:+.3f} s", flush=True)
+        print(
+            f"  TIMED OUT: handled {len(handled):,} of {LATENESS_TIMERS:,}; pending "
+            f"{service.pending_count():,}, armed {len(service._armed):,}, retry_at "
+            f"{len(service._retry_at):,}, in flight {len(service._in_flight):,}, "
+            f"bus queue {bus.queue_depth:,}, wall clock stepped by "
+            f"{time.time() - time.monotonic() - wall_offset:+.3f} s",
+            flush=True,
+        )
         raise
     await bus.stop()
     pending = len(service.list())
@@ -137,8 +140,15 @@ async def rearm(path: Path) -> tuple[float, int, int]:
 
 
 def audit_rates(folder: Path, synchronous: str) -> tuple[float, float]:
-    record = AuditRecord("timer_expired", {"timer_id": "tmr-1", "label": "tea" * 10}, "U1",
-                         "timer", "int-1", "evt-1", datetime.now(UTC))
+    record = AuditRecord(
+        "timer_expired",
+        {"timer_id": "tmr-1", "label": "tea" * 10},
+        "U1",
+        "timer",
+        "int-1",
+        "evt-1",
+        datetime.now(UTC),
+    )
     sink = DurableAuditSink(Store(folder / f"audit-{synchronous}.db", synchronous=synchronous))
     single = 5_000
     started = time.perf_counter()
@@ -169,14 +179,18 @@ async def main() -> None:
 
         seed(folder / "rearm.db", REARM_TIMERS)
         elapsed, current, peak = await rearm(folder / "rearm.db")
-        print(f"re-arm {REARM_TIMERS:,} pending timers at start: {elapsed:.3f} s, "
-              f"{current / REARM_TIMERS:.0f} B per armed timer held, peak {peak / 2**20:.1f} MiB")
+        print(
+            f"re-arm {REARM_TIMERS:,} pending timers at start: {elapsed:.3f} s, "
+            f"{current / REARM_TIMERS:.0f} B per armed timer held, peak {peak / 2**20:.1f} MiB"
+        )
 
         for synchronous in ("NORMAL", "FULL"):
             one, many = audit_rates(folder, synchronous)
-            print(f"audit append, synchronous={synchronous:<6}: one commit per record "
-                  f"{one:9,.0f} records/s; 100 per commit {many:9,.0f} records/s "
-                  f"({many / one:.1f}x)")
+            print(
+                f"audit append, synchronous={synchronous:<6}: one commit per record "
+                f"{one:9,.0f} records/s; 100 per commit {many:9,.0f} records/s "
+                f"({many / one:.1f}x)"
+            )
 
 
 if __name__ == "__main__":

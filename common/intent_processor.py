@@ -38,13 +38,13 @@ log = structlog.get_logger("intentd.intents")
 
 
 class NotificationSender(Protocol):
-    """Delivers notifications (supervisor/channels.py's CommunicationManager is one)."""
+    """Delivers notifications (supervisor/delivery/channels.py's CommunicationManager is one)."""
 
     async def send(self, intent: NotificationIntent) -> Any: ...
 
 
 class WorkflowEngine(Protocol):
-    """Runs LLM workflows (see supervisor/workflow_engine.py)."""
+    """Runs LLM workflows (see llm_provider/workflow_engine.py)."""
 
     async def start_workflow_intent(self, intent: WorkflowIntent) -> Any: ...
 
@@ -234,9 +234,7 @@ class IntentProcessor:
             "role's register_role()['intents']"
         )
 
-    async def _run_role_handler(
-        self, entry: _RoleHandler, intent: Intent, role: str | None
-    ) -> Any:
+    async def _run_role_handler(self, entry: _RoleHandler, intent: Intent, role: str | None) -> Any:
         args: tuple[Any, ...] = (intent,)
         if entry.wants_services:
             if self.services_factory is None:

@@ -155,9 +155,7 @@ def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], model
         args["base_url"] = config.base_url
     params = dict(config.params)
     max_tokens = params.pop("max_tokens", 4096)
-    return AnthropicModel(
-        client_args=args, model_id=model_id, max_tokens=max_tokens, params=params
-    )
+    return AnthropicModel(client_args=args, model_id=model_id, max_tokens=max_tokens, params=params)
 
 
 def _litellm(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:

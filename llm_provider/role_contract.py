@@ -27,6 +27,8 @@ from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_na
 from llm_provider.role_import import import_role_module, module_name, restore_module
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One broken rule of one role file."""
@@ -74,8 +76,11 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         problems.append(Problem(path, line, message))
 
     if not ROLE_NAME.fullmatch(path.stem):
-        report(1, f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
-               f"{suggest_role_name(path.stem)}.py")
+        report(
+            1,
+            f"role file name {path.name!r} is not lowercase snake_case; rename it, e.g. "
+            f"{suggest_role_name(path.stem)}.py",
+        )
     try:
         source = path.read_bytes()
     except OSError as err:
@@ -86,12 +91,18 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
     try:
         module = import_role_module(path, fresh=fresh, source=source)
     except SyntaxError as err:
-        report(err.lineno or 1, f"the file has a syntax error ({err.msg}); fix it so that "
-               f"'python -m py_compile {path.name}' passes")
+        report(
+            err.lineno or 1,
+            f"the file has a syntax error ({err.msg}); fix it so that "
+            f"'python -m py_compile {path.name}' passes",
+        )
         return None, problems
     except (Exception, SystemExit) as err:
-        report(_raising_line(err, path), f"importing the file raised {_describe(err)}; roles may "
-               "import only common, strands and the standard library, and do no work at import")
+        report(
+            _raising_line(err, path),
+            f"importing the file raised {_describe(err)}; roles may "
+            "import only common, strands and the standard library, and do no work at import",
+        )
         return None, problems
     role = _check_module(module, path, report)
     if problems:
@@ -105,32 +116,49 @@ def _check_module(
 ) -> LoadedRole | None:
     register = getattr(module, "register_role", None)
     if register is None:
-        report(1, "the file has no register_role() function; add 'def register_role()' returning "
-               "{'config': ROLE_CONFIG, 'event_handlers': {...}, 'tools': [...], 'intents': {...}}")
+        report(
+            1,
+            "the file has no register_role() function; add 'def register_role()' returning "
+            "{'config': ROLE_CONFIG, 'event_handlers': {...}, 'tools': [...], 'intents': {...}}",
+        )
         return None
     where = _line_of(register, _assignment_line(path, "register_role") or 1)
     if not callable(register):
-        report(where, f"register_role is {type(register).__name__} {register!r:.60}, not a "
-               "function; define 'def register_role()'")
+        report(
+            where,
+            f"register_role is {type(register).__name__} {register!r:.60}, not a "
+            "function; define 'def register_role()'",
+        )
         return None
     try:
         registration = register()
     except (Exception, SystemExit) as err:
-        report(_raising_line(err, path, where), f"register_role() raised {_describe(err)}; "
-               "it must only return a literal dict")
+        report(
+            _raising_line(err, path, where),
+            f"register_role() raised {_describe(err)}; it must only return a literal dict",
+        )
         return None
     if not isinstance(registration, dict):
-        report(where, f"register_role() returned a {type(registration).__name__}, not a dict; "
-               "return {'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}")
+        report(
+            where,
+            f"register_role() returned a {type(registration).__name__}, not a dict; "
+            "return {'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}",
+        )
         return None
     missing = [key for key in REGISTRATION_KEYS if key not in registration]
     unknown = [key for key in registration if key not in REGISTRATION_KEYS]
     if missing:
-        report(where, f"register_role() result lacks key(s) {', '.join(map(repr, missing))}; "
-               "return all of 'config', 'event_handlers', 'tools', 'intents' (empty if unused)")
+        report(
+            where,
+            f"register_role() result lacks key(s) {', '.join(map(repr, missing))}; "
+            "return all of 'config', 'event_handlers', 'tools', 'intents' (empty if unused)",
+        )
     if unknown:
-        report(where, f"register_role() result has unknown key(s) {', '.join(map(repr, unknown))};"
-               " remove them (allowed: 'config', 'event_handlers', 'tools', 'intents')")
+        report(
+            where,
+            f"register_role() result has unknown key(s) {', '.join(map(repr, unknown))};"
+            " remove them (allowed: 'config', 'event_handlers', 'tools', 'intents')",
+        )
     config_line = _assignment_line(path, "ROLE_CONFIG") or where
     config = registration.get("config", {})
     _check_config(config, path, config_line, report)
@@ -156,21 +184,30 @@ def _check_module(
 
 def _check_config(config: Any, path: Path, line: int, report: Callable[[int, str], None]) -> None:
     if not isinstance(config, dict):
-        report(line, f"register_role()['config'] is {type(config).__name__} {config!r:.60}; "
-               "set it to the ROLE_CONFIG dict")
+        report(
+            line,
+            f"register_role()['config'] is {type(config).__name__} {config!r:.60}; "
+            "set it to the ROLE_CONFIG dict",
+        )
         return
     for message in config_problems(config):
         report(line, message)
     name = config.get("name")
     if isinstance(name, str) and name != path.stem:
-        report(line, f"ROLE_CONFIG['name'] is {name!r} but the file is {path.name!r}; the name "
-               f"must equal the file name, so set 'name': {path.stem!r} or rename the file")
+        report(
+            line,
+            f"ROLE_CONFIG['name'] is {name!r} but the file is {path.name!r}; the name "
+            f"must equal the file name, so set 'name': {path.stem!r} or rename the file",
+        )
 
 
 def _check_event_handlers(handlers: Any, where: int, report: Callable[[int, str], None]) -> None:
     if not isinstance(handlers, dict):
-        report(where, f"register_role()['event_handlers'] is {type(handlers).__name__}; make it "
-               "a dict of event name to handler, e.g. {'TIMER_EXPIRED': handle_timer_expired}")
+        report(
+            where,
+            f"register_role()['event_handlers'] is {type(handlers).__name__}; make it "
+            "a dict of event name to handler, e.g. {'TIMER_EXPIRED': handle_timer_expired}",
+        )
         return
     for event_type, handler in handlers.items():
         try:
@@ -180,22 +217,34 @@ def _check_event_handlers(handlers: Any, where: int, report: Callable[[int, str]
         else:
             known = misspelt_event(event_type)
             if known is not None:
-                report(where, f"event_handlers key {event_type!r} is not a known event name but "
-                       f"is close to one; did you mean {known!r}?")
+                report(
+                    where,
+                    f"event_handlers key {event_type!r} is not a known event name but "
+                    f"is close to one; did you mean {known!r}?",
+                )
         if not callable(handler):
-            report(where, f"event handler for {event_type!r} is {type(handler).__name__} "
-                   f"{handler!r:.60}, not callable; map the event to a function "
-                   "'def handle_x(event_data, context)'")
+            report(
+                where,
+                f"event handler for {event_type!r} is {type(handler).__name__} "
+                f"{handler!r:.60}, not callable; map the event to a function "
+                "'def handle_x(event_data, context)'",
+            )
             continue
         if not _accepts(handler, 2):
-            report(_line_of(handler, where), f"event handler {_name(handler)!r} for {event_type!r} "
-                   f"has signature {_signature(handler)}; it must accept (event_data, context)")
+            report(
+                _line_of(handler, where),
+                f"event handler {_name(handler)!r} for {event_type!r} "
+                f"has signature {_signature(handler)}; it must accept (event_data, context)",
+            )
 
 
 def _check_tools(tools: Any, where: int, report: Callable[[int, str], None]) -> None:
     if not isinstance(tools, list):
-        report(where, f"register_role()['tools'] is {type(tools).__name__}; make it a list of "
-               "strands @tool functions ([] if none)")
+        report(
+            where,
+            f"register_role()['tools'] is {type(tools).__name__}; make it a list of "
+            "strands @tool functions ([] if none)",
+        )
         return
     if not tools:
         return
@@ -204,37 +253,58 @@ def _check_tools(tools: Any, where: int, report: Callable[[int, str], None]) -> 
     for tool in tools:
         line = _line_of(getattr(tool, "_tool_func", tool), where)
         if not isinstance(tool, AgentTool):
-            report(line, f"tool {_name(tool)!r} is {type(tool).__name__}, not a strands tool; "
-                   "decorate it with '@tool' from strands")
+            report(
+                line,
+                f"tool {_name(tool)!r} is {type(tool).__name__}, not a strands tool; "
+                "decorate it with '@tool' from strands",
+            )
             continue
         description = (tool.tool_spec or {}).get("description", "")
         if not isinstance(description, str) or description.strip() in ("", tool.tool_name):
-            report(line, f"tool {tool.tool_name!r} has no description; give the function a "
-                   "docstring (the model reads it)")
+            report(
+                line,
+                f"tool {tool.tool_name!r} has no description; give the function a "
+                "docstring (the model reads it)",
+            )
 
 
 def _check_intents(
     intents: Any, module: ModuleType, where: int, report: Callable[[int, str], None]
 ) -> None:
     if not isinstance(intents, dict):
-        report(where, f"register_role()['intents'] is {type(intents).__name__}; make it a dict "
-               "of Intent subclass to async handler ({} if none)")
+        report(
+            where,
+            f"register_role()['intents'] is {type(intents).__name__}; make it a dict "
+            "of Intent subclass to async handler ({} if none)",
+        )
         return
     for intent_type, handler in intents.items():
         if not (isinstance(intent_type, type) and issubclass(intent_type, Intent)):
-            report(_line_of(intent_type, where), f"intents key {_name(intent_type)!r} is not a "
-                   "subclass of common.intents.Intent; declare '@dataclass class XIntent(Intent)'")
+            report(
+                _line_of(intent_type, where),
+                f"intents key {_name(intent_type)!r} is not a "
+                "subclass of common.intents.Intent; declare '@dataclass class XIntent(Intent)'",
+            )
         elif intent_type in CORE_INTENTS:
-            report(where, f"intents key {intent_type.__name__!r} is a core intent, carried out by "
-                   "intentd for every role; handle only intents this file defines, e.g. "
-                   "'@dataclass class XIntent(Intent)'")
+            report(
+                where,
+                f"intents key {intent_type.__name__!r} is a core intent, carried out by "
+                "intentd for every role; handle only intents this file defines, e.g. "
+                "'@dataclass class XIntent(Intent)'",
+            )
         elif intent_type.__module__ != module.__name__:
-            report(where, f"intents key {intent_type.__name__!r} is defined in module "
-                   f"{intent_type.__module__!r}, not in this file; handle only intents this "
-                   "file defines, e.g. '@dataclass class XIntent(Intent)'")
+            report(
+                where,
+                f"intents key {intent_type.__name__!r} is defined in module "
+                f"{intent_type.__module__!r}, not in this file; handle only intents this "
+                "file defines, e.g. '@dataclass class XIntent(Intent)'",
+            )
         elif inspect.isabstract(intent_type):
-            report(_line_of(intent_type, where), f"intent {intent_type.__name__!r} does not "
-                   "implement validate(); add 'def validate(self) -> bool'")
+            report(
+                _line_of(intent_type, where),
+                f"intent {intent_type.__name__!r} does not "
+                "implement validate(); add 'def validate(self) -> bool'",
+            )
         try:
             intent_handler_arity(handler)
         except TypeError as err:
@@ -304,8 +374,12 @@ def registration_problems(role: LoadedRole, processor: IntentProcessor) -> list[
 def duplicate_problem(role: LoadedRole, first: Path) -> Problem:
     """Return the problem of ``role`` reusing the name of the role loaded from ``first``."""
     line = _assignment_line(role.path, "ROLE_CONFIG") or 1
-    return Problem(role.path, line, f"role name {role.name!r} is already used by "
-                   f"{display_path(first)}; role names must be unique, so rename one of them")
+    return Problem(
+        role.path,
+        line,
+        f"role name {role.name!r} is already used by "
+        f"{display_path(first)}; role names must be unique, so rename one of them",
+    )
 
 
 def check_paths(paths: list[Path]) -> tuple[list[LoadedRole], list[Problem]]:

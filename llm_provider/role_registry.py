@@ -111,9 +111,15 @@ class RoleRegistry:
         if self.message_bus is not None:
             self.message_bus.unsubscribe_role(name)
         log.error("role_quarantined", role=name, failures=failures, window_s=window, error=error)
-        self._publish(ROLE_QUARANTINED, {
-            "role": name, "failures": failures, "window": window, "error": error,
-        })
+        self._publish(
+            ROLE_QUARANTINED,
+            {
+                "role": name,
+                "failures": failures,
+                "window": window,
+                "error": error,
+            },
+        )
 
     def set_intent_processor(self, processor: IntentProcessor) -> None:
         """Register loaded roles' intent handlers with ``processor``; fail the roles it refuses."""
@@ -144,10 +150,15 @@ class RoleRegistry:
             self._unwire(live.name)
         self._wire(role)
         log.info("role_loaded", role=role.name, path=str(path), reloaded=live is not None)
-        self._publish(ROLE_LOADED, {
-            "role": role.name, "version": role.config.get("version"), "path": str(path),
-            "reloaded": live is not None,
-        })
+        self._publish(
+            ROLE_LOADED,
+            {
+                "role": role.name,
+                "version": role.config.get("version"),
+                "path": str(path),
+                "reloaded": live is not None,
+            },
+        )
         return role
 
     def _fail(self, path: Path, problems: list[Problem], live: LoadedRole | None) -> None:
@@ -171,9 +182,14 @@ class RoleRegistry:
             return
         self._unwire(live.name)
         log.info("role_unloaded", role=live.name, path=str(path))
-        self._publish(ROLE_UNLOADED, {
-            "role": live.name, "path": str(path), "reason": f"its file {path.name!r} was deleted",
-        })
+        self._publish(
+            ROLE_UNLOADED,
+            {
+                "role": live.name,
+                "path": str(path),
+                "reason": f"its file {path.name!r} was deleted",
+            },
+        )
 
     def _role_at(self, path: Path) -> LoadedRole | None:
         return next((role for role in self.roles.values() if role.path == path), None)

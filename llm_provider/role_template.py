@@ -86,9 +86,9 @@ from common.intents import NotificationIntent
 from common.message_bus import MessageBus
 from llm_provider.role_contract import check_role
 from llm_provider.role_import import import_role_module
-from supervisor.kv_store import KVStore
+from supervisor.store.kv import KVStore
 from supervisor.services import RoleServices
-from supervisor.store import Store
+from supervisor.store.sqlite import Store
 
 ROLE_FILE = Path(__file__).resolve().parents[2] / "roles" / "${name}.py"
 role = import_role_module(ROLE_FILE)

@@ -1,5 +1,5 @@
 """``python -m supervisor`` works like the ``intentd`` command."""
 
-from supervisor.cli import main
+from supervisor.cli.main import main
 
 raise SystemExit(main())

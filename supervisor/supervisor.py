@@ -34,25 +34,25 @@ from llm_provider.factory import build_models
 from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
-from supervisor.audit_store import DurableAuditSink
-from supervisor.channels import CommunicationManager
+from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
 from supervisor.config import Config, load_config
-from supervisor.heartbeat import tick_forever
-from supervisor.http_api import HttpApi
-from supervisor.kv_store import KVStore
+from supervisor.delivery.channels import CommunicationManager
+from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.logs import configure_logging
-from supervisor.loop_lag import LoopLagMonitor
-from supervisor.metrics import TimerLateness, daemon_metrics
-from supervisor.outbox import Outbox, OutboxEntry, alert_text
-from supervisor.readiness import Readiness
-from supervisor.schedules import ScheduleService
+from supervisor.ops.http_api import HttpApi
+from supervisor.ops.loop_lag import LoopLagMonitor
+from supervisor.ops.metrics import TimerLateness, daemon_metrics
+from supervisor.ops.readiness import Readiness
+from supervisor.ops.status import StatusFields
+from supervisor.scheduling.heartbeat import tick_forever
+from supervisor.scheduling.schedules import ScheduleService
+from supervisor.scheduling.timer_alerts import make_timer_alerter
+from supervisor.scheduling.timers import TimerService
 from supervisor.services import RoleServices
-from supervisor.slack import SlackConnection
-from supervisor.status import StatusFields
-from supervisor.store import Store, open_store
-from supervisor.timer_alerts import make_timer_alerter
-from supervisor.timers import TimerService
-from supervisor.workflow_engine import WorkflowEngine, retry_strategy
+from supervisor.slack.connection import SlackConnection
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.kv import KVStore
+from supervisor.store.sqlite import Store, open_store
 
 log = structlog.get_logger("intentd.supervisor")
 

@@ -18,13 +18,13 @@ from common.intent_processor import IntentProcessor
 from common.intents import NotificationIntent
 from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
-from supervisor.audit_store import DurableAuditSink
-from supervisor.channels import Address, CommunicationManager
-from supervisor.kv_store import KVStore
+from llm_provider.workflow_engine import WorkflowEngine
+from supervisor.delivery.channels import Address, CommunicationManager
+from supervisor.scheduling.timers import TimerService
 from supervisor.services import RoleServices
-from supervisor.store import Store
-from supervisor.timers import TimerService
-from supervisor.workflow_engine import WorkflowEngine
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.kv import KVStore
+from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock
 
 ROLES = Path(__file__).resolve().parents[1] / "roles"
@@ -78,9 +78,7 @@ class WorkflowParts:
 
     def services(self, role: str) -> RoleServices:
         """Return the services a role's intent handler gets."""
-        return RoleServices(
-            role=role, bus=self.bus, timers=self.timers, kv=self.kv.for_role(role)
-        )
+        return RoleServices(role=role, bus=self.bus, timers=self.timers, kv=self.kv.for_role(role))
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
         self.events.append((context.event_type, data))

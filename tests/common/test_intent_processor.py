@@ -248,7 +248,9 @@ def test_the_notification_protocol_is_not_named_like_the_class_that_implements_i
     import common.intent_processor as module
 
     assert (hasattr(module, "NotificationSender"), hasattr(module, "CommunicationManager")) == (
-        True, False)
+        True,
+        False,
+    )
 
 
 async def test_an_intent_handler_raising_a_stray_cancelled_error_fails_that_intent_only():

@@ -128,7 +128,9 @@ def write_role(folder: Path, name: str, text: str | None = None) -> Path:
 def test_template_role_passes_every_check(tmp_path):
     role, problems = check_role(write_role(tmp_path, "greeter"), fresh=True)
     assert (problems, role.name, list(role.event_handlers)) == (
-        [], "greeter", ["GREETER_REQUESTED"]
+        [],
+        "greeter",
+        ["GREETER_REQUESTED"],
     )
 
 
@@ -137,8 +139,10 @@ def test_role_name_must_be_unique_across_checked_files(tmp_path):
     roles, problems = check_paths([good, BROKEN / "duplicate" / "greeter.py"])
     assert ([role.path for role in roles], lines(problems)) == (
         [good],
-        [f"3: role name 'greeter' is already used by {good}; role names must be unique, "
-         "so rename one of them"],
+        [
+            f"3: role name 'greeter' is already used by {good}; role names must be unique, "
+            "so rename one of them"
+        ],
     )
 
 
@@ -162,8 +166,7 @@ def test_tool_without_docstring_is_reported(tmp_path):
     )
     problems = check_role(write_role(tmp_path, "greeter", source), fresh=True)[1]
     assert [p.message for p in problems] == [
-        "tool 'greeter_note' has no description; give the function a docstring (the model "
-        "reads it)"
+        "tool 'greeter_note' has no description; give the function a docstring (the model reads it)"
     ]
 
 

@@ -99,10 +99,16 @@ async def test_edit_the_processor_would_refuse_keeps_the_old_version_and_is_anno
     assert registry.check_for_changes() == ["ping.py"]
     await bus.drain()
     assert (failed, [s.role for s in bus.subscriptions("PING_SENT")]) == (
-        [{"role": "ping", "path": str(path), "problems": [
-            f"{path}:10: role 'ping' cannot handle 'roles.ping.PingIntent': role 'other' already "
-            "handles it; a role handles only the intents it defines"
-        ]}],
+        [
+            {
+                "role": "ping",
+                "path": str(path),
+                "problems": [
+                    f"{path}:10: role 'ping' cannot handle 'roles.ping.PingIntent': "
+                    "role 'other' already handles it; a role handles only the intents it defines"
+                ],
+            }
+        ],
         ["ping"],
     )
     assert sys.modules["roles.ping"] is registry.roles["ping"].module is v1

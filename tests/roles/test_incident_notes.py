@@ -12,9 +12,9 @@ from roles.incident_notes import (
     add_incident_note,
     process_incident_note,
 )
-from supervisor.kv_store import KVStore
 from supervisor.services import RoleServices
-from supervisor.store import Store
+from supervisor.store.kv import KVStore
+from supervisor.store.sqlite import Store
 from tests.fakes.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
 
@@ -46,7 +46,9 @@ async def test_notes_are_kept_in_order_and_read_back_as_a_timeline(services: Rol
         IncidentNoteIntent(action="read", incident="db-failover"), services
     )
     assert [(n["by"], n["text"]) for n in read["notes"]] == [
-        ("U1", "primary failed over"), ("U2", "replica promoted")]
+        ("U1", "primary failed over"),
+        ("U2", "replica promoted"),
+    ]
     assert read["message"].startswith("Incident 'db-failover' (open):\n")
     assert read["message"].endswith("(U2): replica promoted")
 
@@ -61,12 +63,16 @@ async def test_a_closed_incident_refuses_new_notes(services: RoleServices) -> No
 
 async def test_the_tool_refuses_an_empty_note_without_an_intent() -> None:
     assert await add_incident_note(incident="x", text="  ") == {
-        "success": False, "message": "the note is empty; say what happened"}
+        "success": False,
+        "message": "the note is empty; say what happened",
+    }
 
 
 def _ask(text: str) -> WorkflowIntent:
-    return WorkflowIntent(workflow_type="incident_notes", parameters={
-        "request": text, "channel_id": "slack:C9/5.5", "user_id": "U1"})
+    return WorkflowIntent(
+        workflow_type="incident_notes",
+        parameters={"request": text, "channel_id": "slack:C9/5.5", "user_id": "U1"},
+    )
 
 
 def summarise_from_notes(messages: Any, tool_specs: Any, system_prompt: Any) -> Turn:
@@ -77,18 +83,24 @@ def summarise_from_notes(messages: Any, tool_specs: Any, system_prompt: Any) -> 
 
 
 async def test_the_agent_notes_a_fact_and_later_summarises_what_was_noted() -> None:
-    model = ScriptedModel([
-        Turn.tool("add_incident_note", {"incident": "db-failover", "text": "primary down 14:02"}),
-        Turn.text("Noted."),
-        Turn.tool("read_incident_notes", {"incident": "db-failover"}),
-        summarise_from_notes,
-    ])
+    model = ScriptedModel(
+        [
+            Turn.tool(
+                "add_incident_note", {"incident": "db-failover", "text": "primary down 14:02"}
+            ),
+            Turn.text("Noted."),
+            Turn.tool("read_incident_notes", {"incident": "db-failover"}),
+            summarise_from_notes,
+        ]
+    )
     parts = WorkflowParts({"WEAK": model, "DEFAULT": model, "STRONG": model})
     async with parts.running():
         for text in ("db-failover: primary down at 14:02", "summarise db-failover"):
             await parts.engine.wait(await parts.engine.start_workflow_intent(_ask(text)))
     assert "You keep incident timelines" in (model.calls[0].system_prompt or "")
     assert [message for _, message, _ in parts.channel.sent] == [
-        "Noted.", "Summary: primary down 14:02"]
+        "Noted.",
+        "Summary: primary down 14:02",
+    ]
     stored = parts.kv.for_role("incident_notes").get("db-failover")
     assert (stored["notes"][0]["by"], stored["notes"][0]["text"]) == ("U1", "primary down 14:02")

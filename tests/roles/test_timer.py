@@ -10,6 +10,7 @@ from common.intent_processor import IntentProcessor
 from common.intents import AuditIntent, NotificationIntent
 from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
+from llm_provider.tool_runner import run_tool
 from roles.timer import (
     ROLE_CONFIG,
     TimerIntent,
@@ -22,10 +23,9 @@ from roles.timer import (
     register_role,
     set_timer,
 )
+from supervisor.scheduling.timers import TimerService
 from supervisor.services import RoleServices
-from supervisor.store import Store
-from supervisor.timers import TimerService
-from supervisor.tool_runner import run_tool
+from supervisor.store.sqlite import Store
 from tests.fakes.clock import START, FakeClock
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
@@ -90,8 +90,10 @@ def test_register_role_wires_handlers_tools_and_the_intent() -> None:
     }
 
 
-@pytest.mark.parametrize(("action", "valid"), [("create", True), ("cancel", True),
-                                               ("check", True), ("list", False), ("", False)])
+@pytest.mark.parametrize(
+    ("action", "valid"),
+    [("create", True), ("cancel", True), ("check", True), ("list", False), ("", False)],
+)
 def test_timer_intent_is_valid_only_for_create_cancel_and_check(action: str, valid: bool) -> None:
     assert TimerIntent(action, timer_id=None, duration=None, label=None).validate() is valid
 
@@ -100,28 +102,46 @@ def test_timer_intent_is_valid_only_for_create_cancel_and_check(action: str, val
 
 
 def test_expiry_notifies_the_timers_channel_and_audits() -> None:
-    event = {"timer_id": "tmr-1", "label": "tea", "channel_id": "C9", "user_id": "U1",
-             "late_by_s": 0.002, "attempt": 1}
+    event = {
+        "timer_id": "tmr-1",
+        "label": "tea",
+        "channel_id": "C9",
+        "user_id": "U1",
+        "late_by_s": 0.002,
+        "attempt": 1,
+    }
     context = SimpleNamespace(channel_id="C0", user_id="U0")
     assert handle_timer_expiry(event, context) == [
         NotificationIntent(message="Timer expired: tea", channel="C9", user_id="U1"),
         AuditIntent(
             action="timer_expired",
-            details={"timer_id": "tmr-1", "label": "tea", "channel": "C9",
-                     "late_by_s": 0.002, "attempt": 1},
+            details={
+                "timer_id": "tmr-1",
+                "label": "tea",
+                "channel": "C9",
+                "late_by_s": 0.002,
+                "attempt": 1,
+            },
             user_id="U1",
         ),
     ]
 
 
-@pytest.mark.parametrize("context", [SimpleNamespace(channel_id="C1", user_id="U1"),
-                                     {"channel_id": "C1", "user_id": "U1"}])
+@pytest.mark.parametrize(
+    "context",
+    [SimpleNamespace(channel_id="C1", user_id="U1"), {"channel_id": "C1", "user_id": "U1"}],
+)
 def test_expiry_from_a_list_uses_the_context_channel(context: Any) -> None:
     intents = handle_timer_expiry(["tmr-1", "stretch"], context)
-    assert [(type(i), i.validate()) for i in intents] == [(NotificationIntent, True),
-                                                           (AuditIntent, True)]
+    assert [(type(i), i.validate()) for i in intents] == [
+        (NotificationIntent, True),
+        (AuditIntent, True),
+    ]
     assert (intents[0].message, intents[0].channel, intents[0].user_id) == (
-        "Timer expired: stretch", "C1", "U1")
+        "Timer expired: stretch",
+        "C1",
+        "U1",
+    )
 
 
 def test_expiry_without_any_channel_goes_to_the_default_channel() -> None:
@@ -143,9 +163,20 @@ def test_heartbeat_asks_for_a_check() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90", 90), (90, 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1h 15m", 4500),
-     ("10 seconds", 10), ("5 minutes", 300), ("2 hours", 7200), ("1 day", 86400),
-     ("1 hour and 30 minutes", 5400), ("2.5 min", 150)],
+    [
+        ("90", 90),
+        (90, 90),
+        ("90s", 90),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("1h 15m", 4500),
+        ("10 seconds", 10),
+        ("5 minutes", 300),
+        ("2 hours", 7200),
+        ("1 day", 86400),
+        ("1 hour and 30 minutes", 5400),
+        ("2.5 min", 150),
+    ],
 )
 def test_durations_people_write_are_understood(text: Any, seconds: float) -> None:
     assert _parse_duration(text) == seconds
@@ -153,10 +184,18 @@ def test_durations_people_write_are_understood(text: Any, seconds: float) -> Non
 
 @pytest.mark.parametrize(
     ("text", "problem"),
-    [("0", "is zero"), ("0m", "is zero"), ("-5m", "is negative"), (-5, "is negative"),
-     ("400 days", "longer than a year"), ("soon", "not understood"),
-     ("5 potatoes", "not understood"), ("5m later", "not understood"), ("", "not understood"),
-     (None, "not text or a number")],
+    [
+        ("0", "is zero"),
+        ("0m", "is zero"),
+        ("-5m", "is negative"),
+        (-5, "is negative"),
+        ("400 days", "longer than a year"),
+        ("soon", "not understood"),
+        ("5 potatoes", "not understood"),
+        ("5m later", "not understood"),
+        ("", "not understood"),
+        (None, "not text or a number"),
+    ],
 )
 def test_bad_durations_get_a_message_naming_the_input(text: Any, problem: str) -> None:
     with pytest.raises(ValueError, match=f"duration {text!r:.20}.*{problem}"):
@@ -172,8 +211,12 @@ async def test_set_timer_replies_with_the_real_id_and_due_time(setup: Setup) -> 
     assert reply == {
         "success": True,
         "message": f"Timer {timer.timer_id} set for 2027-01-15T08:05:00Z (5m from now).",
-        "result": {"message": reply["message"], "timer_id": timer.timer_id,
-                   "due_at": "2027-01-15T08:05:00Z", "label": "tea"},
+        "result": {
+            "message": reply["message"],
+            "timer_id": timer.timer_id,
+            "due_at": "2027-01-15T08:05:00Z",
+            "label": "tea",
+        },
     }
     assert (timer.channel_id, timer.user_id, timer.due_at) == ("C42", "U7", START + 300)
 
@@ -203,7 +246,9 @@ async def test_list_timers_returns_the_users_real_pending_timers(setup: Setup) -
     setup.timers.create(duration=30, label="someone else's", user_id="U8")
     reply = await setup.tool(list_timers)
     assert [(t["label"], t["due_at"]) for t in reply["result"]["timers"]] == [
-        ("tea", "2027-01-15T08:01:00Z"), ("pasta", "2027-01-15T08:10:00Z")]
+        ("tea", "2027-01-15T08:01:00Z"),
+        ("pasta", "2027-01-15T08:10:00Z"),
+    ]
     assert reply["message"] == "2 pending timer(s)."
 
 
@@ -211,11 +256,13 @@ async def test_a_timer_set_by_tool_notifies_its_channel_when_it_expires(setup: S
     await setup.tool(set_timer, duration="90s", label="tea")
     await setup.clock.advance(90)
     await setup.bus.drain()
-    assert setup.sent == [NotificationIntent(message="Timer expired: tea", channel="C42",
-                                             user_id="U7")]
+    assert setup.sent == [
+        NotificationIntent(message="Timer expired: tea", channel="C42", user_id="U7")
+    ]
     records = setup.processor.audit_sink.records  # type: ignore[attr-defined]
     assert [(r.action, r.details["label"], r.role) for r in records] == [
-        ("timer_expired", "tea", "timer")]
+        ("timer_expired", "tea", "timer")
+    ]
     assert setup.timers.list() == []
 
 

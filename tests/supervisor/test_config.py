@@ -136,10 +136,13 @@ def test_a_reconnect_cap_below_the_first_wait_is_a_clear_error(tmp_path):
 
 
 def test_two_schedules_with_one_name_are_rejected(tmp_path):
-    path = write(tmp_path, "schedules:\n"
-                 "  - {name: report, event: REPORT_DUE, every: 60}\n"
-                 "  - {name: cleanup, event: CLEANUP_DUE, every: 60}\n"
-                 "  - {name: report, event: CLEANUP_DUE, every: 3600}\n")
+    path = write(
+        tmp_path,
+        "schedules:\n"
+        "  - {name: report, event: REPORT_DUE, every: 60}\n"
+        "  - {name: cleanup, event: CLEANUP_DUE, every: 60}\n"
+        "  - {name: report, event: CLEANUP_DUE, every: 3600}\n",
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert str(caught.value) == (

@@ -12,8 +12,8 @@ from common.errors import RoleContractError
 from common.message_bus import MessageBus
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
+from llm_provider.tool_runner import run_tool
 from supervisor.supervisor import Supervisor
-from supervisor.tool_runner import run_tool
 from tests.fakes.clock import FakeClock, settle
 from tests.role_files import echo_role, make_config, write_role
 
@@ -176,8 +176,11 @@ async def test_a_timer_survives_a_reload_of_the_role_that_created_it(tmp_path, d
     async with daemon().running() as supervisor:
         module = supervisor.role_registry.roles["timer"].module
         reply = await run_tool(
-            module.set_timer, {"duration": "10m", "label": "tea"}, supervisor.intent_processor,
-            "timer", {"user_id": "U7"},
+            module.set_timer,
+            {"duration": "10m", "label": "tea"},
+            supervisor.intent_processor,
+            "timer",
+            {"user_id": "U7"},
         )
         assert reply["success"], reply
         write_role(roles, "timer", source + "\n# edited while a timer is pending\n")
@@ -305,11 +308,17 @@ async def test_role_kv_data_survives_a_reload(tmp_path, daemon, clock):
 
 
 async def test_async_handler_over_its_budget_is_cancelled_and_counted(tmp_path, daemon, out):
-    slow = echo_role("v1").replace(
-        "def handle_ping(event_data, context):\n",
-        "async def handle_ping(event_data, context):\n    await asyncio.Event().wait()\n",
-    ).replace('"""Echo: replies to PING events with the text of the ping."""\n',
-              '"""Echo, slow."""\n\nimport asyncio\n')
+    slow = (
+        echo_role("v1")
+        .replace(
+            "def handle_ping(event_data, context):\n",
+            "async def handle_ping(event_data, context):\n    await asyncio.Event().wait()\n",
+        )
+        .replace(
+            '"""Echo: replies to PING events with the text of the ping."""\n',
+            '"""Echo, slow."""\n\nimport asyncio\n',
+        )
+    )
     write_role(tmp_path / "roles", "echo", slow)
     async with daemon(handler_timeout=0.05).running() as supervisor:
         await ping(supervisor)

@@ -35,8 +35,12 @@ def make_supervisor(tmp_path: Path, clock=None, **sections) -> Supervisor:
     roles = tmp_path / "roles"
     roles.mkdir(exist_ok=True)
     config = Config.model_validate(
-        {"roles": {"directory": str(roles)}, "storage": {"path": str(tmp_path / "var/intentd.db")},
-         "http": {"enabled": False}, **sections}
+        {
+            "roles": {"directory": str(roles)},
+            "storage": {"path": str(tmp_path / "var/intentd.db")},
+            "http": {"enabled": False},
+            **sections,
+        }
     )
     return Supervisor(config=config, clock=clock or FakeClock())
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from common.errors import StoreError
-from supervisor.audit_store import tail
 from supervisor.config import Config
-from supervisor.store import Store
+from supervisor.store.audit import tail
+from supervisor.store.sqlite import Store
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
 
@@ -20,8 +20,12 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 def make_config(tmp_path: Path, **sections: object) -> Config:
     return Config.model_validate(
-        {"storage": {"path": str(tmp_path / "var" / "intentd.db")},
-         "roles": {"directory": str(ROLES)}, "http": {"port": 0}, **sections}
+        {
+            "storage": {"path": str(tmp_path / "var" / "intentd.db")},
+            "roles": {"directory": str(ROLES)},
+            "http": {"port": 0},
+            **sections,
+        }
     )
 
 
@@ -43,13 +47,18 @@ async def test_a_timer_fires_through_the_timer_role_and_is_audited(tmp_path: Pat
     assert "Timer expired: tea" in out.getvalue()
     store = Store(tmp_path / "var" / "intentd.db")
     assert [(r.action, r.role, r.details["label"]) for r in tail(store.db)] == [
-        ("timer_expired", "timer", "tea")]
+        ("timer_expired", "timer", "tea")
+    ]
 
 
 async def test_a_schedule_from_config_publishes_its_event(tmp_path: Path) -> None:
     clock = FakeClock()
-    config = make_config(tmp_path, schedules=[{"name": "beat", "event": "TIMER_EXPIRED",
-                                               "every": 30, "data": {"label": "stand up"}}])
+    config = make_config(
+        tmp_path,
+        schedules=[
+            {"name": "beat", "event": "TIMER_EXPIRED", "every": 30, "data": {"label": "stand up"}}
+        ],
+    )
     out = io.StringIO()
     supervisor = Supervisor(config=config, clock=clock, stdout=out)
     async with supervisor.running():

@@ -1,0 +1,366 @@
+"""The workflow engine: carries out WorkflowIntent with one strands Agent per run.
+
+Rules kept here:
+- ``start_workflow_intent`` returns the run id at once; the run is a task owned by ``run()``,
+  which cancels and awaits every run when it is cancelled (at shutdown). The bus never waits for
+  a model.
+- A run picks its role (the ``role`` parameter, a workflow_type naming a role, or the router on
+  the WEAK model), runs an Agent with that role's system prompt, tools and llm_type through
+  ``invoke_async`` (never the sync call), and posts the answer to the originating channel (a
+  Slack thread is part of the channel address).
+- A tool call is carried out with ``run_tool`` for this run's channel and user before the model
+  reads the reply; calls are recorded on the run, never in shared state.
+- At most ``max_concurrent`` runs talk to models at once, each bounded by ``timeout``. Every run
+  ends in WORKFLOW_COMPLETED or WORKFLOW_FAILED and an audit record with its token usage.
+- Without models (``llm.provider: none``) a workflow fails at once, and its channel is told how to
+  configure a model.
+"""
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import structlog
+from strands import Agent, ModelRetryStrategy
+from strands.models import Model
+from strands.tools import PythonAgentTool
+from strands.types.exceptions import EventLoopException, ModelThrottledException
+from strands.types.tools import ToolResult
+
+from common.errors import BusClosedError, BusFullError, IntentHandlingError, WorkflowError
+from common.events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED
+from common.ids import new_id
+from common.intent_processor import IntentProcessor
+from common.intents import AuditIntent, NotificationIntent, WorkflowIntent
+from llm_provider.role_contract import LoadedRole
+from llm_provider.routing import choose_route, not_understood, parse_route, routable, router_prompt
+from llm_provider.tool_runner import run_tool
+
+log = structlog.get_logger("intentd.workflows")
+
+ROUTE = "route"
+RUN_KEYS = ("request", "role", "channel_id", "user_id")  # the rest go to the model as parameters
+NO_MODEL = (
+    "No language model is configured, so I cannot answer this; set llm.provider and "
+    "llm.models.DEFAULT in config.yaml (see 'LLM workflows' in the README), or run a role's tool "
+    "directly with 'intentd call ROLE.TOOL key=value'."
+)
+DEFAULT_PROMPT = (
+    "You are the {name} role of intentd: {description} Use your tools to act. A tool's reply "
+    "says what really happened (ids, times, errors): report it truthfully and briefly."
+)
+
+
+@dataclass
+class WorkflowRun:
+    """One workflow run: where it came from, what it did, how it ended."""
+
+    run_id: str
+    workflow_type: str
+    parameters: dict[str, Any]
+    channel_id: str
+    user_id: str | None
+    parent_id: str | None
+    state: str = "queued"  # queued, running, completed, failed, cancelled
+    role: str | None = None
+    answer: str | None = None
+    error: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+    )
+    created_at: float = 0.0
+    finished_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the run as JSON-ready data (for the audit log and the API)."""
+        return {
+            "run_id": self.run_id, "workflow_type": self.workflow_type, "role": self.role,
+            "state": self.state, "channel_id": self.channel_id, "user_id": self.user_id,
+            "error": self.error, "tool_calls": self.tool_calls, "usage": dict(self.usage),
+        }  # fmt: skip
+
+
+class RoleSource(Protocol):
+    """What the engine needs of the role registry: the loaded roles by name."""
+
+    roles: dict[str, LoadedRole]
+
+
+class WorkflowEngine:
+    """Run LLM workflows as tasks on the loop, one Agent per run."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Model],
+        roles: RoleSource,
+        processor: IntentProcessor,
+        *,
+        bus: Any = None,
+        clock: Callable[[], float],
+        max_concurrent: int = 4,
+        timeout: float = 120.0,
+        confidence_threshold: float = 0.6,
+        default_role: str | None = None,
+        keep_finished: float = 3600.0,
+        retry_strategy: Any = None,
+    ) -> None:
+        self.models = models
+        self.roles = roles
+        self.processor = processor
+        self.bus = bus
+        self.clock = clock
+        self.timeout = timeout
+        self.confidence_threshold = confidence_threshold
+        self.default_role = default_role
+        self.keep_finished = keep_finished
+        self.retry_strategy = retry_strategy
+        self.runs: dict[str, WorkflowRun] = {}
+        self.max_concurrent = max_concurrent
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.finished: Counter[str] = Counter()  # runs by final state, for the metrics
+        self.tokens: Counter[tuple[str, str]] = Counter()  # (role, input|output) -> tokens
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._accepting = False
+
+    @property
+    def active_count(self) -> int:
+        """Return how many runs are queued or running."""
+        return len(self._tasks)
+
+    # -- the task that owns the runs --------------------------------------------------------
+
+    async def run(self) -> None:
+        """Accept workflows until cancelled; then cancel and await every run."""
+        self._slots = asyncio.Semaphore(self.max_concurrent)  # bound to this run's loop
+        self._accepting = True
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._accepting = False
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    async def start_workflow_intent(self, intent: WorkflowIntent) -> str:
+        """Start a run for ``intent`` and return its id without waiting for it."""
+        params = dict(intent.parameters)
+        run = WorkflowRun(
+            run_id=new_id("wf"),
+            workflow_type=intent.workflow_type,
+            parameters=params,
+            channel_id=str(params.get("channel_id") or "default"),
+            user_id=params.get("user_id"),
+            parent_id=intent.intent_id,
+            created_at=self.clock(),
+        )
+        if not self.models:
+            self.runs[run.run_id] = run
+            await self._finish(run, "failed", error=NO_MODEL, reply=NO_MODEL)
+            raise IntentHandlingError(
+                f"workflow {intent.workflow_type!r} cannot run: llm.provider is 'none'; set "
+                "llm.provider and llm.models in config.yaml"
+            )
+        if not self._accepting:
+            raise IntentHandlingError(
+                f"workflow {intent.workflow_type!r} was not started: the workflow engine is not "
+                "running (the daemon is starting or stopping)"
+            )
+        self.runs[run.run_id] = run
+        self._publish(WORKFLOW_STARTED, run)
+        # The run's task copies this context: every log line of the run, strands' and the SDKs'
+        # included, carries the run id and the cause.
+        with structlog.contextvars.bound_contextvars(run_id=run.run_id, parent_id=run.parent_id):
+            task = asyncio.get_running_loop().create_task(self._execute(run), name=run.run_id)
+        self._tasks[run.run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
+        return run.run_id
+
+    async def start_workflow(self, request: str, parameters: dict[str, Any] | None = None) -> str:
+        """Start a run answering ``request`` (routed unless ``parameters`` names a role)."""
+        params = {**(parameters or {}), "request": request}
+        intent = WorkflowIntent(workflow_type=ROUTE, parameters=params)
+        return await self.start_workflow_intent(intent)
+
+    async def wait(self, run_id: str) -> WorkflowRun:
+        """Return run ``run_id`` once it has ended."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task})
+        return self.runs[run_id]
+
+    def cleanup_old_workflows(self, now: float | None = None) -> int:
+        """Forget runs that ended more than ``keep_finished`` seconds ago; return how many."""
+        cutoff = (self.clock() if now is None else now) - self.keep_finished
+        old = [
+            run_id
+            for run_id, run in self.runs.items()
+            if run.finished_at is not None and run.finished_at < cutoff
+        ]
+        for run_id in old:
+            del self.runs[run_id]
+        return len(old)
+
+    # -- one run ----------------------------------------------------------------------------
+
+    async def _execute(self, run: WorkflowRun) -> None:
+        deadline: asyncio.Timeout | None = None
+        try:
+            async with self._slots:
+                run.state = "running"
+                deadline = asyncio.timeout(self.timeout)  # the wait for a slot is not counted
+                async with deadline:
+                    answer = await self._answer(run)
+        except asyncio.CancelledError:
+            await self._finish(run, "cancelled", error="cancelled because intentd is stopping")
+            raise
+        except TimeoutError as err:
+            error = _describe(err)
+            if deadline is not None and deadline.expired():
+                error = f"the workflow took longer than llm.timeout ({self.timeout} s)"
+            await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
+        except Exception as err:
+            error = _describe(err)
+            await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
+        else:
+            await self._finish(run, "completed", reply=answer)
+
+    async def _answer(self, run: WorkflowRun) -> str:
+        params = run.parameters
+        request = params.get("request")
+        if not isinstance(request, str) or not request.strip():
+            raise WorkflowError(
+                f"workflow {run.workflow_type!r} has no 'request' text in its parameters "
+                f"{sorted(params)}; pass the user's words as parameters['request']"
+            )
+        named = run.workflow_type if run.workflow_type != ROUTE else None
+        role_name = params.get("role") or named
+        extra = {k: v for k, v in params.items() if k not in RUN_KEYS}
+        if role_name is None:
+            configs = {name: role.config for name, role in self.roles.roles.items()}
+            answer = await self._invoke(run, "WEAK", router_prompt(configs), [], request)
+            decision = parse_route(answer)
+            choice = choose_route(
+                decision, routable(configs), self.confidence_threshold, self.default_role
+            )
+            log.info("workflow_routed", run_id=run.run_id, role=choice.role, reason=choice.reason)
+            if choice.role is None:
+                return not_understood(request, routable(configs))
+            role_name, extra = choice.role, choice.parameters
+        role = self.roles.roles.get(role_name)
+        if role is None:
+            raise WorkflowError(
+                f"no role named {role_name!r} is loaded; loaded roles are "
+                f"{sorted(self.roles.roles)}"
+            )
+        run.role = role.name
+        prompt = request + (f"\n\nParameters: {json.dumps(extra, default=str)}" if extra else "")
+        tools = [self._bind(run, role, tool) for tool in role.tools]
+        system = role.config.get("system_prompt") or DEFAULT_PROMPT.format(
+            name=role.name, description=role.config.get("description", "")
+        )
+        llm_type = role.config.get("llm_type", "DEFAULT")
+        return await self._invoke(run, llm_type, system, tools, prompt)
+
+    async def _invoke(
+        self, run: WorkflowRun, llm_type: str, system: str, tools: list[Any], prompt: str
+    ) -> str:
+        model = self.models.get(llm_type)
+        if model is None:
+            raise WorkflowError(
+                f"no model is configured for llm_type {llm_type!r}; set llm.provider and "
+                "llm.models.DEFAULT in config.yaml"
+            )
+        agent = Agent(
+            model=model,
+            system_prompt=system,
+            tools=tools,
+            callback_handler=None,
+            retry_strategy=self.retry_strategy,
+        )
+        try:
+            result = await agent.invoke_async(prompt)
+        finally:
+            usage = cast(dict[str, int], agent.event_loop_metrics.accumulated_usage)
+            for key in run.usage:
+                run.usage[key] += usage.get(key, 0)
+        return str(result).strip()
+
+    def _bind(self, run: WorkflowRun, role: LoadedRole, tool: Any) -> PythonAgentTool:
+        """Return ``tool`` as a strands tool that carries out its intent for this run."""
+        origin = {"channel_id": run.channel_id, "user_id": run.user_id, "parent_id": run.parent_id}
+
+        async def call(tool_use: Any, **invocation_state: Any) -> ToolResult:
+            arguments = tool_use.get("input") or {}
+            reply = await run_tool(tool, arguments, self.processor, role.name, origin)
+            run.tool_calls.append(
+                {"tool": tool.tool_name, "input": arguments, "success": reply["success"],
+                 "message": reply["message"]}
+            )  # fmt: skip
+            return {
+                "toolUseId": tool_use["toolUseId"],
+                "status": "success" if reply["success"] else "error",
+                "content": [{"text": json.dumps(reply, default=str)}],
+            }
+
+        return PythonAgentTool(tool.tool_name, tool.tool_spec, call)
+
+    async def _finish(
+        self, run: WorkflowRun, state: str, *, error: str | None = None, reply: str | None = None
+    ) -> None:
+        run.state, run.error, run.answer, run.finished_at = state, error, reply, self.clock()
+        self.finished[state] += 1
+        self.tokens[run.role or "", "input"] += run.usage["inputTokens"]
+        self.tokens[run.role or "", "output"] += run.usage["outputTokens"]
+        if state != "cancelled" and reply:
+            await self.processor.carry_out(
+                NotificationIntent(
+                    message=reply, channel=run.channel_id, user_id=run.user_id,
+                    parent_id=run.parent_id,
+                ),
+                role=run.role,
+            )  # fmt: skip
+        action = "workflow_completed" if state == "completed" else "workflow_failed"
+        await self.processor.carry_out(
+            AuditIntent(action=action, details=run.to_json(), user_id=run.user_id,
+                        parent_id=run.parent_id),
+            role=run.role,
+        )  # fmt: skip
+        self._publish(WORKFLOW_COMPLETED if state == "completed" else WORKFLOW_FAILED, run)
+        report = log.info if state == "completed" else log.warning
+        report("workflow_finished", run_id=run.run_id, state=state, role=run.role, error=error,
+               **run.usage)  # fmt: skip
+
+    def _publish(self, event_type: str, run: WorkflowRun) -> None:
+        if self.bus is None:
+            return
+        with contextlib.suppress(BusClosedError, BusFullError):
+            self.bus.publish(
+                "workflow_engine", event_type, run.to_json(), channel_id=run.channel_id,
+                user_id=run.user_id, parent_id=run.parent_id, source="workflow_engine",
+            )  # fmt: skip
+
+
+def retry_strategy(attempts: int, delay: float) -> ModelRetryStrategy | None:
+    """Return strands' retry strategy for throttled model calls (None: no retry)."""
+    if attempts <= 1:
+        return None
+    return ModelRetryStrategy(max_attempts=attempts, initial_delay=delay)  # type: ignore[arg-type]
+
+
+def _describe(err: BaseException) -> str:
+    """Return one sentence saying why a run failed (unwrapping strands' wrapper)."""
+    if isinstance(err, EventLoopException) and err.original_exception is not None:
+        err = err.original_exception
+    if isinstance(err, ModelThrottledException) or getattr(err, "status_code", None) == 429:
+        return "the model provider is rate limiting requests (HTTP 429); try again in a minute"
+    if isinstance(err, WorkflowError):
+        return str(err)
+    return f"the workflow failed with {type(err).__name__}: {str(err).strip():.200}"

@@ -1,0 +1,114 @@
+"""``intentd timers list`` and ``intentd audit tail``: read the store, with or without a daemon."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from supervisor.config import load_config
+from supervisor.scheduling import timers
+from supervisor.store import audit as audit_store
+from supervisor.store.sqlite import Store
+
+
+def add_commands(commands: Any, config_help: str) -> None:
+    """Add the ``timers`` and ``audit`` subcommands to the CLI's subparsers."""
+    timer_parser = commands.add_parser("timers", help="inspect stored timers")
+    timer_commands = timer_parser.add_subparsers(
+        dest="timers_command", metavar="COMMAND", required=True
+    )
+    listing = timer_commands.add_parser("list", help="list pending timers by deadline")
+    listing.add_argument("--all", action="store_true", help="include fired and cancelled timers")
+    listing.add_argument("--json", action="store_true", help="print JSON lines")
+    listing.add_argument("--config", default=None, help=config_help)
+    listing.set_defaults(handler=list_timers)
+
+    audit_parser = commands.add_parser("audit", help="inspect the audit log")
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", metavar="COMMAND", required=True
+    )
+    tail = audit_commands.add_parser("tail", help="print the latest audit records, oldest first")
+    tail.add_argument("-n", type=record_count, default=20, help="how many records (default 20)")
+    tail.add_argument("--action", default=None, help="only records of this action")
+    tail.add_argument("--json", action="store_true", help="print JSON lines")
+    tail.add_argument("--config", default=None, help=config_help)
+    tail.set_defaults(handler=tail_audit)
+
+
+def _open(config_path: str | None) -> Store | None:
+    from supervisor.cli.main import _config_path
+
+    config = load_config(_config_path(config_path))
+    path = config.resolve(config.storage.path)
+    if not Path(path).exists():
+        return None
+    return Store(path)
+
+
+def list_timers(args: argparse.Namespace) -> int:
+    """Print the stored timers."""
+    store = _open(args.config)
+    found = []
+    if store is not None:
+        timers.migrate(store)
+        found = timers.query_timers(store.db, include_done=args.all)
+        store.close()
+    for timer in found:
+        data = timer.to_dict()
+        if args.json:
+            print(json.dumps(data))
+            continue
+        fired = f" fired {data['fired']}" if data["fired"] else ""
+        who = " ".join(
+            f"{k}={v}" for k, v in (("channel", timer.channel_id), ("user", timer.user_id)) if v
+        )
+        print(
+            f"{timer.timer_id}  {timer.state:<9}  due {data['due']}{fired}  "
+            f"{timer.label!r}  {who}".rstrip()
+        )
+    if not found and not args.json:
+        print("no timers" if args.all else "no pending timers")
+    return 0
+
+
+def record_count(value: str) -> int:
+    """Parse ``-n``: a whole number of records, 0 or more (SQLite reads -1 as "no limit")."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(
+            f"-n must be a whole number of records, 0 or more; got {value!r}"
+        )
+    return count
+
+
+def tail_audit(args: argparse.Namespace) -> int:
+    """Print the latest audit records."""
+    store = _open(args.config)
+    records = []
+    if store is not None:
+        audit_store.migrate(store)
+        records = audit_store.tail(store.db, args.n, args.action)
+        store.close()
+    for record in records:
+        row = {
+            "created_at": record.created_at.isoformat(),
+            "action": record.action,
+            "role": record.role,
+            "user_id": record.user_id,
+            "details": record.details,
+            "intent_id": record.intent_id,
+            "parent_id": record.parent_id,
+        }
+        if args.json:
+            print(json.dumps(row, default=str))
+        else:
+            print(
+                f"{row['created_at']}  {record.action}  role={record.role} "
+                f"user={record.user_id}  {json.dumps(record.details, default=str)}"
+            )
+    if not records and not args.json:
+        print("no audit records")
+    return 0

@@ -1,0 +1,107 @@
+"""The role authoring commands: ``intentd check``, ``intentd new-role`` and ``intentd roles``."""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from common.errors import RoleContractError
+from llm_provider.role_config import ROLE_NAME, suggest_role_name
+from llm_provider.role_contract import LoadedRole, check_paths, display_path
+from llm_provider.role_registry import RoleRegistry
+from llm_provider.role_template import render_role, render_test
+from supervisor.config import Config
+from supervisor.logs import configure_logging
+
+
+def add_role_commands(
+    commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+    config_loader: Callable[[str | None], Config],
+) -> None:
+    """Add the role authoring subcommands; ``config_loader(--config)`` reads the config."""
+    check = commands.add_parser(
+        "check", help="check role files against the role contract without starting the daemon"
+    )
+    check.add_argument("paths", nargs="*", type=Path, help="role files or folders (default: roles)")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.add_argument("--config", default=None, help="config file naming the roles folder")
+    check.set_defaults(handler=check_command, load_config=config_loader)
+
+    new = commands.add_parser("new-role", help="write roles/NAME.py and tests/roles/test_NAME.py")
+    new.add_argument("name", help="the role's name, lowercase snake_case")
+    new.add_argument("--config", default=None, help="config file naming the roles folder")
+    new.set_defaults(handler=new_role_command, load_config=config_loader)
+
+    roles = commands.add_parser("roles", help="list the roles with their events, tools and intents")
+    roles.add_argument("--config", default=None, help="config file naming the roles folder")
+    roles.set_defaults(handler=roles_command, load_config=config_loader)
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """Check role files; print one line per problem; return 1 if there is any."""
+    paths = args.paths or [_roles_folder(args.load_config(args.config))]
+    roles, problems = check_paths(paths)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": not problems,
+                    "roles": [role.name for role in roles],
+                    "problems": [problem.to_json() for problem in problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{len(roles)} role(s) ok, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def new_role_command(args: argparse.Namespace) -> int:
+    """Write a new role file and its test from the template."""
+    name = args.name
+    if not ROLE_NAME.fullmatch(name):
+        raise RoleContractError(
+            f"role name {name!r} is not lowercase snake_case; use a name such as "
+            f"{suggest_role_name(name)!r}"
+        )
+    config = args.load_config(args.config)
+    role_file = _roles_folder(config) / f"{name}.py"
+    test_file = config.base_dir / "tests" / "roles" / f"test_{name}.py"
+    for path in (role_file, test_file):
+        if path.exists():
+            raise RoleContractError(
+                f"{display_path(path)} already exists; pick another name or edit that file"
+            )
+    for path, text in ((role_file, render_role(name)), (test_file, render_test(name))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {display_path(path)}")
+    return 0
+
+
+def roles_command(args: argparse.Namespace) -> int:
+    """List the roles in the roles folder as the daemon loads them, and the files it skips."""
+    configure_logging("CRITICAL", stream=sys.stderr)  # the listing says what the logs would
+    registry = RoleRegistry(_roles_folder(args.load_config(args.config)))
+    for role in registry.discover_roles().values():
+        print(describe_role(role))
+    for problems in registry.failed.values():
+        print(f"failed  {problems[0]}" + (f" (+{len(problems) - 1} more)" if problems[1:] else ""))
+    return 0
+
+
+def describe_role(role: LoadedRole) -> str:
+    """Return one line: name, version, events, tools and intents of a loaded role."""
+    events = ", ".join(role.event_handlers) or "-"
+    tools = ", ".join(getattr(tool, "tool_name", "?") for tool in role.tools) or "-"
+    intents = ", ".join(cls.__name__ for cls in role.intents) or "-"
+    version = role.config.get("version")
+    return f"{role.name} {version}  events: {events}  tools: {tools}  intents: {intents}"
+
+
+def _roles_folder(config: Config) -> Path:
+    return config.resolve(config.roles.directory)

@@ -1,0 +1,479 @@
+"""The durable outbox: notifications for remote channels are stored first, then delivered.
+
+Rules kept here:
+- ``enqueue`` commits the notification before it returns, so a NotificationIntent counts as
+  processed only once its row is on disk. The intent id is the idempotency key: enqueuing the
+  same intent twice stores it once.
+- One lane per channel (``slack:C0123``, threads included) delivers that channel's entries in
+  order, one part of a split message at a time, at most one post per ``per_channel_rate``
+  seconds. Lanes of different channels run side by side, so a slow channel delays only itself.
+- Before each request the row is marked ``unsure``; a definite answer clears it. A row still
+  unsure (the connection dropped mid-request, or the daemon died) makes the channel check what
+  was already posted before it posts again.
+- Failures wait ``backoff_initial * 2**(attempt-1)`` seconds (capped at ``backoff_max``, with
+  jitter) or Slack's ``Retry-After``; permanent errors, and transient ones after
+  ``max_attempts``, become dead letters: kept, listed and retried by ``intentd dead-letters``,
+  announced once by NOTIFICATION_DEAD_LETTERED and one alert (never an alert about an alert).
+  An entry whose channel kind is no longer configured is dead-lettered at once.
+- An attempt or alert that raises anything else is logged with the entry's id; the lane waits
+  its backoff and carries on, so one bad entry never stops the daemon.
+"""
+
+import asyncio
+import random as random_module
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from common.backoff import backoff_delay
+from common.clock import Clock
+from common.errors import BusClosedError, BusFullError, DeliveryError, IntentdError
+from common.events import NOTIFICATION_DEAD_LETTERED
+from common.intents import NotificationIntent
+from supervisor.config import OutboxConfig
+from supervisor.store.sqlite import Store
+
+log = structlog.get_logger("intentd.outbox")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        lane TEXT NOT NULL,
+        text TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        user_id TEXT,
+        parent_id TEXT,
+        alert INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        parts_sent INTEGER NOT NULL DEFAULT 0,
+        unsure INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (state, lane, id);
+    """,
+]
+
+
+class DurableChannel(Protocol):
+    """A channel whose notifications go through the outbox (Slack)."""
+
+    durable: bool
+
+    def split(self, text: str) -> list[str]:
+        """Return ``text`` as the parts to post, each within the channel's limit."""
+        ...
+
+    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+        """Post one part (or find it already posted under ``key``); raise DeliveryError."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One stored notification."""
+
+    id: int
+    key: str
+    kind: str
+    target: str
+    lane: str
+    text: str
+    priority: str
+    user_id: str | None
+    parent_id: str | None
+    alert: bool
+    state: str
+    attempts: int
+    parts_sent: int
+    unsure: bool
+    next_attempt_at: float
+    created_at: float
+    finished_at: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "OutboxEntry":
+        """Build an entry from an ``outbox`` row."""
+        data = dict(row)
+        return cls(**{**data, "alert": bool(data["alert"]), "unsure": bool(data["unsure"])})
+
+    @property
+    def address(self) -> str:
+        """Return the entry's channel address, ``kind:target``."""
+        return f"{self.kind}:{self.target}"
+
+
+@dataclass
+class OutboxStats:
+    """Counters the ops endpoints read: entries waiting, delivered, retried and dead-lettered."""
+
+    depth: int = 0
+    delivered: int = 0
+    retries: int = 0
+    dead_letters: int = 0
+
+
+def alert_text(entry: OutboxEntry) -> str:
+    """Return the admin alert for a dead letter: what, where, why, and how to replay it."""
+    return (
+        f"intentd could not deliver notification {entry.id} to {entry.address} after "
+        f"{entry.attempts} attempt(s): {entry.last_error}. Replay it with "
+        f"`intentd dead-letters retry {entry.id}`."
+    )
+
+
+def migrate(store: Store) -> None:
+    """Create or upgrade the outbox table."""
+    store.migrate("outbox", MIGRATIONS)
+
+
+def dead_letters(db: sqlite3.Connection) -> list[OutboxEntry]:
+    """Return the dead letters, oldest first."""
+    rows = db.execute("SELECT * FROM outbox WHERE state = 'dead' ORDER BY id").fetchall()
+    return [OutboxEntry.from_row(row) for row in rows]
+
+
+def retry_dead_letters(store: Store, ids: list[int] | None, now: float) -> list[int]:
+    """Put dead letters (all, or those in ``ids``) back in line; return the ids re-queued."""
+    with store.transaction() as db:
+        if ids is None:
+            found = [row[0] for row in db.execute("SELECT id FROM outbox WHERE state = 'dead'")]
+        else:
+            marks = ",".join("?" * len(ids))
+            found = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM outbox WHERE state = 'dead' AND id IN ({marks})", ids
+                )
+            ]
+        db.executemany(
+            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "finished_at = NULL WHERE id = ?",
+            [(now, entry_id) for entry_id in found],
+        )
+    return sorted(found)
+
+
+class Outbox:
+    """Store notifications for durable channels and deliver them from per-channel lanes."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Any],
+        clock: Clock,
+        config: OutboxConfig | None = None,
+        *,
+        bus: Any = None,
+        alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
+        random: Callable[[], float] = random_module.random,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.clock = clock
+        self.config = config or OutboxConfig()
+        self.bus = bus
+        self.alert = alert
+        self.random = random
+        self.stats = OutboxStats()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._next_slot: dict[str, float] = {}
+        self._sleeping = 0
+        self._wakeup: asyncio.Event | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        migrate(store)
+        self.stats.depth = self._count_pending()
+
+    # -- storing ----------------------------------------------------------------------------
+
+    def enqueue(
+        self, kind: str, target: str, text: str, intent: NotificationIntent, *, alert: bool = False
+    ) -> int:
+        """Store a notification for ``kind:target`` (committed on return); return its id."""
+        lane = f"{kind}:{target.partition('/')[0]}"
+        now = self.clock.time()
+        with self.store.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO outbox (key, kind, target, lane, text, priority, user_id, parent_id, "
+                "alert, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (
+                    intent.intent_id,
+                    kind,
+                    target,
+                    lane,
+                    text,
+                    intent.priority,
+                    intent.user_id,
+                    intent.parent_id,
+                    int(alert),
+                    now,
+                    now,
+                ),
+            )
+            inserted = cursor.rowcount == 1
+            (entry_id,) = db.execute(
+                "SELECT id FROM outbox WHERE key = ?", (intent.intent_id,)
+            ).fetchone()
+        if inserted:
+            self.stats.depth += 1
+            log.info("notification_queued", outbox_id=entry_id, channel=f"{kind}:{target}")
+            self.wake()
+        return int(entry_id)
+
+    def get(self, entry_id: int) -> OutboxEntry | None:
+        """Return the entry with ``entry_id``, or None."""
+        row = self.store.db.execute("SELECT * FROM outbox WHERE id = ?", (entry_id,)).fetchone()
+        return OutboxEntry.from_row(row) if row is not None else None
+
+    def retry(self, ids: list[int] | None = None) -> list[int]:
+        """Put dead letters (all, or ``ids``) back in line and wake the worker."""
+        found = retry_dead_letters(self.store, ids, self.clock.time())
+        self.stats.depth = self._count_pending()
+        self.wake()
+        return found
+
+    def wake(self) -> None:
+        """Make the worker look for pending entries now."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    # -- delivering -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver pending entries until cancelled (resuming what a previous run left)."""
+        self._wakeup = wakeup = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                while True:
+                    wakeup.clear()
+                    self.stats.depth = self._count_pending()
+                    for lane in self._pending_lanes():
+                        if lane not in self._lanes:
+                            self._lanes[lane] = lanes.create_task(
+                                self._run_lane(lane), name=f"outbox {lane}"
+                            )
+                    recheck = self.clock.call_at(
+                        self.clock.time() + self.config.recheck_interval, wakeup.set
+                    )
+                    self._notify()
+                    try:
+                        await wakeup.wait()
+                    finally:
+                        recheck.cancel()
+        finally:
+            self._wakeup = None
+            self._notify()
+
+    async def wait_idle(self) -> None:
+        """Return once every lane waits for a later time or is done (for tests and benches)."""
+        loop = asyncio.get_running_loop()
+        while not self._idle():
+            waiter = loop.create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _idle(self) -> bool:
+        wakeup = self._wakeup
+        return wakeup is not None and not wakeup.is_set() and self._sleeping == len(self._lanes)
+
+    def _notify(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _run_lane(self, lane: str) -> None:
+        try:
+            while (entry := self._head(lane)) is not None:
+                when = max(entry.next_attempt_at, self._next_slot.get(lane, 0.0))
+                if when > self.clock.time():
+                    self._sleeping += 1
+                    self._notify()
+                    try:
+                        await self.clock.sleep_until(when)
+                    finally:
+                        self._sleeping -= 1
+                    continue  # the head may have changed while this lane slept
+                try:
+                    await self._attempt(entry)
+                except Exception as err:  # one bad entry or a store hiccup must not end the lane
+                    delay = self.backoff(entry.attempts + 1)
+                    # Held in memory: the store itself may be what failed.
+                    self._next_slot[lane] = self.clock.time() + delay
+                    log.error(
+                        "notification_attempt_crashed",
+                        outbox_id=entry.id,
+                        channel=entry.address,
+                        delay_s=round(delay, 3),
+                        exc_info=err,
+                    )
+        finally:
+            del self._lanes[lane]
+            self._notify()
+
+    async def _attempt(self, entry: OutboxEntry) -> None:
+        now = self.clock.time()
+        channel = self.channels.get(entry.kind)
+        if channel is None:
+            reason = (
+                f"no channel of kind {entry.kind!r} is configured; configure it "
+                f"({entry.kind}.enabled: true) and run `intentd dead-letters retry {entry.id}`"
+            )
+            await self._failed(entry, entry.attempts, DeliveryError(reason, permanent=True))
+            return
+        parts = channel.split(entry.text)
+        attempt = entry.attempts + 1
+        # On disk before the request: if we never see the answer, the next try checks first.
+        self._update(entry.id, attempts=attempt, unsure=1)
+        self._next_slot[entry.lane] = now + self.config.per_channel_rate
+        index = entry.parts_sent
+        try:
+            await channel.post(
+                entry.target, parts[index], f"{entry.key}#{index}", check_first=entry.unsure
+            )
+        except DeliveryError as err:
+            await self._failed(entry, attempt, err)
+            return
+        except Exception as err:  # a bug in a channel must not stop the lane
+            log.error("notification_delivery_crashed", outbox_id=entry.id, exc_info=err)
+            await self._failed(entry, attempt, DeliveryError(repr(err), unknown=True))
+            return
+        done = index + 1 == len(parts)
+        self._update(
+            entry.id,
+            parts_sent=index + 1,
+            attempts=0,
+            unsure=0,
+            last_error=None,
+            **({"state": "delivered", "finished_at": self.clock.time()} if done else {}),
+        )
+        if done:
+            self.stats.depth -= 1
+            self.stats.delivered += 1
+            log.info(
+                "notification_delivered",
+                outbox_id=entry.id,
+                channel=entry.address,
+                parts=len(parts),
+                attempts=attempt,
+            )
+
+    async def _failed(self, entry: OutboxEntry, attempt: int, err: DeliveryError) -> None:
+        now = self.clock.time()
+        if err.permanent or attempt >= self.config.max_attempts:
+            self._update(
+                entry.id,
+                state="dead",
+                finished_at=now,
+                last_error=str(err),
+                unsure=int(err.unknown),
+            )
+            await self._dead_lettered(self.get(entry.id) or entry)
+            return
+        if err.retry_after is not None:
+            delay = err.retry_after
+            self._next_slot[entry.lane] = max(self._next_slot.get(entry.lane, 0.0), now + delay)
+        else:
+            delay = self.backoff(attempt)
+        self._update(
+            entry.id, next_attempt_at=now + delay, last_error=str(err), unsure=int(err.unknown)
+        )
+        self.stats.retries += 1
+        log.warning(
+            "notification_retry",
+            outbox_id=entry.id,
+            channel=entry.address,
+            attempt=attempt,
+            delay_s=round(delay, 3),
+            error=str(err),
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Return the wait after failed ``attempt``: doubling, capped, jittered to 50-100 %."""
+        cfg = self.config
+        return backoff_delay(attempt, cfg.backoff_initial, cfg.backoff_max, self.random)
+
+    async def _dead_lettered(self, entry: OutboxEntry) -> None:
+        self.stats.depth -= 1
+        self.stats.dead_letters += 1
+        log.error(
+            "notification_dead_lettered",
+            outbox_id=entry.id,
+            channel=entry.address,
+            attempts=entry.attempts,
+            error=entry.last_error,
+            alert=entry.alert,
+        )
+        if self.bus is not None:
+            data = {
+                "outbox_id": entry.id,
+                "channel": entry.address,
+                "error": entry.last_error,
+                "text": entry.text,
+                "user_id": entry.user_id,
+            }
+            try:
+                self.bus.publish(
+                    "outbox",
+                    NOTIFICATION_DEAD_LETTERED,
+                    data,
+                    source="outbox",
+                    parent_id=entry.parent_id,
+                )
+            except (BusClosedError, BusFullError) as err:
+                log.warning("dead_letter_event_dropped", outbox_id=entry.id, error=str(err))
+        if entry.alert or self.alert is None:
+            return  # an alert that cannot be delivered raises no alert of its own
+        try:
+            await self.alert(entry)
+        except Exception as err:  # a broken alert path must not stop the lane
+            log.error(
+                "dead_letter_alert_failed",
+                outbox_id=entry.id,
+                error=str(err),
+                exc_info=not isinstance(err, IntentdError),
+            )
+
+    # -- the table --------------------------------------------------------------------------
+
+    def _head(self, lane: str) -> OutboxEntry | None:
+        row = self.store.db.execute(
+            "SELECT * FROM outbox WHERE state = 'pending' AND lane = ? ORDER BY id LIMIT 1",
+            (lane,),
+        ).fetchone()
+        return OutboxEntry.from_row(row) if row is not None else None
+
+    def _pending_lanes(self) -> list[str]:
+        rows = self.store.db.execute("SELECT DISTINCT lane FROM outbox WHERE state = 'pending'")
+        return [row[0] for row in rows]
+
+    def dead_letter_count(self) -> int:
+        """Return how many dead letters are kept (inspectable and replayable)."""
+        (count,) = self.store.db.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'dead'"
+        ).fetchone()
+        return int(count)
+
+    def _count_pending(self) -> int:
+        (count,) = self.store.db.execute(
+            "SELECT count(*) FROM outbox WHERE state = 'pending'"
+        ).fetchone()
+        return int(count)
+
+    def _update(self, entry_id: int, **values: Any) -> None:
+        columns = ", ".join(f"{name} = ?" for name in values)
+        with self.store.transaction() as db:
+            db.execute(f"UPDATE outbox SET {columns} WHERE id = ?", (*values.values(), entry_id))

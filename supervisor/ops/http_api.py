@@ -1,0 +1,336 @@
+"""The HTTP API: health, readiness, metrics, status, events posted and role tools called.
+
+Rules kept here:
+- The server runs on the daemon's loop (aiohttp ``AppRunner`` + ``TCPSite``); no thread of its own.
+- Every route but ``/healthz`` needs ``Authorization: Bearer <http.token>`` when a token is set,
+  compared in constant time. The daemon refuses to listen on a non-loopback address without one.
+- Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing: bodies over 64 KiB
+  are 413, a body that is not ``application/json`` 415, invalid JSON 400, a body that is not a
+  JSON object or a malformed event name 422. Only a fully checked request publishes an event or
+  runs a tool.
+- A role tool runs as ``intentd call`` runs it (``find_tool`` + ``run_tool``): 200 with its reply
+  when it and its intent succeeded, 422 with the reply when either failed, 404 for an unknown tool.
+- Requests are counted by route and status; neither bodies nor the Authorization header are logged.
+"""
+
+import dataclasses
+import hmac
+import ipaddress
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client.core import Metric
+
+from common.errors import (
+    BusClosedError,
+    BusFullError,
+    ConfigError,
+    EventNameError,
+    RequestRejected,
+    UnknownToolError,
+)
+from common.events import check_event_type
+from llm_provider.tool_runner import find_tool, run_tool
+from supervisor.ops.metrics import CONTENT_TYPE, counter
+from supervisor.ops.status import status_report
+
+if TYPE_CHECKING:
+    from supervisor.supervisor import Supervisor
+
+log = structlog.get_logger("intentd.http")
+
+MAX_BODY = 64 * 1024
+DEFAULT_AUDIT_LIMIT = 50
+MAX_AUDIT_LIMIT = 1000
+PUBLIC_PATHS = frozenset({"/healthz"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpApi:
+    """Serve the daemon's HTTP API on the daemon's loop; ``port`` is the bound port once started."""
+
+    def __init__(self, supervisor: "Supervisor") -> None:
+        self._supervisor = supervisor
+        self.config = supervisor.config.http
+        if self.config.enabled:
+            check_exposure(self.config.host, self.config.token)
+        self._token = self.config.token.encode() if self.config.token else None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.requests: Counter[tuple[str, int]] = Counter()
+
+    async def start(self) -> None:
+        """Listen on ``http.host``:``http.port`` (port 0 picks a free one)."""
+        if not self.config.enabled or self._runner is not None:
+            return
+        runner = web.AppRunner(
+            self._app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise ConfigError(
+                f"http: cannot listen on {self.config.host!r} port {self.config.port} "
+                f"({err.strerror}); stop the other process or change http.port"
+            ) from err
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        log.info("http_listening", host=self.config.host, port=self.port, auth=bool(self._token))
+
+    async def stop(self) -> None:
+        """Stop accepting requests and close open connections."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    def metric_families(self) -> Iterator[Metric]:
+        """Yield the request counter by route and status."""
+        yield counter(
+            "intentd_http_requests",
+            "HTTP requests by route and status.",
+            ("route", "status"),
+            self.requests,
+        )
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/roles", self._roles)
+        app.router.add_get("/timers", self._timers)
+        app.router.add_get("/audit", self._audit)
+        app.router.add_post("/events/{event_type}", self._post_event)
+        app.router.add_post("/roles/{role}/tools/{tool}", self._call_tool)
+        return app
+
+    # -- the guard every request passes -----------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path not in PUBLIC_PATHS:
+                self._authorize(request)
+            response = await handler(request)
+        except RequestRejected as err:
+            response = _error(err.status, str(err))
+        except web.HTTPException as err:
+            response = _error(err.status, _describe_http_error(err, request))
+        except Exception as err:
+            log.error("http_route_failed", method=request.method, path=request.path, exc_info=err)
+            response = _error(
+                500,
+                f"{request.method} {request.path} failed ({type(err).__name__}); "
+                "the daemon log has the details",
+            )
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "<unknown>"
+        self.requests[name, response.status] += 1
+        if response.status >= 400:
+            log.info(
+                "http_request_rejected",
+                method=request.method,
+                route=name,
+                status=response.status,
+                remote=request.remote,
+            )
+        return response
+
+    def _authorize(self, request: web.Request) -> None:
+        if self._token is None:
+            return
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise RequestRejected(
+                401, "this route needs an 'Authorization: Bearer <token>' header with http.token"
+            )
+        if not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token):
+            raise RequestRejected(401, "the bearer token does not match http.token")
+
+    # -- routes -----------------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        report = self._supervisor.readiness.report()
+        reasons = {name: why for name, why in report.items() if why}
+        checks = {name: why or "ok" for name, why in report.items()}
+        if reasons:
+            error = "not ready: " + "; ".join(f"{name}: {why}" for name, why in reasons.items())
+            return web.json_response({"ready": False, "checks": checks, "error": error}, status=503)
+        return web.json_response({"ready": True, "checks": checks})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self._supervisor.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return _json(status_report(self._supervisor))
+
+    async def _roles(self, request: web.Request) -> web.Response:
+        roles = [
+            {
+                "name": role.name,
+                "version": role.config.get("version"),
+                "description": role.config.get("description"),
+                "path": str(role.path),
+                "events": sorted(role.event_handlers),
+                "intents": sorted(intent.__name__ for intent in role.intents),
+                "tools": len(role.tools),
+            }
+            for role in sorted(self._supervisor.role_registry.roles.values(), key=lambda r: r.name)
+        ]
+        return _json({"roles": roles})
+
+    async def _timers(self, request: web.Request) -> web.Response:
+        service = self._supervisor.timers
+        timers = service.list() if service is not None else []
+        return _json({"timers": [timer.to_dict() for timer in timers]})
+
+    async def _audit(self, request: web.Request) -> web.Response:
+        raw = request.query.get("limit", str(DEFAULT_AUDIT_LIMIT))
+        if not (raw.isdigit() and 1 <= int(raw) <= MAX_AUDIT_LIMIT):
+            raise RequestRejected(
+                400,
+                f"query parameter limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, "
+                f"got {raw!r}",
+            )
+        records = self._supervisor.intent_processor.audit_sink.recent(int(raw))
+        return _json({"records": [_plain(record) for record in records]})
+
+    async def _post_event(self, request: web.Request) -> web.Response:
+        try:
+            event_type = check_event_type(request.match_info["event_type"], "path event type")
+        except EventNameError as err:
+            raise RequestRejected(422, str(err)) from err
+        data = await _json_body(request, "the event data")
+        try:
+            event_id = self._supervisor.message_bus.publish("http", event_type, data, source="http")
+        except (BusFullError, BusClosedError) as err:
+            raise RequestRejected(503, str(err)) from err
+        log.debug("http_event_accepted", event_type=event_type, event_id=event_id)
+        return web.json_response({"event_id": event_id, "event_type": event_type}, status=202)
+
+    async def _call_tool(self, request: web.Request) -> web.Response:
+        role, name = request.match_info["role"], request.match_info["tool"]
+        try:
+            tool = find_tool(self._supervisor.role_registry.roles, role, name)
+        except UnknownToolError as err:
+            raise RequestRejected(404, str(err)) from err
+        arguments = await _json_body(request, "the tool's arguments")
+        origin = {
+            "channel_id": request.query.get("channel") or self._supervisor.config.channels.default,
+            "user_id": request.query.get("user"),
+        }
+        reply = await run_tool(tool, arguments, self._supervisor.intent_processor, role, origin)
+        log.debug("http_tool_called", role=role, tool=name, success=reply["success"])
+        return _json(reply, status=200 if reply["success"] else 422)
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve on a non-loopback ``host`` without a token."""
+    if token or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"http.host {host!r} is not a loopback address and http.token is not set; set "
+        "http.token (for example token: ${INTENTD_HTTP_TOKEN}) or bind to 127.0.0.1"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
+    """Return the request's JSON object body after the size, type and syntax checks."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise RequestRejected(413, _too_large(request.content_length))
+    if request.content_type != "application/json":
+        raise RequestRejected(
+            415,
+            f"Content-Type {request.content_type!r} is not accepted; "
+            f"send {what} as 'Content-Type: application/json'",
+        )
+    return _json_object(await request.read())
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as err:
+        raise RequestRejected(
+            400, f"request body is not UTF-8 text (byte {err.start}); send UTF-8 encoded JSON"
+        ) from err
+    except json.JSONDecodeError as err:
+        raise RequestRejected(
+            400,
+            f"request body is not valid JSON ({err.msg} at line {err.lineno} column "
+            f'{err.colno}); send a JSON object such as {{"key": "value"}}',
+        ) from err
+    except (ValueError, RecursionError) as err:
+        raise RequestRejected(
+            400, f"request body is not valid JSON ({err}); send a plain JSON object"
+        ) from err
+    if not isinstance(data, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+            type(data), "number"
+        )
+        raise RequestRejected(
+            422,
+            f'request body must be a JSON object, got a JSON {kind}; wrap it as {{"value": ...}}',
+        )
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _describe_http_error(err: web.HTTPException, request: web.Request) -> str:
+    if isinstance(err, web.HTTPRequestEntityTooLarge):
+        return _too_large(request.content_length)
+    if isinstance(err, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(err.allowed_methods))
+        return f"method {request.method} is not allowed on {request.path!r}; use {allowed}"
+    if isinstance(err, web.HTTPNotFound):
+        return (
+            f"no route {request.method} {request.path!r}; the routes are GET /healthz, /readyz, "
+            "/metrics, /status, /roles, /timers, /audit and POST /events/{EVENT_TYPE}, "
+            "/roles/{ROLE}/tools/{TOOL}"
+        )
+    return f"{err.reason} for {request.method} {request.path!r}"
+
+
+def _too_large(size: int | None) -> str:
+    got = f"of {size} bytes " if size is not None else ""
+    return f"request body {got}is over the {MAX_BODY}-byte limit; send a smaller JSON object"
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        data, status=status, dumps=lambda value: json.dumps(value, default=str)
+    )
+
+
+def _plain(item: Any) -> Any:
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return dataclasses.asdict(item)
+    return item

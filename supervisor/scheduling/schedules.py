@@ -1,0 +1,192 @@
+"""Schedules: config.yaml entries that publish a named event on a cron expression or an interval.
+
+Rules kept here:
+- Run times are computed from wall-clock time in the schedule's time zone (cron) or on a fixed
+  grid (interval), armed with ``clock.call_at`` and persisted; a run counts as done, and the next
+  run time is saved, only once the bus has processed its event.
+- A cron time that a daylight-saving change skips runs at the first instant after the gap; a
+  wall-clock time that the change repeats runs once, unless the hour field is a wildcard (so an
+  hourly schedule keeps running every real hour), as Vixie cron does.
+- Runs missed while the daemon was down follow the schedule's misfire policy: ``skip`` none,
+  ``once`` the latest, ``all`` each of them; only runs within ``grace`` seconds count.
+- A changed cron, interval or time zone starts the schedule afresh from now.
+- A run the bus cannot accept because it is full is offered again a moment later, never dropped.
+"""
+
+import json
+import math
+import random
+from datetime import datetime
+from functools import partial
+from zoneinfo import ZoneInfo
+
+import structlog
+from croniter import croniter
+
+from common.clock import Cancellable, Clock
+from common.errors import BusClosedError
+from common.message_bus import EventOutcome, MessageBus
+from supervisor.config import ScheduleConfig
+from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
+from supervisor.store.sqlite import Store
+
+log = structlog.get_logger("intentd.schedules")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE schedule_state (
+        name TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        next_run_at REAL NOT NULL,
+        last_run_at REAL
+    );
+    """,
+]
+
+
+def next_run(schedule: ScheduleConfig, after: float, previous: float | None = None) -> float:
+    """Return the first run time strictly after ``after``; ``previous`` is the last run time."""
+    if schedule.interval is not None:
+        if previous is None:
+            return after + schedule.interval
+        steps = max(1, math.floor((after - previous) / schedule.interval) + 1)
+        return previous + steps * schedule.interval
+    zone = ZoneInfo(schedule.timezone)
+    runs = croniter(schedule.cron, datetime.fromtimestamp(after, zone))
+    last_wall = None
+    if previous is not None and not schedule.cron.split()[1].startswith("*"):  # type: ignore[union-attr]
+        last_wall = datetime.fromtimestamp(previous, zone).replace(tzinfo=None)
+    while True:
+        candidate: datetime = runs.get_next(datetime)
+        if candidate.replace(tzinfo=None) != last_wall:  # a repeated wall-clock time runs once
+            return candidate.timestamp()
+
+
+def spec_of(schedule: ScheduleConfig) -> str:
+    """Return what, when changed, restarts a schedule's timing."""
+    return json.dumps([schedule.cron, schedule.interval, schedule.timezone])
+
+
+class ScheduleService:
+    """Publish each configured schedule's event at its run times, across restarts."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: MessageBus,
+        clock: Clock,
+        schedules: list[ScheduleConfig],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.schedules = schedules
+        self.rng = rng or random.Random()
+        self._armed: dict[str, Cancellable] = {}
+        self._deferred: dict[tuple[str, float], Cancellable] = {}  # by schedule name and run time
+        store.migrate("schedules", MIGRATIONS)
+
+    def start(self) -> None:
+        """Apply each schedule's misfire policy to runs missed while down, then arm the next run."""
+        now = self.clock.time()
+        for schedule in self.schedules:
+            row = self.store.db.execute(
+                "SELECT spec, next_run_at FROM schedule_state WHERE name = ?", (schedule.name,)
+            ).fetchone()
+            if row is None or row["spec"] != spec_of(schedule):
+                due = next_run(schedule, now)
+                self._save(schedule, due, None)
+            else:
+                due = self._catch_up(schedule, row["next_run_at"], now)
+            self._arm(schedule, due)
+
+    def stop(self) -> None:
+        """Disarm every schedule (their state stays on disk)."""
+        for handle in [*self._armed.values(), *self._deferred.values()]:
+            handle.cancel()
+        self._armed.clear()
+        self._deferred.clear()
+
+    def _catch_up(self, schedule: ScheduleConfig, due: float, now: float) -> float:
+        if due > now:
+            return due
+        missed = []
+        earliest = now - schedule.grace
+        run = due if due >= earliest else next_run(schedule, earliest, previous=due)
+        while run <= now:
+            missed.append(run)
+            run = next_run(schedule, run, previous=run)
+        fire = {"skip": [], "once": missed[-1:], "all": missed}[schedule.misfire]
+        log.info(
+            "schedule_missed_runs",
+            schedule=schedule.name,
+            missed=len(missed),
+            firing=len(fire),
+            misfire=schedule.misfire,
+        )
+        for when, following in zip(fire, [*fire[1:], run], strict=False):
+            self._publish(schedule, when, following, missed=len(missed))
+        if not fire:
+            self._save(schedule, run, missed[-1] if missed else None)
+        return run
+
+    def _arm(self, schedule: ScheduleConfig, due: float) -> None:
+        delay = self.rng.uniform(0, schedule.jitter) if schedule.jitter else 0.0
+        self._armed[schedule.name] = self.clock.call_at(
+            due + delay, partial(self._fire, schedule, due)
+        )
+
+    def _fire(self, schedule: ScheduleConfig, due: float) -> None:
+        following = next_run(schedule, max(due, self.clock.time()), previous=due)
+        self._arm(schedule, following)
+        self._publish(schedule, due, following, missed=1)
+
+    def _publish(self, schedule: ScheduleConfig, due: float, following: float, missed: int) -> None:
+        now = self.clock.time()
+        data = {
+            **schedule.data,
+            "schedule": schedule.name,
+            "scheduled_for": due,
+            "fired_at": now,
+            "late_by_s": max(0.0, now - due),
+            "missed": missed,
+        }
+        publish = partial(
+            self.bus.publish,
+            "schedules",
+            schedule.event,
+            data,
+            source=f"schedule:{schedule.name}",
+            on_done=partial(self._save, schedule, following, due),
+        )
+        try:
+            if try_publish(publish, schedule=schedule.name):
+                return
+        except BusClosedError as err:
+            log.warning("schedule_publish_failed", schedule=schedule.name, error=str(err))
+            return
+        retry = partial(self._publish_deferred, schedule, due, following, missed)
+        self._deferred[schedule.name, due] = self.clock.call_at(now + RETRY_DELAY, retry)
+
+    def _publish_deferred(
+        self, schedule: ScheduleConfig, due: float, following: float, missed: int
+    ) -> None:
+        del self._deferred[schedule.name, due]
+        self._publish(schedule, due, following, missed)
+
+    def _save(
+        self,
+        schedule: ScheduleConfig,
+        next_run_at: float,
+        last_run_at: float | None,
+        outcome: EventOutcome | None = None,
+    ) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO schedule_state (name, spec, next_run_at, last_run_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
+                "next_run_at = excluded.next_run_at, "
+                "last_run_at = coalesce(excluded.last_run_at, last_run_at)",
+                (schedule.name, spec_of(schedule), next_run_at, last_run_at),
+            )

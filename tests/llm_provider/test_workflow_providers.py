@@ -1,0 +1,254 @@
+"""Workflows through a running Supervisor with strands' real OpenAI and Ollama providers.
+
+The providers talk HTTP to local fake servers on 127.0.0.1, so the real request, streaming and
+error paths run: USER_REQUEST -> router role -> WEAK model routes -> the timer role's agent calls
+set_timer -> the timer is in the store -> the answer is posted to the request's channel.
+"""
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm_provider.workflow_engine import WorkflowRun
+from supervisor.config import Config
+from supervisor.supervisor import Supervisor
+from tests.fakes.clock import FakeClock
+from tests.fakes.llm_servers import FakeOllamaServer, FakeOpenAIServer
+from tests.fakes.scripted_model import Turn
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+ROUTE_TO_TIMER = Turn.text('{"route": "timer", "confidence": 0.95, "parameters": {}}')
+SET_TIMER = Turn.tool("set_timer", {"duration": "20 minutes", "label": "check the deploy"})
+
+
+def report_tool_result(messages: Any, tool_specs: Any, system_prompt: Any) -> Turn:
+    """Answer with the tool result the server was sent (OpenAI, llama.cpp or Ollama format)."""
+    (tool_message,) = [m for m in messages if m.get("role") == "tool"]
+    content = tool_message["content"]
+    text = content if isinstance(content, str) else content[0]["text"]  # llama.cpp: parts
+    return Turn.text("Done: " + json.loads(text)["message"])
+
+
+def make_supervisor(
+    tmp_path: Path, out: io.StringIO, clock: FakeClock | None = None, **llm: Any
+) -> Supervisor:
+    config = Config.model_validate(
+        {
+            "roles": {"directory": str(ROLES)},
+            "storage": {"path": str(tmp_path / "intentd.db")},
+            "http": {"port": 0},
+            "llm": {"models": {"DEFAULT": "test-model"}, "retry_attempts": 1, **llm},
+        }
+    )
+    return Supervisor(config=config, clock=clock or FakeClock(), stdout=out)
+
+
+async def ask(supervisor: Supervisor, text: str) -> WorkflowRun:
+    """Publish a USER_REQUEST and return its workflow run once it has ended."""
+    engine, bus = supervisor.workflow_engine, supervisor.message_bus
+    earlier = set(engine.runs)
+    bus.publish(
+        "test", "USER_REQUEST", {"text": text, "channel_id": "console:thread-7", "user_id": "U1"}
+    )
+    await bus.drain()
+    (run_id,) = set(engine.runs) - earlier
+    return await engine.wait(run_id)
+
+
+async def test_a_request_sets_a_timer_through_the_openai_provider_streaming(tmp_path) -> None:
+    out = io.StringIO()
+    turns = [ROUTE_TO_TIMER, SET_TIMER, report_tool_result]
+    async with FakeOpenAIServer(turns) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            assert supervisor.timers is not None
+            (timer,) = supervisor.timers.list()
+    assert (run.state, run.role, timer.channel_id) == ("completed", "timer", "console:thread-7")
+    assert all(request["stream"] for request in server.requests)
+    tool_reply = json.loads(server.requests[2]["messages"][-1]["content"])
+    assert tool_reply["result"]["timer_id"] == timer.timer_id
+    assert f"thread-7 @U1 Done: Timer {timer.timer_id} set for" in out.getvalue()
+
+
+async def test_a_request_sets_a_timer_through_the_ollama_provider(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOllamaServer([ROUTE_TO_TIMER, SET_TIMER, report_tool_result]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="ollama", base_url=server.host)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            assert supervisor.timers is not None
+            (timer,) = supervisor.timers.list()
+    assert (run.state, timer.label) == ("completed", "check the deploy")
+    assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
+
+
+@pytest.mark.parametrize("server_type", [FakeOpenAIServer, FakeOllamaServer])
+async def test_a_429_fails_the_workflow_with_a_readable_reply(tmp_path, server_type) -> None:
+    out = io.StringIO()
+    async with server_type([Turn.throttle(retry_after="1")]) as server:
+        address = getattr(server, "base_url", None) or server.host
+        provider = "openai" if server_type is FakeOpenAIServer else "ollama"
+        supervisor = make_supervisor(tmp_path, out, provider=provider, base_url=address)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me")
+    assert run.error == (
+        "the model provider is rate limiting requests (HTTP 429); try again in a minute"
+    )
+    assert "thread-7 @U1 Sorry, the model provider is rate limiting" in out.getvalue()
+
+
+async def test_a_429_is_retried_with_the_configured_zero_delay(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([Turn.throttle(), ROUTE_TO_TIMER, Turn.text("ok")]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, provider="openai", base_url=server.base_url,
+            retry_attempts=2, retry_delay=0,
+        )  # fmt: skip
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me")
+    assert (run.state, run.answer, len(server.requests)) == ("completed", "ok", 3)
+
+
+async def test_a_workflow_with_async_tools_against_ollama_starts_no_thread(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOllamaServer([ROUTE_TO_TIMER, SET_TIMER, report_tool_result]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="ollama", base_url=server.host)
+        async with supervisor.running():
+            before = set(threading.enumerate())
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            after = set(threading.enumerate())
+    assert run.state == "completed" and run.tool_calls[0]["success"] is True
+    assert after == before
+
+
+async def test_openai_starts_only_the_loops_executor_thread_once_for_all_workflows(
+    tmp_path,
+) -> None:
+    # Third-party: the openai client runs get_platform via asyncio.to_thread on its first
+    # request. The factory shares one client, so two workflows still add just that one thread.
+    out = io.StringIO()
+    turns = [ROUTE_TO_TIMER, SET_TIMER, report_tool_result] * 2
+    async with FakeOpenAIServer(turns) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            before = set(threading.enumerate())
+            runs = [await ask(supervisor, "remind me in 20 minutes") for _ in range(2)]
+            new = set(threading.enumerate()) - before
+    assert [run.state for run in runs] == ["completed", "completed"]
+    assert [thread.name for thread in new] == ["asyncio_0"]
+
+
+async def test_without_a_provider_a_request_is_answered_with_how_to_configure_one(
+    tmp_path,
+) -> None:
+    out = io.StringIO()
+    supervisor = make_supervisor(tmp_path, out, provider="none")
+    async with supervisor.running():
+        supervisor.message_bus.publish(
+            "test",
+            "USER_REQUEST",
+            {"text": "remind me", "channel_id": "console:thread-7", "user_id": "U1"},
+        )
+        await supervisor.message_bus.drain()
+    assert "thread-7 @U1 No language model is configured" in out.getvalue()
+    assert supervisor.workflow_engine.active_count == 0
+
+
+async def test_stopping_the_daemon_cancels_a_running_workflow(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([Turn.hang()]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
+            await supervisor.message_bus.drain()
+            (run,) = supervisor.workflow_engine.runs.values()
+    assert (run.state, supervisor.workflow_engine.active_count) == ("cancelled", 0)
+
+
+async def test_the_heartbeat_forgets_workflows_finished_an_hour_ago(tmp_path) -> None:
+    out = io.StringIO()
+    clock = FakeClock()  # heartbeats every 30 s; runs are kept for an hour after they end
+    async with FakeOpenAIServer([Turn.text('{"route": "none", "confidence": 0}')]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, clock, provider="openai", base_url=server.base_url
+        )
+        async with supervisor.running():
+            run = await ask(supervisor, "sing")
+            await clock.advance(3590)
+            assert run.run_id in supervisor.workflow_engine.runs
+            await clock.advance(40)
+            assert run.run_id not in supervisor.workflow_engine.runs
+
+
+async def test_a_hanging_router_never_blocks_timers_or_other_roles(tmp_path) -> None:
+    out, clock = io.StringIO(), FakeClock()
+    async with FakeOpenAIServer([Turn.hang()]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, clock, provider="openai", base_url=server.base_url
+        )
+        async with supervisor.running():
+            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
+            await supervisor.message_bus.drain()
+            assert supervisor.timers is not None
+            supervisor.timers.create(duration=10, label="tea", channel_id="console:ops")
+            await clock.advance(10)
+            await supervisor.message_bus.drain()
+            (run,) = supervisor.workflow_engine.runs.values()
+            assert run.state == "running"
+            assert "ops Timer expired: tea" in out.getvalue()
+
+
+async def test_the_heartbeat_reports_running_workflows(tmp_path) -> None:
+    out, clock = io.StringIO(), FakeClock()
+    beats: list[dict[str, Any]] = []
+    async with FakeOpenAIServer([Turn.hang()]) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, clock, provider="openai", base_url=server.base_url
+        )
+        supervisor.message_bus.subscribe(
+            "test", "HEARTBEAT_TICK", lambda data, context: beats.append(data) or []
+        )
+        async with supervisor.running():
+            await clock.advance(30)
+            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
+            await clock.advance(30)
+            await supervisor.message_bus.drain()
+    assert [beat["active_workflows"] for beat in beats] == [0, 1]
+
+
+async def test_a_request_sets_a_timer_through_the_llamacpp_provider(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([ROUTE_TO_TIMER, SET_TIMER, report_tool_result]) as server:
+        address = f"http://127.0.0.1:{server.port}"  # llama.cpp's server: /v1/chat/completions
+        supervisor = make_supervisor(tmp_path, out, provider="llamacpp", base_url=address)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            assert supervisor.timers is not None
+            (timer,) = supervisor.timers.list()
+    assert (run.state, timer.label) == ("completed", "check the deploy")
+    assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
+
+
+def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_path) -> None:
+    before = threading.active_count()
+    supervisor = make_supervisor(
+        tmp_path, io.StringIO(), provider="openai", base_url="http://127.0.0.1:9/v1"
+    )
+    assert threading.active_count() == before
+    assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
+
+
+async def test_a_server_error_fails_the_workflow_naming_the_error(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([Turn.fail(RuntimeError("model crashed"), status=500)]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me")
+    assert run.error is not None
+    assert run.error.startswith("the workflow failed with InternalServerError: Error code: 500")
+    assert "model crashed" in run.error

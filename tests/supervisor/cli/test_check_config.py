@@ -1,0 +1,25 @@
+"""``intentd check-config`` checks the channel settings as the daemon's start does."""
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.cli.main import main
+
+
+@pytest.mark.parametrize(
+    ("channels", "slack", "code"),
+    [
+        ("{default: ops}", "{enabled: false}", 2),
+        ("{admin: 'slack:#ops'}", "{enabled: false}", 2),
+        ("{default: ops, admin: 'slack:#ops'}", "{enabled: true, bot_token: x, app_token: y}", 0),
+    ],
+)
+def test_check_config_resolves_the_channel_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], channels: str, slack: str, code: int
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"channels: {channels}\nslack: {slack}\n")
+    assert main(["check-config", str(path)]) == code
+    err = capsys.readouterr().err
+    assert ("which names no channel" in err) == (code == 2)

@@ -1,0 +1,120 @@
+"""intentd check, new-role, roles and run --strict, run as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supervisor.cli.main import main
+from tests.role_files import echo_role, write_role
+
+REPO = Path(__file__).resolve().parents[3]
+BROKEN = REPO / "tests" / "roles" / "broken"
+INTENTD = [sys.executable, "-m", "supervisor"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "config.yaml").write_text(
+        "roles:\n  directory: roles\nstorage:\n  path: var/i.db\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_new_role_writes_a_role_and_a_test_that_pass(project, capsys):
+    assert main(["new-role", "memo"]) == 0
+    assert capsys.readouterr().out == "wrote roles/memo.py\nwrote tests/roles/test_memo.py\n"
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out == "1 role(s) ok, 0 problem(s)\n"
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-c",
+            str(REPO / "pyproject.toml"),
+            "--rootdir",
+            str(project),
+            "tests/roles/test_memo.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (generated.returncode, generated.stdout.splitlines()[-1].split(" in ")[0]) == (
+        0,
+        "5 passed",
+    )
+
+
+def test_new_role_refuses_to_overwrite_and_writes_nothing(project, capsys):
+    write_role(project / "roles", "memo", echo_role())
+    before = (project / "roles" / "memo.py").read_text()
+    assert main(["new-role", "memo"]) == 1
+    assert capsys.readouterr().err == (
+        "intentd: roles/memo.py already exists; pick another name or edit that file\n"
+    )
+    assert ((project / "roles" / "memo.py").read_text(), (project / "tests").exists()) == (
+        before,
+        False,
+    )
+
+
+def test_new_role_refuses_a_name_that_is_not_snake_case(project, capsys):
+    assert main(["new-role", "Stand-Up"]) == 1
+    assert capsys.readouterr().err == (
+        "intentd: role name 'Stand-Up' is not lowercase snake_case; use a name such as 'stand_up'\n"
+    )
+
+
+def test_check_prints_one_line_per_problem_and_fails(project, capsys):
+    assert main(["check", str(BROKEN / "many_problems.py"), str(BROKEN / "returns_list.py")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ", 1)[0].rsplit("/", 1)[1] for line in out[:-1]] == [
+        "many_problems.py:3",
+        "many_problems.py:6",
+        "many_problems.py:10",
+        "returns_list.py:6",
+    ]
+    assert out[-1] == "0 role(s) ok, 4 problem(s)"
+
+
+def test_check_json_is_machine_readable(project, capsys):
+    write_role(project / "roles", "echo", echo_role())
+    assert main(["check", "roles", str(BROKEN / "returns_list.py"), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert (result["ok"], result["roles"], [p["line"] for p in result["problems"]]) == (
+        False,
+        ["echo"],
+        [6],
+    )
+
+
+def test_roles_lists_loaded_roles_and_skipped_files(project):
+    write_role(project / "roles", "echo", echo_role())
+    (project / "roles" / "returns_list.py").write_text((BROKEN / "returns_list.py").read_text())
+    listed = subprocess.run([*INTENTD, "roles"], capture_output=True, text=True, check=True)
+    assert listed.stdout.splitlines() == [
+        "echo 1.0.0  events: PING  tools: -  intents: -",
+        "failed  roles/returns_list.py:6: register_role() returned a list, not a dict; return "
+        "{'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}",
+    ]
+
+
+def test_run_strict_refuses_to_start_with_a_broken_role(project):
+    write_role(project / "roles", "echo", echo_role())
+    (project / "roles" / "returns_list.py").write_text((BROKEN / "returns_list.py").read_text())
+    run = subprocess.run(
+        [*INTENTD, "run", "--strict"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (run.returncode, run.stderr.splitlines()[-1]) == (
+        1,
+        "intentd: roles.strict is on and 1 role file(s) fail their checks, first "
+        "roles/returns_list.py:6: register_role() returned a list, not a dict; return "
+        "{'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}; fix them (see "
+        "'intentd check') or start without --strict",
+    )

@@ -1,0 +1,119 @@
+"""``intentd timers list`` and ``intentd audit tail`` read the store without a daemon."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from common.audit import AuditRecord
+from common.message_bus import MessageBus
+from supervisor.cli.main import main
+from supervisor.scheduling.timers import TimerService
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.sqlite import Store
+from tests.fakes.clock import FakeClock
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("storage: {path: var/intentd.db}\n")
+    return path
+
+
+def _fill(config: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    store = Store(config.parent / "var" / "intentd.db")
+    service = TimerService(store, MessageBus(), FakeClock())
+    ids = [
+        service.create(duration=300, label="tea", channel_id="C1", user_id="U1"),
+        service.create(duration=60, label="eggs"),
+    ]
+    service.cancel(ids[1])
+    sink = DurableAuditSink(store)
+    for i, action in enumerate(["timer_expired", "login", "timer_expired"]):
+        sink.append(
+            AuditRecord(
+                action,
+                {"n": i},
+                "U1",
+                "timer",
+                f"int-{i}",
+                None,
+                datetime(2027, 1, 15, 8, i, tzinfo=UTC),
+            )
+        )
+    store.close()
+    capsys.readouterr()  # drop the log lines written while filling
+    return ids
+
+
+def test_timers_list_prints_pending_timers(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tea, _ = _fill(config, capsys)
+    assert main(["timers", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == (
+        f"{tea}  pending    due 2027-01-15T08:05:00Z  'tea'  channel=C1 user=U1\n"
+    )
+
+
+def test_timers_list_all_as_json_includes_cancelled_ones(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tea, eggs = _fill(config, capsys)
+    assert main(["timers", "list", "--all", "--json", "--config", str(config)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["timer_id"], r["state"]) for r in rows] == [(eggs, "cancelled"), (tea, "pending")]
+
+
+def test_audit_tail_filters_by_action_and_limits(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fill(config, capsys)
+    assert (
+        main(
+            [
+                "audit",
+                "tail",
+                "-n",
+                "1",
+                "--action",
+                "timer_expired",
+                "--json",
+                "--config",
+                str(config),
+            ]
+        )
+        == 0
+    )
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["intent_id"], row["details"]) == ("int-2", {"n": 2})
+
+
+def test_audit_tail_prints_readable_lines(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fill(config, capsys)
+    assert main(["audit", "tail", "-n", "1", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == (
+        '2027-01-15T08:02:00+00:00  timer_expired  role=timer user=U1  {"n": 2}\n'
+    )
+
+
+def test_commands_without_a_store_say_there_is_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["timers", "list", "--config", str(config)]) == 0
+    assert main(["audit", "tail", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "no pending timers\nno audit records\n"
+    assert not (config.parent / "var").exists()
+
+
+def test_audit_tail_refuses_a_negative_count(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["audit", "tail", "-n", "-1", "--config", str(config)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "argument -n: -n must be a whole number of records, 0 or more; got '-1'\n"
+    )

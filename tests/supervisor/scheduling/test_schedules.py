@@ -1,0 +1,234 @@
+"""Schedules with a fake clock: intervals, cron in a time zone across DST, misfire policies."""
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.context import EventContext
+from common.intent_processor import IntentProcessor
+from common.message_bus import MessageBus
+from supervisor.config import ScheduleConfig
+from supervisor.scheduling.bus_retry import RETRY_DELAY
+from supervisor.scheduling.schedules import ScheduleService, next_run
+from supervisor.store.sqlite import Store
+from tests.fakes.clock import START, FakeClock
+
+
+def utc(*args: int) -> float:
+    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+
+
+def make_schedule(**overrides: Any) -> ScheduleConfig:
+    fields: dict[str, Any] = {"name": "report", "event": "REPORT_DUE", "every": 60}
+    fields.update(overrides)
+    return ScheduleConfig(**fields)
+
+
+class Daemon:
+    """A bus and a schedule service over one database file."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: FakeClock,
+        *schedules: ScheduleConfig,
+        seed: int = 1,
+        max_queue: int = 10_000,
+    ):
+        self.clock = clock
+        self.store = Store(path)
+        self.bus = MessageBus(IntentProcessor(), clock=clock.time, max_queue=max_queue)
+        self.events: list[dict[str, Any]] = []
+        for event in {s.event for s in schedules}:
+            self.bus.subscribe("test", event, self._record)
+        self.service = ScheduleService(
+            self.store, self.bus, clock, list(schedules), random.Random(seed)
+        )
+        self.service.start()
+
+    def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
+        self.events.append(data)
+        return []
+
+    async def advance(self, seconds: float) -> None:
+        await self.clock.advance(seconds)
+        await self.bus.drain()
+
+    def crash(self) -> None:
+        self.service.stop()
+        self.store.close()
+
+
+async def test_an_interval_schedule_publishes_its_event_on_a_fixed_grid(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(data={"kind": "daily"}))
+    await d.advance(150)
+    assert d.events == [
+        {
+            "kind": "daily",
+            "schedule": "report",
+            "scheduled_for": START + 60,
+            "fired_at": START + 60,
+            "late_by_s": 0.0,
+            "missed": 1,
+        },
+        {
+            "kind": "daily",
+            "schedule": "report",
+            "scheduled_for": START + 120,
+            "fired_at": START + 120,
+            "late_by_s": 0.0,
+            "missed": 1,
+        },
+    ]
+
+
+async def test_a_cron_schedule_keeps_local_time_across_the_spring_dst_change(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(utc(2027, 3, 27, 0, 0))  # Berlin moves to CEST on 2027-03-28
+    d = Daemon(
+        tmp_path / "s.db",
+        clock,
+        make_schedule(every=None, cron="0 9 * * *", timezone="Europe/Berlin"),
+    )
+    await d.advance(3 * 86400)
+    assert [e["scheduled_for"] for e in d.events] == [
+        utc(2027, 3, 27, 8, 0),
+        utc(2027, 3, 28, 7, 0),
+        utc(2027, 3, 29, 7, 0),
+    ]
+
+
+def test_a_cron_time_skipped_by_dst_runs_right_after_the_gap() -> None:
+    schedule = make_schedule(every=None, cron="30 2 * * *", timezone="Europe/Berlin")
+    assert next_run(schedule, utc(2027, 3, 27, 12, 0)) == utc(2027, 3, 28, 1, 0)  # 03:00 CEST
+
+
+def test_a_cron_time_repeated_by_dst_runs_once() -> None:
+    schedule = make_schedule(every=None, cron="30 2 * * *", timezone="Europe/Berlin")
+    first = next_run(schedule, utc(2027, 10, 30, 12, 0))
+    assert first == utc(2027, 10, 31, 0, 30)  # 02:30 CEST
+    assert next_run(schedule, first, previous=first) == utc(2027, 11, 1, 1, 30)  # not 02:30 CET
+
+
+def test_a_sub_hourly_cron_keeps_running_through_the_repeated_hour() -> None:
+    schedule = make_schedule(every=None, cron="0 * * * *", timezone="Europe/Berlin")
+    first = next_run(schedule, utc(2027, 10, 30, 23, 30))  # 02:00 CEST
+    assert next_run(schedule, first, previous=first) == first + 3600  # 02:00 CET
+
+
+def _down_for(tmp_path: Path, seconds: float, **overrides: Any) -> Daemon:
+    schedule = make_schedule(**overrides)
+    first = Daemon(tmp_path / "s.db", FakeClock(), schedule)
+    first.crash()
+    return Daemon(tmp_path / "s.db", FakeClock(START + seconds), schedule)
+
+
+async def test_misfire_skip_fires_nothing_missed_and_resumes_on_the_grid(tmp_path: Path) -> None:
+    d = _down_for(tmp_path, 330, misfire="skip")
+    await d.advance(0)
+    assert d.events == []
+    await d.advance(30)
+    assert [e["scheduled_for"] for e in d.events] == [START + 360]
+
+
+async def test_misfire_once_fires_the_latest_missed_run_once(tmp_path: Path) -> None:
+    d = _down_for(tmp_path, 330, misfire="once")
+    await d.advance(0)
+    assert [(e["scheduled_for"], e["late_by_s"], e["missed"]) for e in d.events] == [
+        (START + 300, 30.0, 5)
+    ]
+
+
+async def test_misfire_all_fires_each_missed_run_in_order(tmp_path: Path) -> None:
+    d = _down_for(tmp_path, 330, misfire="all")
+    await d.advance(0)
+    assert [e["scheduled_for"] for e in d.events] == [START + 60 * k for k in range(1, 6)]
+
+
+async def test_misfire_all_only_counts_runs_within_the_grace_period(tmp_path: Path) -> None:
+    d = _down_for(tmp_path, 7200, misfire="all", grace=300)
+    await d.advance(0)
+    assert [e["scheduled_for"] for e in d.events] == [START + 60 * k for k in range(116, 121)]
+
+
+async def test_misfire_once_fires_nothing_when_every_missed_run_is_past_grace(
+    tmp_path: Path,
+) -> None:
+    d = _down_for(tmp_path, 7230, misfire="once", grace=10, every=3600)
+    await d.advance(0)
+    assert d.events == []
+    await d.advance(3600)
+    assert [e["scheduled_for"] for e in d.events] == [START + 3 * 3600]
+
+
+async def test_a_restart_before_the_next_run_keeps_the_persisted_run_time(tmp_path: Path) -> None:
+    d = _down_for(tmp_path, 30)
+    await d.advance(30)
+    assert [(e["scheduled_for"], e["missed"]) for e in d.events] == [(START + 60, 1)]
+
+
+async def test_a_run_whose_event_was_not_processed_counts_as_missed(tmp_path: Path) -> None:
+    schedule = make_schedule(misfire="once")
+    clock = FakeClock()
+    first = Daemon(tmp_path / "s.db", clock, schedule)
+    await clock.advance(60)  # published, never processed
+    first.crash()
+    second = Daemon(tmp_path / "s.db", clock, schedule)
+    await second.advance(0)
+    assert [e["scheduled_for"] for e in second.events] == [START + 60]
+
+
+async def test_jitter_delays_the_run_within_its_bound(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(jitter=10))
+    await d.advance(60)
+    assert d.events == []
+    await d.advance(10)
+    (event,) = d.events
+    assert event["scheduled_for"] == START + 60 and 0 < event["late_by_s"] <= 10
+
+
+async def test_a_changed_schedule_starts_afresh_from_now(tmp_path: Path) -> None:
+    first = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(every=60))
+    first.crash()
+    d = Daemon(tmp_path / "s.db", FakeClock(START + 1000), make_schedule(every=600))
+    await d.advance(600)
+    assert [e["scheduled_for"] for e in d.events] == [START + 1600]
+
+
+async def test_a_full_bus_defers_the_run_instead_of_dropping_it(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
+    d.bus.publish("test", "HEARTBEAT_TICK", {})  # fills the queue until the next drain
+    await d.advance(60)
+    assert d.events == []
+    await d.advance(RETRY_DELAY)
+    await d.advance(60)
+    assert [(e["scheduled_for"], e["fired_at"]) for e in d.events] == [
+        (START + 60, START + 60 + RETRY_DELAY),
+        (START + 120, START + 120),
+    ]
+
+
+async def test_stop_cancels_a_deferred_run(tmp_path: Path) -> None:
+    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
+    d.bus.publish("test", "HEARTBEAT_TICK", {})
+    await d.clock.advance(60)
+    d.service.stop()
+    assert d.clock.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"every": 60, "cron": "* * * * *"}, "exactly one of 'cron' or 'every'"),
+        ({"every": None}, "exactly one of 'cron' or 'every'"),
+        ({"every": None, "cron": "every day"}, "not a valid cron expression"),
+        ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_bad_schedule_is_a_config_error(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        make_schedule(**fields)
