@@ -19,14 +19,12 @@ import importlib
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from strands.models import Model
 
 from common.errors import ConfigError
-
-if TYPE_CHECKING:  # the llm section of config.yaml; no import of supervisor at run time
-    from supervisor.config import LLMConfig
+from llm_provider.config import LLMConfig
 
 LLM_TYPES = ("WEAK", "DEFAULT", "STRONG")
 _EXTRAS = {"openai": "openai", "ollama": "ollama", "anthropic": "anthropic", "litellm": "litellm"}
@@ -56,7 +54,7 @@ class Models:
             await close()
 
 
-def build_models(config: "LLMConfig", environ: Mapping[str, str] | None = None) -> Models:
+def build_models(config: LLMConfig, environ: Mapping[str, str] | None = None) -> Models:
     """Build one model per llm_type for ``config.provider``; raise ConfigError if it cannot."""
     env = os.environ if environ is None else environ
     models = Models(config.provider)
@@ -73,7 +71,7 @@ def build_models(config: "LLMConfig", environ: Mapping[str, str] | None = None) 
     return models
 
 
-def _model_id(config: "LLMConfig", llm_type: str) -> str:
+def _model_id(config: LLMConfig, llm_type: str) -> str:
     model_id = config.models.get(llm_type) or config.models.get("DEFAULT")  # type: ignore[call-overload]
     if not model_id:
         raise ConfigError(
@@ -96,7 +94,7 @@ def _require_extra(provider: str) -> None:
         ) from err
 
 
-def _api_key(config: "LLMConfig", env: Mapping[str, str], *, optional: bool = False) -> str | None:
+def _api_key(config: LLMConfig, env: Mapping[str, str], *, optional: bool = False) -> str | None:
     var = _KEY_VARS[config.provider]
     key = config.api_key or env.get(var)
     if not key and not optional:
@@ -107,7 +105,7 @@ def _api_key(config: "LLMConfig", env: Mapping[str, str], *, optional: bool = Fa
     return key
 
 
-def _openai(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _openai(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import openai
     from strands.models.openai import OpenAIModel
 
@@ -121,7 +119,7 @@ def _openai(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: 
     return OpenAIModel(client=models.client, model_id=model_id, params=dict(config.params))
 
 
-def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _ollama(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import httpx
     from strands.models.ollama import OllamaModel
 
@@ -134,7 +132,7 @@ def _ollama(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: 
     )
 
 
-def _llamacpp(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _llamacpp(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.llamacpp import LlamaCppModel
 
     model = LlamaCppModel(
@@ -147,7 +145,7 @@ def _llamacpp(config: "LLMConfig", model_id: str, env: Mapping[str, str], models
     return model
 
 
-def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _anthropic(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.anthropic import AnthropicModel
 
     args: dict[str, Any] = {"api_key": _api_key(config, env), "timeout": config.timeout}
@@ -158,14 +156,14 @@ def _anthropic(config: "LLMConfig", model_id: str, env: Mapping[str, str], model
     return AnthropicModel(client_args=args, model_id=model_id, max_tokens=max_tokens, params=params)
 
 
-def _litellm(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _litellm(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     from strands.models.litellm import LiteLLMModel
 
     args = {k: v for k, v in (("api_key", config.api_key), ("api_base", config.base_url)) if v}
     return LiteLLMModel(client_args=args, model_id=model_id, params=dict(config.params))
 
 
-def _bedrock(config: "LLMConfig", model_id: str, env: Mapping[str, str], models: Models) -> Model:
+def _bedrock(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import boto3
     from strands.models.bedrock import BedrockModel
 
@@ -180,7 +178,7 @@ def _bedrock(config: "LLMConfig", model_id: str, env: Mapping[str, str], models:
     return BedrockModel(model_id=model_id, **extra, **dict(config.params))
 
 
-_BUILDERS: dict[str, Callable[["LLMConfig", str, Mapping[str, str], Models], Model]] = {
+_BUILDERS: dict[str, Callable[[LLMConfig, str, Mapping[str, str], Models], Model]] = {
     "openai": _openai,
     "ollama": _ollama,
     "llamacpp": _llamacpp,

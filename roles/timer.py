@@ -1,7 +1,8 @@
 """Timers: set, cancel and list reminders; when one expires, notify its channel and audit it.
 
-Reacts to TIMER_EXPIRED (notify + audit) and FAST_HEARTBEAT_TICK (ask for a store check); asks
-for TimerIntent create/cancel/check, carried out through ``services.timers``.
+Reacts to TIMER_EXPIRED (notify + audit); asks for TimerIntent create/cancel/check (check lists
+the asking user's pending timers), carried out through ``services.timers``. The timer service
+re-checks the store on every fast heartbeat itself, whatever happens to this role.
 """
 
 import re
@@ -29,7 +30,7 @@ MAX_SECONDS = 365 * 24 * 3600
 
 @dataclass
 class TimerIntent(Intent):
-    """Create, cancel or check timers; ``report`` asks a check to return the pending timers."""
+    """Create or cancel a timer, or check (list) the user's pending timers."""
 
     action: str
     timer_id: str | None = None
@@ -37,7 +38,6 @@ class TimerIntent(Intent):
     label: str | None = None
     channel_id: str | None = None
     user_id: str | None = None
-    report: bool = False
 
     def validate(self) -> bool:
         return self.action in ACTIONS
@@ -76,8 +76,8 @@ def handle_timer_expiry(event_data: Any, context: Any) -> list[Intent]:
 
 
 def handle_heartbeat_monitoring(event_data: Any, context: Any) -> list[Intent]:
-    """Ask for a check that the scheduler holds every pending timer in the store."""
-    return [TimerIntent(action="check")]
+    """Return nothing: the timer service itself re-checks the store on every fast heartbeat."""
+    return []
 
 
 # -- tools ------------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ async def list_timers() -> dict[str, Any]:
     return {
         "success": True,
         "message": "Listing pending timers.",
-        "intent": TimerIntent(action="check", report=True),
+        "intent": TimerIntent(action="check"),
     }
 
 
@@ -202,14 +202,14 @@ async def process_timer(intent: TimerIntent, services: Any) -> dict[str, Any]:
             raise TimerError("TimerIntent cancel needs a timer_id; get one from list_timers")
         cancelled = timers.cancel(intent.timer_id)
         return {"message": f"Timer {cancelled.timer_id} cancelled.", "timer_id": cancelled.timer_id}
-    result: dict[str, Any] = timers.reconcile()
-    if intent.report:
-        pending = [t.to_dict() for t in timers.list(user_id=intent.user_id)]
-        result["timers"] = [
+    pending = [t.to_dict() for t in timers.list(user_id=intent.user_id)]
+    return {
+        "pending": len(pending),
+        "timers": [
             {"timer_id": t["timer_id"], "label": t["label"], "due_at": t["due"]} for t in pending
-        ]
-        result["message"] = f"{len(pending)} pending timer(s)." if pending else "No pending timers."
-    return result
+        ],
+        "message": f"{len(pending)} pending timer(s)." if pending else "No pending timers.",
+    }
 
 
 def register_role() -> dict[str, Any]:

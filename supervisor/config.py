@@ -15,8 +15,6 @@ import yaml
 from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -25,22 +23,19 @@ from pydantic import (
 
 from common.errors import ConfigError
 from common.events import check_event_type
+from llm_provider.config import ConfigSection, LLMConfig, RouterConfig
 
 Seconds = Annotated[float, Field(gt=0)]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SupervisorConfig(_Section):
+class SupervisorConfig(ConfigSection):
     heartbeat_interval: Seconds = 30.0
     fast_heartbeat_interval: Seconds = 5.0
     shutdown_timeout: Seconds = 10.0
 
 
-class RolesConfig(_Section):
+class RolesConfig(ConfigSection):
     directory: Path = Path("roles")
     settings: dict[str, dict[str, Any]] = {}
     handler_timeout: Seconds = 1.0
@@ -51,18 +46,18 @@ class RolesConfig(_Section):
     strict: bool = False
 
 
-class BusConfig(_Section):
+class BusConfig(ConfigSection):
     max_queue: Annotated[int, Field(ge=1)] = 10_000
 
 
-class ChannelsConfig(_Section):
+class ChannelsConfig(ConfigSection):
     default: str = "console"
     admin: str | None = None
     aliases: dict[str, str] = {}
     mention_on_high: str = "<!here>"
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(ConfigSection):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "console", "json"] = "auto"
 
@@ -72,12 +67,12 @@ class LoggingConfig(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class StorageConfig(_Section):
+class StorageConfig(ConfigSection):
     path: Path = Path("var/intentd.db")
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(ConfigSection):
     name: str
     event: str
     cron: str | None = None
@@ -126,7 +121,7 @@ class ScheduleConfig(_Section):
         return self
 
 
-class SlackConfig(_Section):
+class SlackConfig(ConfigSection):
     enabled: bool = False
     bot_token: str | None = None
     app_token: str | None = None
@@ -157,13 +152,13 @@ class SlackConfig(_Section):
         return self
 
 
-class TimersConfig(_Section):
+class TimersConfig(ConfigSection):
     retry_initial: Seconds = 5.0  # seconds before a timer whose delivery failed fires again
     retry_max: Seconds = 300.0  # the retry delay doubles up to this
     alert_after_attempts: Annotated[int, Field(ge=1)] = 5  # then the admin channel is told, once
 
 
-class OutboxConfig(_Section):
+class OutboxConfig(ConfigSection):
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_initial: Seconds = 1.0
     backoff_max: Seconds = 300.0
@@ -171,33 +166,14 @@ class OutboxConfig(_Section):
     recheck_interval: Seconds = 30.0  # how soon a dead letter retried from the CLI is picked up
 
 
-class LLMConfig(_Section):
-    provider: Literal["none", "bedrock", "anthropic", "openai", "ollama", "llamacpp", "litellm"] = (
-        "none"
-    )
-    base_url: str | None = None
-    api_key: str | None = None
-    models: dict[Literal["WEAK", "DEFAULT", "STRONG"], str] = {}
-    params: dict[str, Any] = {}
-    max_concurrent: Annotated[int, Field(ge=1)] = 4
-    timeout: Seconds = 120.0
-    retry_attempts: Annotated[int, Field(ge=1)] = 3
-    retry_delay: Annotated[float, Field(ge=0)] = 2.0
-
-
-class RouterConfig(_Section):
-    confidence_threshold: Annotated[float, Field(ge=0, le=1)] = 0.6
-    default_role: str | None = None
-
-
-class HTTPConfig(_Section):
+class HTTPConfig(ConfigSection):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     token: str | None = None
 
 
-class Config(_Section):
+class Config(ConfigSection):
     """The whole of config.yaml; every section is optional and has embedded defaults."""
 
     supervisor: SupervisorConfig = SupervisorConfig()

@@ -19,11 +19,12 @@ import contextlib
 import signal
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
+from prometheus_client.core import Metric
 
 from common.clock import Clock, SystemClock
 from common.errors import ConfigError, RoleContractError, StoreError
@@ -34,24 +35,29 @@ from llm_provider.factory import build_models
 from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
-from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
+from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config, load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.logs import configure_logging
-from supervisor.ops.http_api import HttpApi
+from supervisor.ops.http_api import HttpApi, check_exposure
 from supervisor.ops.loop_lag import LoopLagMonitor
-from supervisor.ops.metrics import TimerLateness, daemon_metrics
+from supervisor.ops.metrics import (
+    HandlerDurations,
+    Metrics,
+    TimerLateness,
+    daemon_metrics,
+    supervisor_families,
+)
 from supervisor.ops.readiness import Readiness
-from supervisor.ops.status import StatusFields
+from supervisor.ops.status import StatusFields, status_report
+from supervisor.runtime import Runtime, build_runtime
 from supervisor.scheduling.heartbeat import tick_forever
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timer_alerts import make_timer_alerter
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import RoleServices
 from supervisor.slack.connection import SlackConnection
-from supervisor.store.audit import DurableAuditSink
-from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store, open_store
 
 log = structlog.get_logger("intentd.supervisor")
@@ -102,61 +108,40 @@ class Supervisor:
         self.config = config if config is not None else load_config(config_file)
         self.config_file = Path(config_file) if config_file is not None else None
         self.clock: Clock = clock or SystemClock()
+        self._stdout = stdout
         cfg = self.config
+        if cfg.http.enabled:
+            check_exposure(cfg.http.host, cfg.http.token)
         self.message_bus = MessageBus(
             max_queue=cfg.bus.max_queue,
             handler_timeout=cfg.roles.handler_timeout,
             block_threshold=cfg.roles.block_threshold,
             clock=self.clock.time,
         )
-        self.communication_manager = CommunicationManager(cfg.channels, stdout=stdout)
-        self.intent_processor = IntentProcessor(
-            self.communication_manager,
-            None,
-            message_bus=self.message_bus,
-            services_factory=self.services_for,
-            intent_timeout=cfg.roles.intent_timeout,
-        )
-        self.message_bus.set_intent_processor(self.intent_processor)
-        self.role_registry = RoleRegistry(cfg.resolve(cfg.roles.directory), self.message_bus)
         self.models = build_models(cfg.llm)  # a missing extra or API key stops the start here
-        self.workflow_engine = WorkflowEngine(
-            self.models.by_type,
-            self.role_registry,
-            self.intent_processor,
-            bus=self.message_bus,
-            clock=self.clock.time,
-            max_concurrent=cfg.llm.max_concurrent,
-            timeout=cfg.llm.timeout,
-            confidence_threshold=cfg.router.confidence_threshold,
-            default_role=cfg.router.default_role,
-            retry_strategy=retry_strategy(cfg.llm.retry_attempts, cfg.llm.retry_delay),
-        )
-        self.intent_processor.workflow_engine = self.workflow_engine
-        self.store: Store | None = None
-        self.timers: TimerService | None = None
-        self.schedules: ScheduleService | None = None
-        self.kv: KVStore | None = None
+        self.runtime: Runtime | None = None  # built by run(), on the store it opens
         announcer = make_announcer("admin")  # resolved when sent, so a reload takes effect
         for event_type in ANNOUNCED_EVENTS:
             self.message_bus.subscribe(REGISTRY, event_type, announcer)
-        timer_alerter = make_timer_alerter("admin")
-        self.message_bus.subscribe("timers", TIMER_DELIVERY_FAILING, timer_alerter)
+        self.message_bus.subscribe("timers", TIMER_DELIVERY_FAILING, make_timer_alerter("admin"))
         self.failure_window = FailureWindow(
             cfg.roles.quarantine_failures,
             cfg.roles.quarantine_window,
             self.clock.time,
-            self.role_registry.quarantine,
+            self._quarantine,
         )
         self.message_bus.failure_hooks.append(self.failure_window.record)
         self.loop_lag = LoopLagMonitor(
             threshold=cfg.roles.block_threshold, last_called=lambda: self.message_bus.last_called
         )
-        self.outbox: Outbox | None = None
+        self.timer_lateness = TimerLateness()
+        self.handler_durations = HandlerDurations()
+        self.message_bus.observers.append(self.handler_durations)
         self.slack: SlackConnection | None = None
+        self.http: HttpApi | None = None
+        self.metrics: Metrics | None = None
         self.started_at: float | None = None
         self.last_heartbeat: float | None = None
-        self._services: dict[str, RoleServices] = {}
         self._stop_requested = _Flag()
         self._ready = _Flag()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -172,28 +157,63 @@ class Supervisor:
         self.status.add("outbox_depth", lambda: self.outbox and self.outbox.stats.depth)
         self.status.add("dead_letters", lambda: self.outbox and self.outbox.dead_letter_count())
         self.status.add("loop_lag_ms", lambda: round(self.loop_lag.current * 1000, 1))
-        self.timer_lateness = TimerLateness()
-        self.metrics = daemon_metrics(self)
-        self.http = HttpApi(self)
-        self.metrics.add_source("http", self.http.metric_families)
 
-    # -- parts roles use --------------------------------------------------------------------
+    # -- the parts of the current run (None before the first run) --------------------------
+
+    @property
+    def store(self) -> Store | None:
+        """The store the current run opened."""
+        return self.runtime.store if self.runtime is not None else None
+
+    @property
+    def timers(self) -> TimerService | None:
+        """The timer service of the current run."""
+        return self.runtime.timers if self.runtime is not None else None
+
+    @property
+    def schedules(self) -> ScheduleService | None:
+        """The schedule service of the current run."""
+        return self.runtime.schedules if self.runtime is not None else None
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The notification outbox of the current run."""
+        return self.runtime.outbox if self.runtime is not None else None
+
+    @property
+    def intent_processor(self) -> IntentProcessor | None:
+        """The IntentProcessor of the current run."""
+        return self.runtime.processor if self.runtime is not None else None
+
+    @property
+    def role_registry(self) -> RoleRegistry | None:
+        """The role registry of the current run."""
+        return self.runtime.registry if self.runtime is not None else None
+
+    @property
+    def workflow_engine(self) -> WorkflowEngine | None:
+        """The workflow engine of the current run."""
+        return self.runtime.workflow_engine if self.runtime is not None else None
+
+    @property
+    def communication_manager(self) -> CommunicationManager | None:
+        """The channels of the current run."""
+        return self.runtime.channels if self.runtime is not None else None
 
     def services_for(self, role: str) -> RoleServices:
         """Return the services object handed to ``role``'s intent handlers."""
-        services = self._services.get(role)
-        if services is None:
-            settings = self.config.roles.settings.get(role, {})
-            kv = self.kv.for_role(role) if self.kv is not None else None
-            services = RoleServices(
-                role=role, bus=self.message_bus, settings=settings, timers=self.timers, kv=kv
-            )
-            self._services[role] = services
-        return services
+        return self._running().services_for(role)
 
     def active_workflows(self) -> int:
         """Return how many LLM workflows are running now."""
-        return self.workflow_engine.active_count
+        return self.runtime.workflow_engine.active_count if self.runtime is not None else 0
+
+    def _running(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError(
+                "the supervisor is not running; use 'async with supervisor.running()'"
+            )
+        return self.runtime
 
     # -- running ----------------------------------------------------------------------------
 
@@ -203,22 +223,45 @@ class Supervisor:
         self._ready.clear()
         if self.models.closed:  # a previous run() closed them
             self.models = build_models(self.config.llm)
-            self.workflow_engine.models = self.models.by_type
-        try:
-            self._open_store()
-            self._load_roles()
-            self._arm_timers()
-        except BaseException:
-            self._close_store()
-            await self.models.aclose()
-            raise
-        removers = self._install_signal_handlers()
         try:
             await self._open_slack()
-            self.communication_manager.check()
+            runtime = self._build_runtime()
+            self.runtime = runtime
+            self._load_roles(runtime)
+            self._arm_timers(runtime)
+            runtime.channels.check()
+        except BaseException:
+            if self.runtime is not None:
+                self.runtime.close()
+            if self.slack is not None:
+                await self.slack.close()
+            await self.models.aclose()
+            raise
+        self.metrics = daemon_metrics(
+            bus=self.message_bus,
+            processor=runtime.processor,
+            daemon=self._daemon_families,
+            handler_durations=self.handler_durations,
+            timers=runtime.timers,
+            timer_lateness=self.timer_lateness,
+            outbox=runtime.outbox,
+            registry=runtime.registry,
+            loop_lag=self.loop_lag,
+            workflows=runtime.workflow_engine,
+        )
+        self.http = HttpApi(
+            self.config.http,
+            runtime,
+            readiness=self.readiness,
+            metrics=self.metrics,
+            status=self.status_report,
+        )
+        self.metrics.add_source("http", self.http.metric_families)
+        removers = self._install_signal_handlers()
+        try:
             await self.http.start()
             async with asyncio.TaskGroup() as tasks:
-                await self._serve(tasks)
+                await self._serve(tasks, runtime)
         except BaseExceptionGroup as group:
             if len(group.exceptions) == 1:  # one failure reads as that failure, not a group
                 raise group.exceptions[0] from None
@@ -231,37 +274,35 @@ class Supervisor:
             self._dispatcher = None
             if self.slack is not None:
                 await self.slack.close()
-            self._close_store()
+            runtime.close()
             await self.models.aclose()
             log.info("stopped")
 
-    def _open_store(self) -> None:
+    def _build_runtime(self) -> Runtime:
         cfg = self.config
         store = open_store(cfg.storage, cfg.resolve)
-        self.store = store
-        self.timers = TimerService(
-            store, self.message_bus, self.clock, cfg.timers, on_fired=self.timer_lateness
-        )
-        self.schedules = ScheduleService(store, self.message_bus, self.clock, list(cfg.schedules))
-        self.intent_processor.audit_sink = DurableAuditSink(store)
-        self.kv = KVStore(store)
-        self.outbox = Outbox(
-            store,
-            self.communication_manager.channels,
-            self.clock,
-            cfg.outbox,
-            bus=self.message_bus,
-            alert=self._alert_dead_letter,
-        )
-        self.communication_manager.outbox = self.outbox
-        self._services.clear()
-
-    def _arm_timers(self) -> None:
-        """Arm pending timers and schedules; they fire once the dispatcher runs."""
-        assert self.timers is not None and self.schedules is not None
         try:
-            self.timers.start()
-            self.schedules.start()
+            slack = {"slack": self.slack.out} if self.slack is not None else {}
+            return build_runtime(
+                cfg,
+                self.clock,
+                store,
+                self.message_bus,
+                models=self.models.by_type,
+                extra_channels=slack,
+                stdout=self._stdout,
+                on_timer_fired=self.timer_lateness,
+                alert=self._alert_dead_letter,
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    def _arm_timers(self, runtime: Runtime) -> None:
+        """Arm pending timers and schedules; they fire once the dispatcher runs."""
+        try:
+            runtime.timers.start()
+            runtime.schedules.start()
         except sqlite3.DatabaseError as err:
             raise StoreError(
                 f"storage.path {str(self.config.resolve(self.config.storage.path))!r}: cannot "
@@ -274,30 +315,22 @@ class Supervisor:
             return
         self.slack = SlackConnection(self.config.slack, self.message_bus, self.clock)
         await self.slack.open()
-        self.communication_manager.add_channel("slack", self.slack.out)
 
     async def _alert_dead_letter(self, entry: OutboxEntry) -> None:
-        await self.communication_manager.alert(alert_text(entry))
+        await self._running().channels.alert(alert_text(entry))
 
-    def _close_store(self) -> None:
-        for service in (self.timers, self.schedules):
-            if service is not None:
-                service.stop()
-        self.kv = None
-        self._services.clear()
-        if self.store is not None:
-            self.store.close()
+    def _quarantine(self, role: str, failures: int, window: float, error: str) -> None:
+        if self.runtime is not None:
+            self.runtime.registry.quarantine(role, failures, window, error)
 
-    async def _serve(self, tasks: asyncio.TaskGroup) -> None:
+    async def _serve(self, tasks: asyncio.TaskGroup, runtime: Runtime) -> None:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
-        workflows = tasks.create_task(self.workflow_engine.run(), name="workflow-engine")
+        workflows = tasks.create_task(runtime.workflow_engine.run(), name="workflow-engine")
         self._dispatcher = dispatcher
         dispatcher.add_done_callback(self._dispatcher_ended)
-        assert self.timers is not None and self.schedules is not None
-        assert self.outbox is not None
-        outbox = tasks.create_task(self.outbox.run(), name="outbox")
+        outbox = tasks.create_task(runtime.outbox.run(), name="outbox")
         sources = [
             tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
@@ -318,22 +351,23 @@ class Supervisor:
                     FAST_HEARTBEAT_TICK,
                     cfg.supervisor.fast_heartbeat_interval,
                     lambda now: {"timestamp": now},
-                    self._reload_changed_roles,
+                    self._fast_heartbeat_seen,
                 ),
                 name="fast-heartbeat",
             ),
         ]
         if self.slack is not None and self.slack.inbound is not None:
             sources.append(tasks.create_task(self.slack.inbound.run(), name="slack-in"))
-        log.info("ready", roles=sorted(self.role_registry.roles))
+        log.info("ready", roles=sorted(runtime.registry.roles))
         self._ready.set()
         await self._stop_requested.wait()
         log.info("stopping")
         for task in sources:
             task.cancel()
+        assert self.http is not None
         await self.http.stop()
-        self.timers.stop()
-        self.schedules.stop()
+        runtime.timers.stop()
+        runtime.schedules.stop()
         try:
             async with asyncio.timeout(cfg.supervisor.shutdown_timeout):
                 await self.message_bus.drain()
@@ -348,11 +382,10 @@ class Supervisor:
         dispatcher.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
 
-    def _load_roles(self) -> None:
-        self.role_registry.discover_roles()
-        self.role_registry.set_intent_processor(self.intent_processor)
+    def _load_roles(self, runtime: Runtime) -> None:
+        runtime.load_roles()
         self._roles_discovered = True
-        failed = self.role_registry.failed
+        failed = runtime.registry.failed
         if self.config.roles.strict and failed:
             first = next(iter(failed.values()))[0]
             raise RoleContractError(
@@ -360,17 +393,42 @@ class Supervisor:
                 f"{first}; fix them (see 'intentd check') or start without --strict"
             )
 
-    def _reload_changed_roles(self, now: float) -> None:
-        self.role_registry.check_for_changes()
+    def _fast_heartbeat_seen(self, now: float) -> None:
+        runtime = self._running()
+        runtime.registry.check_for_changes()
+        runtime.timers.reconcile()
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
-        self.workflow_engine.cleanup_old_workflows(now)
+        runtime = self._running()
+        runtime.workflow_engine.cleanup_old_workflows(now)
         log.info(
             "heartbeat",
             active_workflows=self.active_workflows(),
             queued=self.message_bus.queue_depth,
-            pending_timers=self.timers.pending_count() if self.timers is not None else None,
+            pending_timers=runtime.timers.pending_count(),
+        )
+
+    def status_report(self) -> dict[str, Any]:
+        """Return the daemon's status as a JSON-ready dict."""
+        return status_report(
+            now=self.clock.time(),
+            started_at=self.started_at,
+            last_heartbeat=self.last_heartbeat,
+            readiness=self.readiness.report(),
+            roles=sorted(self.role_registry.roles) if self.role_registry is not None else [],
+            bus=self.message_bus,
+            active_workflows=self.active_workflows(),
+            fields=self.status.read(),
+        )
+
+    def _daemon_families(self) -> Iterator[Metric]:
+        return supervisor_families(
+            now=self.clock.time(),
+            started_at=self.started_at,
+            last_heartbeat=self.last_heartbeat,
+            roles=len(self.role_registry.roles) if self.role_registry is not None else 0,
+            active_workflows=self.active_workflows(),
         )
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
@@ -397,17 +455,18 @@ class Supervisor:
 
     def reload(self) -> None:
         """Re-read the config file, apply the sections that can change live, rescan roles."""
+        runtime = self._running()
         if self.config_file is not None:
-            running_channels = self.communication_manager.config
+            running_channels = runtime.channels.config
             try:
                 new = load_config(self.config_file)
                 # `intentd run --strict` is not in the file: keep it, it is no change
                 strict = new.roles.model_copy(update={"strict": self.config.roles.strict})
                 new = new.model_copy(update={"roles": strict})
-                self.communication_manager.config = new.channels
-                self.communication_manager.check()  # as at start: every channel must resolve
+                runtime.channels.config = new.channels
+                runtime.channels.check()  # as at start: every channel must resolve
             except ConfigError as err:
-                self.communication_manager.config = running_channels
+                runtime.channels.config = running_channels
                 log.error("reload_failed", error=str(err))
                 return
             live = {"logging": new.logging, "channels": new.channels}
@@ -421,7 +480,7 @@ class Supervisor:
             if new.logging != self.config.logging:
                 configure_logging(new.logging.level, new.logging.format)
             self.config = self.config.model_copy(update=live)
-        changed = self.role_registry.check_for_changes()  # a broken role file is logged there
+        changed = runtime.registry.check_for_changes()  # a broken role file is logged there
         log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
 
     def stop(self) -> None:

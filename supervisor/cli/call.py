@@ -1,9 +1,10 @@
 """``intentd call ROLE.TOOL key=value ...``: run one role tool, with its intent carried out.
 
 No model and no running daemon are needed: the roles are loaded from the roles folder, the store
-from ``store.path``, and the tool's intent is carried out by an IntentProcessor as in the daemon.
-A timer created this way is in the store; a running daemon arms it on its next fast heartbeat (the
-timer role's store check). Events the intent publishes are not delivered without the daemon.
+from ``storage.path``, and the parts are wired by ``build_runtime``, the function the daemon uses,
+so the tool's intent is carried out as in the daemon. A timer created this way is in the store; a
+running daemon arms it on its next fast heartbeat (the timer service's store check). Events the
+intent publishes are not delivered without the daemon.
 """
 
 import argparse
@@ -15,17 +16,11 @@ from typing import Any
 
 from common.clock import Clock, SystemClock
 from common.errors import IntentdError
-from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from llm_provider.role_registry import RoleRegistry
 from llm_provider.tool_runner import find_tool, run_tool
 from supervisor.config import Config
-from supervisor.delivery.channels import CommunicationManager
 from supervisor.logs import configure_logging
-from supervisor.scheduling.timers import TimerService
-from supervisor.services import RoleServices
-from supervisor.store.audit import DurableAuditSink
-from supervisor.store.kv import KVStore
+from supervisor.runtime import build_runtime
 from supervisor.store.sqlite import open_store
 
 
@@ -73,29 +68,14 @@ async def call_tool(
     role_name, dot, tool_name = target.partition(".")
     if not dot:
         raise IntentdError(f"call target {target!r} is not ROLE.TOOL; write e.g. timer.set_timer")
-    registry = RoleRegistry(config.resolve(config.roles.directory))
-    tool = find_tool(registry.discover_roles(), role_name, tool_name)
-    arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
     store = open_store(config.storage, config.resolve)
-    bus = MessageBus()
-    timers = TimerService(store, bus, clock or SystemClock(), arms=False)
-    kv = KVStore(store)
-    processor = IntentProcessor(
-        CommunicationManager(config.channels),
-        message_bus=bus,
-        audit_sink=DurableAuditSink(store),
-        services_factory=lambda name: RoleServices(
-            role=name, bus=bus, settings=config.roles.settings.get(name, {}), timers=timers,
-            kv=kv.for_role(name),
-        ),
-        intent_timeout=config.roles.intent_timeout,
-    )  # fmt: skip
-    registry.set_intent_processor(processor)
+    runtime = build_runtime(config, clock or SystemClock(), store, MessageBus(), arms=False)
     try:
-        return await run_tool(tool, arguments, processor, role_name, origin)
+        tool = find_tool(runtime.load_roles(), role_name, tool_name)
+        arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
+        return await run_tool(tool, arguments, runtime.processor, role_name, origin)
     finally:
-        timers.stop()
-        store.close()
+        runtime.close()
 
 
 def parse_arguments(pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:

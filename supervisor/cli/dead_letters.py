@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from common.errors import IntentdError
-from supervisor.cli.records import _open
+from supervisor.cli._config import open_existing_store
 from supervisor.delivery import outbox
 from supervisor.scheduling.timers import iso
 
@@ -36,7 +36,7 @@ def add_commands(commands: Any, config_help: str) -> None:
 
 def list_dead_letters(args: argparse.Namespace) -> int:
     """Print the dead letters."""
-    store = _open(args.config)
+    store = open_existing_store(args.config)
     found = []
     if store is not None:
         outbox.migrate(store)
@@ -65,7 +65,7 @@ def list_dead_letters(args: argparse.Namespace) -> int:
 
 def retry_dead_letters(args: argparse.Namespace) -> int:
     """Put the chosen dead letters back in line for delivery."""
-    store = _open(args.config)
+    store = open_existing_store(args.config)
     if store is None:
         raise IntentdError("the store does not exist yet, so there are no dead letters to retry")
     try:

@@ -4,9 +4,9 @@ import argparse
 import asyncio
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from common.errors import ConfigError, IntentdError
+from supervisor.cli._config import DEFAULT_CONFIG, config_path, load_cli_config
 from supervisor.cli.call import add_call_command
 from supervisor.cli.dead_letters import add_commands as add_outbox_commands
 from supervisor.cli.records import add_commands as add_store_commands
@@ -14,8 +14,6 @@ from supervisor.cli.roles import add_role_commands
 from supervisor.config import load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.logs import configure_logging
-
-DEFAULT_CONFIG = "config.yaml"
 
 
 def _version() -> str:
@@ -52,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check_config)
 
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
-    add_role_commands(commands, lambda path: load_config(_config_path(path)))
+    add_role_commands(commands, lambda path: load_cli_config(path))
     add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
-    add_call_command(commands, lambda path: load_config(_config_path(path)))
+    add_call_command(commands, lambda path: load_cli_config(path))
 
     status = commands.add_parser("status", help="show a running daemon's status (over HTTP)")
     status.add_argument("--config", default=None, help="the daemon's config file")
@@ -68,16 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_path(path: str | None) -> str | None:
-    if path is not None:
-        return path
-    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
-
-
 def _run(args: argparse.Namespace) -> int:
     from supervisor.supervisor import Supervisor
 
-    path = _config_path(args.config)
+    path = config_path(args.config)
     config = load_config(path)
     if args.strict:
         strict_roles = config.roles.model_copy(update={"strict": True})
@@ -90,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from supervisor.cli.api_client import show_status
 
-    config = load_config(_config_path(args.config))
+    config = load_cli_config(args.config)
     asyncio.run(show_status(config.http, sys.stdout))
     return 0
 
@@ -98,7 +90,7 @@ def _status(args: argparse.Namespace) -> int:
 def _emit(args: argparse.Namespace) -> int:
     from supervisor.cli.api_client import emit
 
-    config = load_config(_config_path(args.config))
+    config = load_cli_config(args.config)
     asyncio.run(emit(config.http, args.event_type, args.data, sys.stdout))
     return 0
 

@@ -2,13 +2,11 @@
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from supervisor.config import load_config
+from supervisor.cli._config import open_existing_store
 from supervisor.scheduling import timers
 from supervisor.store import audit as audit_store
-from supervisor.store.sqlite import Store
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -35,19 +33,9 @@ def add_commands(commands: Any, config_help: str) -> None:
     tail.set_defaults(handler=tail_audit)
 
 
-def _open(config_path: str | None) -> Store | None:
-    from supervisor.cli.main import _config_path
-
-    config = load_config(_config_path(config_path))
-    path = config.resolve(config.storage.path)
-    if not Path(path).exists():
-        return None
-    return Store(path)
-
-
 def list_timers(args: argparse.Namespace) -> int:
     """Print the stored timers."""
-    store = _open(args.config)
+    store = open_existing_store(args.config)
     found = []
     if store is not None:
         timers.migrate(store)
@@ -86,7 +74,7 @@ def record_count(value: str) -> int:
 
 def tail_audit(args: argparse.Namespace) -> int:
     """Print the latest audit records."""
-    store = _open(args.config)
+    store = open_existing_store(args.config)
     records = []
     if store is not None:
         audit_store.migrate(store)

@@ -79,13 +79,20 @@ class LogChannel:
 class CommunicationManager:
     """Resolve a notification's channel and hand it to the channel of that kind."""
 
-    def __init__(self, config: ChannelsConfig | None = None, *, stdout: TextIO | None = None):
+    def __init__(
+        self,
+        config: ChannelsConfig | None = None,
+        *,
+        kinds: dict[str, Any] | None = None,
+        outbox: Outbox | None = None,
+        stdout: TextIO | None = None,
+    ):
+        """``kinds`` maps a channel kind to its channel (console and log by default)."""
         self.config = config or ChannelsConfig()
-        self.channels: dict[str, Any] = {
-            "console": ConsoleChannel(stdout),
-            "log": LogChannel(),
-        }
-        self.outbox: Outbox | None = None
+        self.channels: dict[str, Any] = (
+            kinds if kinds is not None else {"console": ConsoleChannel(stdout), "log": LogChannel()}
+        )
+        self.outbox = outbox
 
     def add_channel(self, kind: str, channel: Any) -> None:
         """Deliver addresses of ``kind`` through ``channel`` (via the outbox if it is durable)."""

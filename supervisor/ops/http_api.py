@@ -19,7 +19,7 @@ import ipaddress
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -35,11 +35,10 @@ from common.errors import (
 )
 from common.events import check_event_type
 from llm_provider.tool_runner import find_tool, run_tool
-from supervisor.ops.metrics import CONTENT_TYPE, counter
-from supervisor.ops.status import status_report
-
-if TYPE_CHECKING:
-    from supervisor.supervisor import Supervisor
+from supervisor.config import HTTPConfig
+from supervisor.ops.metrics import CONTENT_TYPE, Metrics, counter
+from supervisor.ops.readiness import Readiness
+from supervisor.runtime import Runtime
 
 log = structlog.get_logger("intentd.http")
 
@@ -53,11 +52,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpApi:
     """Serve the daemon's HTTP API on the daemon's loop; ``port`` is the bound port once started."""
 
-    def __init__(self, supervisor: "Supervisor") -> None:
-        self._supervisor = supervisor
-        self.config = supervisor.config.http
+    def __init__(
+        self,
+        config: HTTPConfig,
+        runtime: Runtime,
+        *,
+        readiness: Readiness,
+        metrics: Metrics,
+        status: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.config = config
         if self.config.enabled:
             check_exposure(self.config.host, self.config.token)
+        self._runtime = runtime
+        self._readiness = readiness
+        self._metrics_registry = metrics
+        self._status_report = status
         self._token = self.config.token.encode() if self.config.token else None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -161,7 +171,7 @@ class HttpApi:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        report = self._supervisor.readiness.report()
+        report = self._readiness.report()
         reasons = {name: why for name, why in report.items() if why}
         checks = {name: why or "ok" for name, why in report.items()}
         if reasons:
@@ -170,11 +180,11 @@ class HttpApi:
         return web.json_response({"ready": True, "checks": checks})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = self._supervisor.metrics.render()
+        body = self._metrics_registry.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _status(self, request: web.Request) -> web.Response:
-        return _json(status_report(self._supervisor))
+        return _json(self._status_report())
 
     async def _roles(self, request: web.Request) -> web.Response:
         roles = [
@@ -187,13 +197,12 @@ class HttpApi:
                 "intents": sorted(intent.__name__ for intent in role.intents),
                 "tools": len(role.tools),
             }
-            for role in sorted(self._supervisor.role_registry.roles.values(), key=lambda r: r.name)
+            for role in sorted(self._runtime.registry.roles.values(), key=lambda r: r.name)
         ]
         return _json({"roles": roles})
 
     async def _timers(self, request: web.Request) -> web.Response:
-        service = self._supervisor.timers
-        timers = service.list() if service is not None else []
+        timers = self._runtime.timers.list()
         return _json({"timers": [timer.to_dict() for timer in timers]})
 
     async def _audit(self, request: web.Request) -> web.Response:
@@ -204,7 +213,7 @@ class HttpApi:
                 f"query parameter limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, "
                 f"got {raw!r}",
             )
-        records = self._supervisor.intent_processor.audit_sink.recent(int(raw))
+        records = self._runtime.audit.recent(int(raw))
         return _json({"records": [_plain(record) for record in records]})
 
     async def _post_event(self, request: web.Request) -> web.Response:
@@ -214,7 +223,7 @@ class HttpApi:
             raise RequestRejected(422, str(err)) from err
         data = await _json_body(request, "the event data")
         try:
-            event_id = self._supervisor.message_bus.publish("http", event_type, data, source="http")
+            event_id = self._runtime.bus.publish("http", event_type, data, source="http")
         except (BusFullError, BusClosedError) as err:
             raise RequestRejected(503, str(err)) from err
         log.debug("http_event_accepted", event_type=event_type, event_id=event_id)
@@ -223,15 +232,15 @@ class HttpApi:
     async def _call_tool(self, request: web.Request) -> web.Response:
         role, name = request.match_info["role"], request.match_info["tool"]
         try:
-            tool = find_tool(self._supervisor.role_registry.roles, role, name)
+            tool = find_tool(self._runtime.registry.roles, role, name)
         except UnknownToolError as err:
             raise RequestRejected(404, str(err)) from err
         arguments = await _json_body(request, "the tool's arguments")
         origin = {
-            "channel_id": request.query.get("channel") or self._supervisor.config.channels.default,
+            "channel_id": request.query.get("channel") or self._runtime.config.channels.default,
             "user_id": request.query.get("user"),
         }
-        reply = await run_tool(tool, arguments, self._supervisor.intent_processor, role, origin)
+        reply = await run_tool(tool, arguments, self._runtime.processor, role, origin)
         log.debug("http_tool_called", role=role, tool=name, success=reply["success"])
         return _json(reply, status=200 if reply["success"] else 422)
 

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,16 +28,13 @@ from prometheus_client.registry import Collector
 
 from common.context import EventContext
 from common.events import ROLE_FAILED, ROLE_QUARANTINED, ROLE_RELOAD_FAILED
-from common.intent_processor import ProcessorStats
-from common.message_bus import BusStats, Subscription
+from common.intent_processor import IntentProcessor, ProcessorStats
+from common.message_bus import BusStats, MessageBus, Subscription
 from llm_provider.role_registry import RoleRegistry
+from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.delivery.outbox import Outbox
 from supervisor.ops.loop_lag import LoopLagMonitor
 from supervisor.scheduling.timers import TimerService
-
-if TYPE_CHECKING:
-    from llm_provider.workflow_engine import WorkflowEngine
-    from supervisor.supervisor import Supervisor
 
 log = structlog.get_logger("intentd.metrics")
 
@@ -139,24 +136,28 @@ def processor_families(stats: ProcessorStats) -> Iterator[Metric]:
     yield counter("intentd_intents_failed", "Intents invalid or failed.", labels, stats.failed)
 
 
-def supervisor_families(supervisor: "Supervisor") -> Iterator[Metric]:
-    """Yield the supervisor's own gauges: uptime, last heartbeat, roles and workflows."""
-    if supervisor.started_at is not None:
-        uptime = supervisor.clock.time() - supervisor.started_at
-        yield gauge("intentd_uptime_seconds", "Seconds since the daemon started.", uptime)
-    if supervisor.last_heartbeat is not None:
+def supervisor_families(
+    *,
+    now: float,
+    started_at: float | None,
+    last_heartbeat: float | None,
+    roles: int,
+    active_workflows: int,
+) -> Iterator[Metric]:
+    """Yield the daemon's own gauges: uptime, last heartbeat, roles and workflows."""
+    if started_at is not None:
+        yield gauge("intentd_uptime_seconds", "Seconds since the daemon started.", now - started_at)
+    if last_heartbeat is not None:
         yield gauge(
             "intentd_last_heartbeat_timestamp_seconds",
             "Epoch seconds of the last HEARTBEAT_TICK.",
-            supervisor.last_heartbeat,
+            last_heartbeat,
         )
-    roles = len(supervisor.role_registry.roles)
     yield gauge("intentd_roles_loaded", "Roles loaded and wired in.", roles)
-    workflows = supervisor.active_workflows()
-    yield gauge("intentd_workflows_active", "LLM workflows running now.", workflows)
+    yield gauge("intentd_workflows_active", "LLM workflows running now.", active_workflows)
 
 
-def workflow_families(engine: "WorkflowEngine") -> Iterator[Metric]:
+def workflow_families(engine: WorkflowEngine) -> Iterator[Metric]:
     """Yield finished workflows by state and LLM tokens by role and direction."""
     yield counter(
         "intentd_workflows_finished", "LLM workflows finished.", ("state",), engine.finished
@@ -302,21 +303,29 @@ class TimerLateness(BucketHistogram):
         self.observe(seconds)
 
 
-def daemon_metrics(supervisor: "Supervisor") -> Metrics:
-    """Build a daemon's Metrics wired to its bus, processor, parts and supervisor gauges."""
+def daemon_metrics(
+    *,
+    bus: MessageBus,
+    processor: IntentProcessor,
+    daemon: Callable[[], Iterable[Metric]],
+    handler_durations: "HandlerDurations",
+    timers: TimerService,
+    timer_lateness: "TimerLateness",
+    outbox: Outbox,
+    registry: RoleRegistry,
+    loop_lag: LoopLagMonitor,
+    workflows: WorkflowEngine,
+) -> Metrics:
+    """Build a daemon's Metrics wired to its bus, processor, parts and daemon gauges."""
     metrics = Metrics()
-    bus = supervisor.message_bus
     metrics.add_source("bus", lambda: bus_families(bus.stats, bus.queue_depth))
-    processor = supervisor.intent_processor
     metrics.add_source("intents", lambda: processor_families(processor.stats))
-    metrics.add_source("supervisor", lambda: supervisor_families(supervisor))
-    durations = HandlerDurations()
-    bus.observers.append(durations)
-    metrics.add_source("handler_durations", durations.metric_families)
-    metrics.add_source("timers", lambda: timer_families(supervisor.timers))
-    metrics.add_source("timer_lateness", supervisor.timer_lateness.metric_families)
-    metrics.add_source("outbox", lambda: outbox_families(supervisor.outbox))
-    metrics.add_source("roles", lambda: role_families(supervisor.role_registry))
-    metrics.add_source("loop_lag", lambda: loop_lag_families(supervisor.loop_lag))
-    metrics.add_source("workflows", lambda: workflow_families(supervisor.workflow_engine))
+    metrics.add_source("supervisor", daemon)
+    metrics.add_source("handler_durations", handler_durations.metric_families)
+    metrics.add_source("timers", lambda: timer_families(timers))
+    metrics.add_source("timer_lateness", timer_lateness.metric_families)
+    metrics.add_source("outbox", lambda: outbox_families(outbox))
+    metrics.add_source("roles", lambda: role_families(registry))
+    metrics.add_source("loop_lag", lambda: loop_lag_families(loop_lag))
+    metrics.add_source("workflows", lambda: workflow_families(workflows))
     return metrics

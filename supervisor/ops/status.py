@@ -5,14 +5,13 @@ Parts the core does not own report their own fields with one line, e.g.
 yet (the store is not open) is ``null``, so the report's shape never depends on what is configured.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-if TYPE_CHECKING:
-    from supervisor.supervisor import Supervisor
+from common.message_bus import MessageBus
 
 log = structlog.get_logger("intentd.status")
 
@@ -42,23 +41,33 @@ class StatusFields:
         return values
 
 
-def status_report(supervisor: "Supervisor") -> dict[str, Any]:
+def status_report(
+    *,
+    now: float,
+    started_at: float | None,
+    last_heartbeat: float | None,
+    readiness: Mapping[str, str | None],
+    roles: list[str],
+    bus: MessageBus,
+    active_workflows: int,
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
     """Return the daemon's status as a JSON-ready dict."""
-    now = supervisor.clock.time()
-    started, heartbeat = supervisor.started_at, supervisor.last_heartbeat
-    not_ready = {name: why for name, why in supervisor.readiness.report().items() if why}
+    not_ready = {name: why for name, why in readiness.items() if why}
     return {
-        "started_at": _iso(started),
-        "uptime_s": round(now - started, 3) if started is not None else None,
+        "started_at": _iso(started_at),
+        "uptime_s": round(now - started_at, 3) if started_at is not None else None,
         "ready": not not_ready,
         "not_ready": not_ready,
-        "roles": sorted(supervisor.role_registry.roles),
-        "bus_queue_depth": supervisor.message_bus.queue_depth,
-        "events_published": sum(supervisor.message_bus.stats.published.values()),
-        "active_workflows": supervisor.active_workflows(),
-        "last_heartbeat": _iso(heartbeat),
-        "last_heartbeat_age_s": round(now - heartbeat, 3) if heartbeat is not None else None,
-        **supervisor.status.read(),
+        "roles": roles,
+        "bus_queue_depth": bus.queue_depth,
+        "events_published": sum(bus.stats.published.values()),
+        "active_workflows": active_workflows,
+        "last_heartbeat": _iso(last_heartbeat),
+        "last_heartbeat_age_s": round(now - last_heartbeat, 3)
+        if last_heartbeat is not None
+        else None,
+        **fields,
     }
 
 

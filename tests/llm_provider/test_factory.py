@@ -8,8 +8,8 @@ from strands.models.ollama import OllamaModel
 from strands.models.openai import OpenAIModel
 
 from common.errors import ConfigError
+from llm_provider.config import LLMConfig
 from llm_provider.factory import build_models
-from supervisor.config import LLMConfig
 
 
 def _llm(**fields: object) -> LLMConfig:

@@ -234,13 +234,15 @@ async def test_a_request_sets_a_timer_through_the_llamacpp_provider(tmp_path) ->
     assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
 
 
-def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_path) -> None:
+async def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_path) -> None:
     before = threading.active_count()
     supervisor = make_supervisor(
         tmp_path, io.StringIO(), provider="openai", base_url="http://127.0.0.1:9/v1"
     )
     assert threading.active_count() == before
-    assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
+    async with supervisor.running():
+        assert supervisor.workflow_engine is not None
+        assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
 
 
 async def test_a_server_error_fails_the_workflow_naming_the_error(tmp_path) -> None:

@@ -154,8 +154,8 @@ def test_expiry_after_downtime_says_how_late_it_is() -> None:
     assert intents[0].message == "Timer expired: tea (due 1h 2m ago, while intentd was not running)"
 
 
-def test_heartbeat_asks_for_a_check() -> None:
-    assert handle_heartbeat_monitoring({"timestamp": START}, {}) == [TimerIntent(action="check")]
+def test_heartbeat_leaves_the_store_check_to_the_timer_service() -> None:
+    assert handle_heartbeat_monitoring({"timestamp": START}, {}) == []
 
 
 # -- durations --------------------------------------------------------------------------------
@@ -264,13 +264,3 @@ async def test_a_timer_set_by_tool_notifies_its_channel_when_it_expires(setup: S
         ("timer_expired", "tea", "timer")
     ]
     assert setup.timers.list() == []
-
-
-async def test_the_heartbeat_check_rearms_a_lost_timer(setup: Setup) -> None:
-    setup.timers.create(duration=30, label="tea")
-    setup.timers.stop()
-    setup.bus.publish("supervisor", "FAST_HEARTBEAT_TICK", {"timestamp": START})
-    await setup.bus.drain()
-    await setup.clock.advance(30)
-    await setup.bus.drain()
-    assert [n.message for n in setup.sent] == ["Timer expired: tea"]

@@ -343,9 +343,10 @@ async def test_role_registry_alone_subscribes_only_role_handlers(tmp_path):
     assert [(s.role, s.event_type) for s in bus.subscriptions()] == [("echo", "PING")]
 
 
-async def test_services_asked_for_before_start_get_the_kv_once_running(tmp_path, daemon):
+async def test_services_exist_only_while_running_and_carry_the_kv(tmp_path, daemon):
     supervisor = daemon()
-    assert supervisor.services_for("echo").kv is None
+    with pytest.raises(RuntimeError, match="the supervisor is not running"):
+        supervisor.services_for("echo")
     async with supervisor.running():
         supervisor.services_for("echo").kv.set("k", 1)
         assert supervisor.services_for("echo").kv.get("k") == 1

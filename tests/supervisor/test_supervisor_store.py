@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from common.errors import StoreError
+from common.message_bus import MessageBus
 from supervisor.config import Config
+from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import tail
 from supervisor.store.sqlite import Store
 from supervisor.supervisor import Supervisor
@@ -49,6 +51,28 @@ async def test_a_timer_fires_through_the_timer_role_and_is_audited(tmp_path: Pat
     assert [(r.action, r.role, r.details["label"]) for r in tail(store.db)] == [
         ("timer_expired", "timer", "tea")
     ]
+
+
+async def test_a_lost_timer_is_rearmed_by_the_service_with_the_timer_role_quarantined(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    supervisor = Supervisor(config=make_config(tmp_path), clock=clock, stdout=io.StringIO())
+    expired: list[str] = []
+    supervisor.message_bus.subscribe(
+        "test", "TIMER_EXPIRED", lambda data, context: expired.append(data["timer_id"])
+    )
+    async with supervisor.running():
+        assert supervisor.role_registry is not None and supervisor.store is not None
+        supervisor.role_registry.quarantine("timer", 5, 60.0, "test")
+        # stored by another process (as `intentd call` does), so this daemon never armed it
+        other = TimerService(supervisor.store, MessageBus(), clock, arms=False)
+        timer_id = other.create(duration=20, label="tea")
+        await clock.advance(5)  # the fast heartbeat's store check arms it
+        await clock.advance(15)
+        await supervisor.message_bus.drain()
+        assert supervisor.role_registry.quarantined == {"timer"}
+    assert expired == [timer_id]
 
 
 async def test_a_schedule_from_config_publishes_its_event(tmp_path: Path) -> None:

@@ -1,0 +1,141 @@
+"""Build the parts events flow through, in one place, for the daemon and for one-shot commands.
+
+``build_runtime`` is the one function that wires the store's parts (timers, schedules, kv, audit,
+outbox), the channels, the IntentProcessor, the RoleRegistry and the WorkflowEngine. The daemon
+calls it at the start of every run; ``intentd call`` calls it to run one tool the way the daemon
+would; ``POST /roles/R/tools/T`` runs tools on the daemon's runtime. Every part gets its
+collaborators in its constructor, except two pairs that refer to each other, tied here and only
+here: the bus hands intents to the processor, which publishes events on the bus; the processor
+starts workflows on the engine, which carries out its tools' intents through the processor.
+
+When *not* to use it: tests of one part build that part alone, with fakes at its edges.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from strands.models import Model
+
+from common.clock import Clock
+from common.intent_processor import IntentProcessor
+from common.message_bus import MessageBus
+from llm_provider.role_contract import LoadedRole
+from llm_provider.role_registry import RoleRegistry
+from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
+from supervisor.config import Config
+from supervisor.delivery.channels import CommunicationManager, ConsoleChannel, LogChannel
+from supervisor.delivery.outbox import Outbox, OutboxEntry
+from supervisor.scheduling.schedules import ScheduleService
+from supervisor.scheduling.timers import TimerService
+from supervisor.services import RoleServices
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.kv import KVStore
+from supervisor.store.sqlite import Store
+
+
+@dataclass
+class Runtime:
+    """The wired parts of one run: what the Supervisor runs and what ``intentd call`` uses."""
+
+    config: Config
+    store: Store
+    bus: MessageBus
+    channels: CommunicationManager
+    processor: IntentProcessor
+    registry: RoleRegistry
+    workflow_engine: WorkflowEngine
+    timers: TimerService
+    schedules: ScheduleService
+    kv: KVStore
+    audit: DurableAuditSink
+    outbox: Outbox
+    _services: dict[str, RoleServices] = field(default_factory=dict)
+
+    def services_for(self, role: str) -> RoleServices:
+        """Return the services object handed to ``role``'s intent handlers."""
+        services = self._services.get(role)
+        if services is None:
+            services = RoleServices(
+                role=role,
+                bus=self.bus,
+                settings=self.config.roles.settings.get(role, {}),
+                timers=self.timers,
+                kv=self.kv.for_role(role),
+            )
+            self._services[role] = services
+        return services
+
+    def load_roles(self) -> dict[str, LoadedRole]:
+        """Load the roles folder and register the roles' intent handlers; return the roles."""
+        roles = self.registry.discover_roles()
+        self.registry.set_intent_processor(self.processor)
+        return roles
+
+    def close(self) -> None:
+        """Stop the timers and schedules and close the store."""
+        self.timers.stop()
+        self.schedules.stop()
+        self._services.clear()
+        self.store.close()
+
+
+def build_runtime(
+    config: Config,
+    clock: Clock,
+    store: Store,
+    bus: MessageBus,
+    *,
+    models: Mapping[str, Model] | None = None,
+    extra_channels: Mapping[str, Any] | None = None,
+    stdout: TextIO | None = None,
+    arms: bool = True,
+    on_timer_fired: Callable[[float], None] | None = None,
+    alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
+) -> Runtime:
+    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only."""
+    kinds: dict[str, Any] = {"console": ConsoleChannel(stdout), "log": LogChannel()}
+    kinds.update(extra_channels or {})
+    outbox = Outbox(store, kinds, clock, config.outbox, bus=bus, alert=alert)
+    channels = CommunicationManager(config.channels, kinds=kinds, outbox=outbox)
+    timers = TimerService(store, bus, clock, config.timers, on_fired=on_timer_fired, arms=arms)
+    schedules = ScheduleService(store, bus, clock, list(config.schedules))
+    kv = KVStore(store)
+    audit = DurableAuditSink(store)
+    processor = IntentProcessor(
+        channels,
+        message_bus=bus,
+        audit_sink=audit,
+        services_factory=lambda role: runtime.services_for(role),
+        intent_timeout=config.roles.intent_timeout,
+    )
+    bus.set_intent_processor(processor)  # knot 1: bus -> processor -> bus
+    registry = RoleRegistry(config.resolve(config.roles.directory), bus)
+    engine = WorkflowEngine(
+        models or {},
+        registry,
+        processor,
+        bus=bus,
+        clock=clock.time,
+        max_concurrent=config.llm.max_concurrent,
+        timeout=config.llm.timeout,
+        confidence_threshold=config.router.confidence_threshold,
+        default_role=config.router.default_role,
+        retry_strategy=retry_strategy(config.llm.retry_attempts, config.llm.retry_delay),
+    )
+    processor.workflow_engine = engine  # knot 2: processor -> engine -> processor
+    runtime = Runtime(
+        config=config,
+        store=store,
+        bus=bus,
+        channels=channels,
+        processor=processor,
+        registry=registry,
+        workflow_engine=engine,
+        timers=timers,
+        schedules=schedules,
+        kv=kv,
+        audit=audit,
+        outbox=outbox,
+    )
+    return runtime
