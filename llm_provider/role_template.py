@@ -87,7 +87,7 @@ from common.message_bus import MessageBus
 from llm_provider.role_contract import check_role
 from llm_provider.role_import import import_role_module
 from supervisor.store.kv import KVStore
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.store.sqlite import Store
 
 ROLE_FILE = Path(__file__).resolve().parents[2] / "roles" / "${name}.py"
@@ -115,7 +115,7 @@ def test_empty_request_asks_for_nothing():
 
 async def test_note_intent_is_kept_in_the_role_store():
     kv = KVStore(Store(":memory:")).for_role("${name}")
-    services = RoleServices(role="${name}", bus=MessageBus(), kv=kv)
+    services = DaemonServices(role="${name}", bus=MessageBus(), timers=None, kv=kv)
     await role.process_${name}_note(role.${cls}NoteIntent(key="k", text="v"), services)
     assert services.kv.get("k") == "v"
 

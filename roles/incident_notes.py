@@ -10,6 +10,7 @@ from typing import Any
 from strands import tool
 
 from common.intents import Intent
+from common.role_api import RoleServices
 
 ROLE_CONFIG = {
     "name": "incident_notes",
@@ -120,7 +121,9 @@ def _timeline(notes: list[dict[str, Any]]) -> str:
 # -- intent handlers --------------------------------------------------------------------------
 
 
-async def process_incident_note(intent: IncidentNoteIntent, services: Any) -> dict[str, Any]:
+async def process_incident_note(
+    intent: IncidentNoteIntent, services: RoleServices
+) -> dict[str, Any]:
     """Keep or read the incident's timeline in the role's store; return what really happened."""
     name = _key(intent.incident)
     record = services.kv.get(name) or {"notes": [], "closed": False, "channel": intent.channel_id}

@@ -9,6 +9,7 @@ from typing import Any
 
 from common.context import context_value
 from common.intents import Intent, WorkflowIntent
+from common.role_api import Context
 
 ROLE_CONFIG = {
     "name": "router",
@@ -23,7 +24,7 @@ ROLE_CONFIG = {
 # -- event handlers ---------------------------------------------------------------------------
 
 
-def handle_user_request(event_data: Any, context: Any) -> list[Intent]:
+def handle_user_request(event_data: Any, context: Context) -> list[Intent]:
     """Ask for a routed workflow answering the request where it was asked."""
     data = event_data if isinstance(event_data, dict) else {"text": event_data}
     text = data.get("text")

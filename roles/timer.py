@@ -14,6 +14,7 @@ from strands import tool
 from common.context import context_value
 from common.errors import TimerError
 from common.intents import AuditIntent, Intent, NotificationIntent
+from common.role_api import MAX_TIMER_SECONDS, Context, RoleServices
 
 ROLE_CONFIG = {
     "name": "timer",
@@ -25,7 +26,6 @@ ROLE_CONFIG = {
 }
 
 ACTIONS = ("create", "cancel", "check")
-MAX_SECONDS = 365 * 24 * 3600
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TimerIntent(Intent):
 # -- event handlers ---------------------------------------------------------------------------
 
 
-def handle_timer_expiry(event_data: Any, context: Any) -> list[Intent]:
+def handle_timer_expiry(event_data: Any, context: Context) -> list[Intent]:
     """Notify the timer's channel (or the default one) and audit the expiry."""
     if isinstance(event_data, (list, tuple)):
         timer_id, request = [*event_data, None, None][:2]
@@ -75,7 +75,7 @@ def handle_timer_expiry(event_data: Any, context: Any) -> list[Intent]:
     ]
 
 
-def handle_heartbeat_monitoring(event_data: Any, context: Any) -> list[Intent]:
+def handle_heartbeat_monitoring(event_data: Any, context: Context) -> list[Intent]:
     """Return nothing: the timer service itself re-checks the store on every fast heartbeat."""
     return []
 
@@ -155,7 +155,7 @@ def _parse_duration(text: Any) -> float:
         raise ValueError(f"duration {text!r} is not understood; {hint}")
     if seconds <= 0:
         raise ValueError(f"duration {text!r} is zero; {hint}")
-    if seconds > MAX_SECONDS:
+    if seconds > MAX_TIMER_SECONDS:
         raise ValueError(f"duration {text!r} is longer than a year; {hint}")
     return seconds
 
@@ -173,7 +173,7 @@ def _describe(seconds: float) -> str:
 # -- intent handlers --------------------------------------------------------------------------
 
 
-async def process_timer(intent: TimerIntent, services: Any) -> dict[str, Any]:
+async def process_timer(intent: TimerIntent, services: RoleServices) -> dict[str, Any]:
     """Carry out a TimerIntent through ``services.timers``; return what really happened."""
     timers = services.timers
     if intent.action == "create":
@@ -190,7 +190,10 @@ async def process_timer(intent: TimerIntent, services: Any) -> dict[str, Any]:
             original_request=label or f"timer for {intent.duration}",
             role=services.role,
         )
-        due = timers.get(timer_id).to_dict()["due"]
+        timer = timers.get(timer_id)
+        if timer is None:
+            raise TimerError(f"timer {timer_id!r} was not stored; check the daemon's store")
+        due = timer.to_dict()["due"]
         return {
             "message": f"Timer {timer_id} set for {due} ({_describe(seconds)} from now).",
             "timer_id": timer_id,

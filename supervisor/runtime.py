@@ -28,7 +28,7 @@ from supervisor.delivery.channels import CommunicationManager, ConsoleChannel, L
 from supervisor.delivery.outbox import Outbox, OutboxEntry
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timers import TimerService
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink
 from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
@@ -50,13 +50,13 @@ class Runtime:
     kv: KVStore
     audit: DurableAuditSink
     outbox: Outbox
-    _services: dict[str, RoleServices] = field(default_factory=dict)
+    _services: dict[str, DaemonServices] = field(default_factory=dict)
 
-    def services_for(self, role: str) -> RoleServices:
+    def services_for(self, role: str) -> DaemonServices:
         """Return the services object handed to ``role``'s intent handlers."""
         services = self._services.get(role)
         if services is None:
-            services = RoleServices(
+            services = DaemonServices(
                 role=role,
                 bus=self.bus,
                 settings=self.config.roles.settings.get(role, {}),

@@ -56,7 +56,7 @@ from supervisor.scheduling.heartbeat import tick_forever
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timer_alerts import make_timer_alerter
 from supervisor.scheduling.timers import TimerService
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.slack.connection import SlackConnection
 from supervisor.store.sqlite import Store, open_store
 
@@ -200,7 +200,7 @@ class Supervisor:
         """The channels of the current run."""
         return self.runtime.channels if self.runtime is not None else None
 
-    def services_for(self, role: str) -> RoleServices:
+    def services_for(self, role: str) -> DaemonServices:
         """Return the services object handed to ``role``'s intent handlers."""
         return self._running().services_for(role)
 

@@ -21,7 +21,7 @@ from llm_provider.role_registry import RoleRegistry
 from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.delivery.channels import Address, CommunicationManager
 from supervisor.scheduling.timers import TimerService
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink
 from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
@@ -76,9 +76,11 @@ class WorkflowParts:
             **engine_options,
         )  # fmt: skip
 
-    def services(self, role: str) -> RoleServices:
+    def services(self, role: str) -> DaemonServices:
         """Return the services a role's intent handler gets."""
-        return RoleServices(role=role, bus=self.bus, timers=self.timers, kv=self.kv.for_role(role))
+        return DaemonServices(
+            role=role, bus=self.bus, timers=self.timers, kv=self.kv.for_role(role)
+        )
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
         self.events.append((context.event_type, data))

@@ -36,6 +36,7 @@ from common.errors import BusClosedError, BusFullError, StoreError, TimerError
 from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
+from common.role_api import MAX_TIMER_SECONDS
 from supervisor.config import TimersConfig
 from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
 from supervisor.store.sqlite import Store
@@ -142,7 +143,7 @@ def query_timers(
 class TimerService:
     """Create, cancel, list and fire durable timers on the daemon's loop."""
 
-    max_duration = 366 * 24 * 3600.0
+    max_duration = MAX_TIMER_SECONDS
     late_tolerance = 1.0  # seconds past due_at before reconcile fires an armed timer itself
 
     def __init__(

@@ -12,7 +12,7 @@ from roles.incident_notes import (
     add_incident_note,
     process_incident_note,
 )
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
 from tests.fakes.scripted_model import ScriptedModel, Turn
@@ -20,9 +20,9 @@ from tests.workflow_parts import WorkflowParts
 
 
 @pytest.fixture
-def services() -> RoleServices:
+def services() -> DaemonServices:
     kv = KVStore(Store(":memory:")).for_role("incident_notes")
-    return RoleServices(role="incident_notes", bus=None, kv=kv)
+    return DaemonServices(role="incident_notes", bus=None, timers=None, kv=kv)
 
 
 def test_incident_names_are_one_key_however_they_are_written() -> None:
@@ -36,7 +36,9 @@ def test_an_empty_note_or_unknown_action_is_invalid() -> None:
     assert IncidentNoteIntent(action="read", incident="x").validate()
 
 
-async def test_notes_are_kept_in_order_and_read_back_as_a_timeline(services: RoleServices) -> None:
+async def test_notes_are_kept_in_order_and_read_back_as_a_timeline(
+    services: DaemonServices,
+) -> None:
     for text, user in (("primary failed over", "U1"), ("replica promoted", "U2")):
         await process_incident_note(
             IncidentNoteIntent(action="add", incident="DB failover", text=text, user_id=user),
@@ -53,7 +55,7 @@ async def test_notes_are_kept_in_order_and_read_back_as_a_timeline(services: Rol
     assert read["message"].endswith("(U2): replica promoted")
 
 
-async def test_a_closed_incident_refuses_new_notes(services: RoleServices) -> None:
+async def test_a_closed_incident_refuses_new_notes(services: DaemonServices) -> None:
     await process_incident_note(IncidentNoteIntent("add", "x", text="a"), services)
     closed = await process_incident_note(IncidentNoteIntent("close", "x"), services)
     assert closed["message"] == "Incident 'x' closed with 1 note(s)."

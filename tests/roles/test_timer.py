@@ -24,7 +24,7 @@ from roles.timer import (
     set_timer,
 )
 from supervisor.scheduling.timers import TimerService
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import START, FakeClock
 
@@ -40,7 +40,7 @@ class Setup:
         self.bus = MessageBus(clock=self.clock.time)
         self.timers = TimerService(Store(path), self.bus, self.clock)
         self.timers.start()
-        self.services = RoleServices(role="timer", bus=self.bus, timers=self.timers)
+        self.services = DaemonServices(role="timer", bus=self.bus, timers=self.timers, kv=None)
         self.processor = IntentProcessor(
             message_bus=self.bus, services_factory=lambda role: self.services
         )

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from structlog.testing import capture_logs
 
 from common.intents import Intent
-from supervisor.services import RoleServices
+from supervisor.services import DaemonServices
 from tests.factories import make_bus
 
 
@@ -17,7 +17,9 @@ class RingIntent(Intent):
 
 async def test_an_event_published_by_an_intent_handler_names_that_intent_as_its_cause():
     bus, processor = make_bus()
-    processor.services_factory = lambda role: RoleServices(role=role, bus=bus)
+    processor.services_factory = lambda role: DaemonServices(
+        role=role, bus=bus, timers=None, kv=None
+    )
 
     async def process_ring(intent, services):
         services.publish("BELL_RANG", {"room": intent.room})
@@ -36,13 +38,13 @@ async def test_publishing_outside_an_intent_handler_has_no_cause():
     bus, _ = make_bus()
     seen = []
     bus.subscribe("listener", "BELL_RANG", lambda data, context: seen.append(context))
-    RoleServices(role="bell", bus=bus).publish("BELL_RANG")
+    DaemonServices(role="bell", bus=bus, timers=None, kv=None).publish("BELL_RANG")
     await bus.drain()
     assert seen[0].parent_id is None
 
 
 def test_the_role_logger_names_the_role_in_every_event():
-    services = RoleServices(role="bell", bus=None)
+    services = DaemonServices(role="bell", bus=None, timers=None, kv=None)
     with capture_logs() as logs:
         services.log.info("rang", room="hall")
     assert logs == [{"event": "rang", "log_level": "info", "role": "bell", "room": "hall"}]
