@@ -1,9 +1,9 @@
 """The workflow engine: carries out WorkflowIntent with one strands Agent per run.
 
 Rules kept here:
-- ``start_workflow_intent`` returns the run id at once; the run is a task owned by ``run()``,
-  which cancels and awaits every run when it is cancelled (at shutdown). The bus never waits for
-  a model.
+- ``start_workflow_intent`` returns the run id at once; the run is a task in ``run()``'s
+  TaskGroup, which cancels and awaits every run when it is cancelled (at shutdown). The bus never
+  waits for a model.
 - A run picks its role (the ``role`` parameter, a workflow_type naming a role, or the router on
   the WEAK model), runs an Agent with that role's system prompt, tools and llm_type through
   ``invoke_async`` (never the sync call), and posts the answer to the originating channel (a
@@ -125,7 +125,7 @@ class WorkflowEngine:
         self.finished: Counter[str] = Counter()  # runs by final state, for the metrics
         self.tokens: Counter[tuple[str, str]] = Counter()  # (role, input|output) -> tokens
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._accepting = False
+        self._runs: asyncio.TaskGroup | None = None  # owns every run while run() runs
 
     @property
     def active_count(self) -> int:
@@ -135,17 +135,14 @@ class WorkflowEngine:
     # -- the task that owns the runs --------------------------------------------------------
 
     async def run(self) -> None:
-        """Accept workflows until cancelled; then cancel and await every run."""
+        """Accept workflows until cancelled; then cancel and await every run (a TaskGroup)."""
         self._slots = asyncio.Semaphore(self.max_concurrent)  # bound to this run's loop
-        self._accepting = True
         try:
-            await asyncio.get_running_loop().create_future()
+            async with asyncio.TaskGroup() as runs:
+                self._runs = runs
+                await asyncio.get_running_loop().create_future()  # until cancelled
         finally:
-            self._accepting = False
-            tasks = list(self._tasks.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._runs = None
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -168,7 +165,7 @@ class WorkflowEngine:
                 f"workflow {intent.workflow_type!r} cannot run: llm.provider is 'none'; set "
                 "llm.provider and llm.models in config.yaml"
             )
-        if not self._accepting:
+        if self._runs is None:
             raise IntentHandlingError(
                 f"workflow {intent.workflow_type!r} was not started: the workflow engine is not "
                 "running (the daemon is starting or stopping)"
@@ -178,9 +175,8 @@ class WorkflowEngine:
         # The run's task copies this context: every log line of the run, strands' and the SDKs'
         # included, carries the run id and the cause.
         with structlog.contextvars.bound_contextvars(run_id=run.run_id, parent_id=run.parent_id):
-            task = asyncio.get_running_loop().create_task(self._execute(run), name=run.run_id)
+            task = self._runs.create_task(self._owned(run), name=run.run_id)
         self._tasks[run.run_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
         return run.run_id
 
     async def start_workflow(self, request: str, parameters: dict[str, Any] | None = None) -> str:
@@ -209,6 +205,14 @@ class WorkflowEngine:
         return len(old)
 
     # -- one run ----------------------------------------------------------------------------
+
+    async def _owned(self, run: WorkflowRun) -> None:
+        try:
+            await self._execute(run)
+        except Exception as err:  # one run's crash must not cancel the TaskGroup's other runs
+            log.error("workflow_run_crashed", run_id=run.run_id, exc_info=err)
+        finally:
+            self._tasks.pop(run.run_id, None)
 
     async def _execute(self, run: WorkflowRun) -> None:
         deadline: asyncio.Timeout | None = None
