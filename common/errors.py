@@ -41,6 +41,10 @@ class StoreError(IntentdError):
     """The durable store cannot be opened or written."""
 
 
+class IllegalTransition(IntentdError):
+    """A durable record was asked to move to a state its transition table does not allow."""
+
+
 class TimerError(IntentdError):
     """A timer request is invalid (unknown id, already fired, bad duration...)."""
 

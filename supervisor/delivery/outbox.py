@@ -24,6 +24,7 @@ import random as random_module
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
@@ -33,6 +34,7 @@ from common.clock import Clock
 from common.errors import BusClosedError, BusFullError, DeliveryError, IntentdError
 from common.events import NOTIFICATION_DEAD_LETTERED
 from common.intents import NotificationIntent
+from common.states import Transitions
 from supervisor.config import OutboxConfig
 from supervisor.store.sqlite import Store
 
@@ -139,6 +141,24 @@ def migrate(store: Store) -> None:
     store.migrate("outbox", MIGRATIONS)
 
 
+class OutboxState(StrEnum):
+    """A stored notification's states (the values the ``outbox.state`` column holds)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+OUTBOX_STATES = Transitions(
+    "notification",
+    {
+        OutboxState.PENDING: frozenset({OutboxState.DELIVERED, OutboxState.DEAD}),
+        OutboxState.DELIVERED: frozenset(),
+        OutboxState.DEAD: frozenset({OutboxState.PENDING}),  # retried from the CLI
+    },
+)
+
+
 def dead_letters(db: sqlite3.Connection) -> list[OutboxEntry]:
     """Return the dead letters, oldest first."""
     rows = db.execute("SELECT * FROM outbox WHERE state = 'dead' ORDER BY id").fetchall()
@@ -158,10 +178,11 @@ def retry_dead_letters(store: Store, ids: list[int] | None, now: float) -> list[
                     f"SELECT id FROM outbox WHERE state = 'dead' AND id IN ({marks})", ids
                 )
             ]
+        state = OUTBOX_STATES.check("dead letters", OutboxState.DEAD, OutboxState.PENDING)
         db.executemany(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+            "UPDATE outbox SET state = ?, attempts = 0, next_attempt_at = ?, "
             "finished_at = NULL WHERE id = ?",
-            [(now, entry_id) for entry_id in found],
+            [(state, now, entry_id) for entry_id in found],
         )
     return sorted(found)
 
@@ -358,7 +379,14 @@ class Outbox:
             attempts=0,
             unsure=0,
             last_error=None,
-            **({"state": "delivered", "finished_at": self.clock.time()} if done else {}),
+            **(
+                {
+                    "state": OUTBOX_STATES.check(entry.id, entry.state, OutboxState.DELIVERED),
+                    "finished_at": self.clock.time(),
+                }
+                if done
+                else {}
+            ),
         )
         if done:
             self.stats.depth -= 1
@@ -376,7 +404,7 @@ class Outbox:
         if err.permanent or attempt >= self.config.max_attempts:
             self._update(
                 entry.id,
-                state="dead",
+                state=OUTBOX_STATES.check(entry.id, entry.state, OutboxState.DEAD),
                 finished_at=now,
                 last_error=str(err),
                 unsure=int(err.unknown),

@@ -25,6 +25,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -37,6 +38,7 @@ from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
 from common.role_api import MAX_TIMER_SECONDS
+from common.states import Transitions
 from supervisor.config import TimersConfig
 from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
 from supervisor.store.sqlite import Store
@@ -68,6 +70,24 @@ MIGRATIONS = [
     CREATE INDEX timers_pending ON timers (state, due_at);
     """,
 ]
+
+
+class TimerState(StrEnum):
+    """A stored timer's states (the values the ``timers.state`` column holds)."""
+
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+TIMER_STATES = Transitions(
+    "timer",
+    {
+        TimerState.PENDING: frozenset({TimerState.FIRED, TimerState.CANCELLED}),
+        TimerState.FIRED: frozenset(),
+        TimerState.CANCELLED: frozenset(),
+    },
+)
 
 _COLUMNS = (
     "timer_id, label, due_at, created_at, channel_id, user_id, role, original_request, data, "
@@ -248,16 +268,18 @@ class TimerService:
             raise TimerError(
                 f"no timer has id {timer_id!r}; list the pending ones with list_timers"
             )
-        if timer.state != "pending" or timer_id in self._in_flight:
+        if not TIMER_STATES.allows(timer.state, TimerState.CANCELLED) or (
+            timer_id in self._in_flight
+        ):
             raise TimerError(
                 f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: it has already "
-                f"{'fired' if timer.state != 'cancelled' else 'been cancelled'}"
+                f"{'fired' if timer.state != TimerState.CANCELLED else 'been cancelled'}"
             )
         now = self.clock.time()
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE timers SET state = 'cancelled', cancelled_at = ? WHERE timer_id = ?",
-                (now, timer_id),
+                "UPDATE timers SET state = ?, cancelled_at = ? WHERE timer_id = ?",
+                (TimerState.CANCELLED, now, timer_id),
             )
         self._retry_at.pop(timer_id, None)
         handle = self._armed.pop(timer_id, None)
@@ -399,11 +421,11 @@ class TimerService:
     ) -> None:
         self._in_flight.discard(timer.timer_id)
         if outcome.ok:
+            state = TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
             with self.store.transaction() as db:
                 db.execute(
-                    "UPDATE timers SET state = 'fired', fired_at = ? "
-                    "WHERE timer_id = ? AND state = 'pending'",
-                    (fired_at, timer.timer_id),
+                    "UPDATE timers SET state = ?, fired_at = ? WHERE timer_id = ? AND state = ?",
+                    (state, fired_at, timer.timer_id, timer.state),
                 )
             return
         retry_in = backoff_delay(
