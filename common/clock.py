@@ -7,7 +7,17 @@ Deadlines are absolute UTC epoch seconds. The system clock turns them into the l
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
+
+
+def utc_iso(when: float | datetime) -> str:
+    """Return epoch seconds or an aware datetime as ISO-8601 UTC text: 2027-01-15T08:00:00Z.
+
+    The one format every time the HTTP API, the CLI and role replies show is written in.
+    """
+    moment = when if isinstance(when, datetime) else datetime.fromtimestamp(when, UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Cancellable(Protocol):

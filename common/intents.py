@@ -9,7 +9,6 @@ Rules kept here:
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -58,33 +57,6 @@ class Intent(ABC):
         """Return the intent's own fields (no bookkeeping) as a dict."""
         skip = self.BOOKKEEPING
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-ready dict: type name, fields and bookkeeping."""
-        return {
-            "type": self.type_name(),
-            "fields": self.payload(),
-            "intent_id": self.intent_id,
-            "parent_id": self.parent_id,
-            "created_at": self.created_at.isoformat(),
-        }
-
-    @staticmethod
-    def from_json(data: Mapping[str, Any], types: Iterable[type["Intent"]] = ()) -> "Intent":
-        """Rebuild an intent from ``to_json()`` output; ``types`` adds role intent classes."""
-        known = {cls.type_name(): cls for cls in (*CORE_INTENTS, *types)}
-        type_name = data.get("type")
-        cls = known.get(type_name) if isinstance(type_name, str) else None
-        if cls is None:
-            raise ValueError(
-                f"stored intent type {type_name!r} is unknown; known types are {sorted(known)}"
-            )
-        return cls(
-            **data.get("fields", {}),
-            intent_id=data["intent_id"],
-            parent_id=data.get("parent_id"),
-            created_at=datetime.fromisoformat(data["created_at"]),
-        )
 
 
 @dataclass

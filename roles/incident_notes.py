@@ -9,6 +9,7 @@ from typing import Any
 
 from strands import tool
 
+from common.clock import utc_iso
 from common.intents import Intent
 from common.role_api import RoleServices
 
@@ -145,7 +146,7 @@ async def process_incident_note(
         return {"message": f"Incident {name!r} closed with {len(record['notes'])} note(s).",
                 "incident": name}  # fmt: skip
     note = {
-        "at": intent.created_at.isoformat(timespec="seconds"),
+        "at": utc_iso(intent.created_at),
         "by": intent.user_id,
         "text": intent.text,
     }

@@ -10,10 +10,10 @@ import sys
 import time
 from typing import Any
 
+from common.clock import utc_iso
 from common.errors import IntentdError
 from supervisor.cli._config import open_existing_store
 from supervisor.delivery import outbox
-from supervisor.scheduling.timers import iso
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -47,7 +47,7 @@ def list_dead_letters(args: argparse.Namespace) -> int:
             "id": entry.id,
             "channel": entry.address,
             "attempts": entry.attempts,
-            "created": iso(entry.created_at),
+            "created": utc_iso(entry.created_at),
             "error": entry.last_error,
             "text": entry.text,
         }

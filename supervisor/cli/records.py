@@ -4,6 +4,7 @@ import argparse
 import json
 from typing import Any
 
+from common.clock import utc_iso
 from supervisor.cli._config import open_existing_store
 from supervisor.scheduling import timers
 from supervisor.store import audit as audit_store
@@ -82,7 +83,7 @@ def tail_audit(args: argparse.Namespace) -> int:
         store.close()
     for record in records:
         row = {
-            "created_at": record.created_at.isoformat(),
+            "created_at": utc_iso(record.created_at),
             "action": record.action,
             "role": record.role,
             "user_id": record.user_id,

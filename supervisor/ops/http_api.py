@@ -19,12 +19,14 @@ import ipaddress
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client.core import Metric
 
+from common.clock import utc_iso
 from common.errors import (
     BusClosedError,
     BusFullError,
@@ -341,5 +343,8 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _plain(item: Any) -> Any:
     if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
+        return {
+            name: utc_iso(value) if isinstance(value, datetime) else value
+            for name, value in dataclasses.asdict(item).items()
+        }
     return item

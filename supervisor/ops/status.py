@@ -6,11 +6,11 @@ yet (the store is not open) is ``null``, so the report's shape never depends on 
 """
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from common.clock import utc_iso
 from common.message_bus import MessageBus
 
 log = structlog.get_logger("intentd.status")
@@ -72,4 +72,4 @@ def status_report(
 
 
 def _iso(epoch: float | None) -> str | None:
-    return datetime.fromtimestamp(epoch, UTC).isoformat() if epoch is not None else None
+    return utc_iso(epoch) if epoch is not None else None

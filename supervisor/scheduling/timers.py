@@ -24,7 +24,6 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import structlog
 
 from common.backoff import backoff_delay
-from common.clock import Cancellable, Clock
+from common.clock import Cancellable, Clock, utc_iso
 from common.errors import BusClosedError, BusFullError, StoreError, TimerError
 from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
@@ -121,14 +120,9 @@ class Timer:
     def to_dict(self) -> dict[str, Any]:
         """Return the timer as JSON-ready data, with ISO times next to the epoch ones."""
         out = asdict(self)
-        out["due"] = iso(self.due_at)
-        out["fired"] = iso(self.fired_at) if self.fired_at is not None else None
+        out["due"] = utc_iso(self.due_at)
+        out["fired"] = utc_iso(self.fired_at) if self.fired_at is not None else None
         return out
-
-
-def iso(epoch: float) -> str:
-    """Return ``epoch`` as an ISO 8601 UTC instant such as ``2027-01-15T08:05:00Z``."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def migrate(store: Store) -> None:
@@ -232,8 +226,8 @@ class TimerService:
         due_at = deadline if deadline is not None else now + duration  # type: ignore[operator]
         if not now < due_at <= now + self.max_duration:
             raise TimerError(
-                f"timer {label!r} would be due at {iso(due_at)}; a timer must be due after now "
-                f"({iso(now)}) and within {int(self.max_duration // 86400)} days"
+                f"timer {label!r} would be due at {utc_iso(due_at)}; a timer must be due after now "
+                f"({utc_iso(now)}) and within {int(self.max_duration // 86400)} days"
             )
         timer_id = new_id("tmr")
         try:
@@ -258,7 +252,7 @@ class TimerService:
                 f"store.path {str(self.store.path)!r}: cannot save timer {label!r} ({err})"
             ) from err
         self._arm(timer_id, due_at)
-        log.info("timer_created", timer_id=timer_id, label=label, due_at=iso(due_at))
+        log.info("timer_created", timer_id=timer_id, label=label, due_at=utc_iso(due_at))
         return timer_id
 
     def cancel(self, timer_id: str) -> Timer:
@@ -449,7 +443,7 @@ class TimerService:
         data = {
             "timer_id": timer.timer_id,
             "label": timer.label,
-            "due": iso(timer.due_at),
+            "due": utc_iso(timer.due_at),
             "attempts": attempts,
         }
         try:

@@ -75,31 +75,3 @@ def test_a_role_intent_can_declare_required_fields():
     assert PingIntent("").problems() == [
         "PingIntent.validate() returned False for {'target': '', 'count': 1}"
     ]
-
-
-def test_intent_round_trips_through_json_with_its_ids():
-    original = AuditIntent("timer_set", {"id": "t-1"}, user_id="U1", parent_id="evt-9")
-    restored = Intent.from_json(original.to_json())
-    assert restored == original
-    assert (restored.intent_id, restored.parent_id, restored.created_at) == (
-        original.intent_id,
-        "evt-9",
-        original.created_at,
-    )
-
-
-def test_role_intent_round_trips_when_its_type_is_given():
-    @dataclass
-    class PingIntent(Intent):
-        target: str
-
-        def validate(self) -> bool:
-            return True
-
-    assert Intent.from_json(PingIntent("db").to_json(), [PingIntent]) == PingIntent("db")
-
-
-def test_unknown_stored_intent_type_is_a_clear_error():
-    data = NotificationIntent("a", "console").to_json() | {"type": "gone.OldIntent"}
-    with pytest.raises(ValueError, match=r"stored intent type 'gone\.OldIntent' is unknown"):
-        Intent.from_json(data)

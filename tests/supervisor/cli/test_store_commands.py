@@ -95,7 +95,7 @@ def test_audit_tail_prints_readable_lines(config: Path, capsys: pytest.CaptureFi
     _fill(config, capsys)
     assert main(["audit", "tail", "-n", "1", "--config", str(config)]) == 0
     assert capsys.readouterr().out == (
-        '2027-01-15T08:02:00+00:00  timer_expired  role=timer user=U1  {"n": 2}\n'
+        '2027-01-15T08:02:00Z  timer_expired  role=timer user=U1  {"n": 2}\n'
     )
 
 

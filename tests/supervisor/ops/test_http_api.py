@@ -358,7 +358,7 @@ async def test_status_reports_uptime_roles_heartbeat_and_contributed_fields(tmp_
             status = await response.json()
     assert isinstance(status.pop("loop_lag_ms"), float)  # real time: the loop's own
     assert status == {
-        "started_at": "2027-01-15T08:00:00+00:00",
+        "started_at": "2027-01-15T08:00:00Z",
         "uptime_s": 31.0,
         "ready": True,
         "not_ready": {},
@@ -366,7 +366,7 @@ async def test_status_reports_uptime_roles_heartbeat_and_contributed_fields(tmp_
         "bus_queue_depth": 0,
         "events_published": 8,  # ROLE_LOADED, 6 fast heartbeats, 1 heartbeat
         "active_workflows": 0,
-        "last_heartbeat": "2027-01-15T08:00:30+00:00",
+        "last_heartbeat": "2027-01-15T08:00:30Z",
         "last_heartbeat_age_s": 1.0,
         "pending_timers": 0,
         "outbox_depth": 4,
