@@ -80,24 +80,25 @@ def interaction(payload: dict[str, Any]) -> dict[str, Any]:
     kind = payload.get("type")
     if not isinstance(kind, str) or not kind:
         raise MalformedPayload("no_type")
-    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
-    container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
-    channel = _text(container.get("channel_id")) or _text(_field(payload, "channel", "id"))
-    message_ts = _text(container.get("message_ts"))
+    channel = _text(_field(payload, "container", "channel_id")) or _text(
+        _field(payload, "channel", "id")
+    )
+    message_ts = _text(_field(payload, "container", "message_ts"))
     where = (
         f"slack:{channel}/{message_ts}"
         if channel and message_ts
         else (f"slack:{channel}" if channel else None)
     )
-    view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
-    actions = payload.get("actions") if isinstance(payload.get("actions"), list) else []
+    actions = payload.get("actions")
     return {
         "kind": kind,
-        "user_id": user.get("id"),
+        "user_id": _field(payload, "user", "id"),
         "channel_id": where,
-        "actions": [_action(action) for action in actions if isinstance(action, dict)],
-        "callback_id": view.get("callback_id") or payload.get("callback_id"),
-        "values": _view_values(view),
+        "actions": [_action(a) for a in actions if isinstance(a, dict)]
+        if isinstance(actions, list)
+        else [],
+        "callback_id": _field(payload, "view", "callback_id") or payload.get("callback_id"),
+        "values": _view_values(payload.get("view")),
         "source": "slack",
     }
 
@@ -113,7 +114,7 @@ def _action(action: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _view_values(view: Any) -> dict[str, dict[str, Any]]:
     """Flatten a submitted view's state to ``{block_id: {action_id: value}}``."""
     values = _field(view, "state", "values")
     if not isinstance(values, dict):
@@ -129,7 +130,7 @@ def _view_values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return flat
 
 
-def _field(payload: dict[str, Any], *path: str) -> Any:
+def _field(payload: Any, *path: str) -> Any:
     value: Any = payload
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None
