@@ -24,6 +24,7 @@ ROLE_RELOAD_FAILED = "ROLE_RELOAD_FAILED"
 ROLE_QUARANTINED = "ROLE_QUARANTINED"
 ROLE_UNLOADED = "ROLE_UNLOADED"
 NOTIFICATION_DEAD_LETTERED = "NOTIFICATION_DEAD_LETTERED"
+SLACK_INTERACTION = "SLACK_INTERACTION"
 
 # every constant above is named after its value, so the known names need no second list
 KNOWN_EVENTS = frozenset(value for key, value in list(globals().items()) if key == value)

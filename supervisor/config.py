@@ -125,12 +125,23 @@ class SlackConfig(ConfigSection):
     enabled: bool = False
     bot_token: str | None = None
     app_token: str | None = None
+    signing_secret: str | None = None
     base_url: str = "https://slack.com/api/"
     default_channel: str | None = None
-    socket_mode: bool = True
+    mode: Literal["socket", "http", "none"] = "socket"  # how messages come in; none: out only
     request_timeout: Seconds = 10.0
     reconnect_interval: Seconds = 5.0  # the first wait before re-opening Socket Mode; it doubles
     reconnect_max: Seconds = 300.0  # up to this, and starts over once a connection opens
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "socket_mode" in data:
+            raise ValueError(
+                "slack.socket_mode is replaced by slack.mode; write mode: socket (Socket Mode), "
+                "mode: http (the Events API over HTTP) or mode: none (Slack out only)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _tokens_when_enabled(self) -> "SlackConfig":
@@ -139,10 +150,15 @@ class SlackConfig(ConfigSection):
                 "slack.enabled is true but no bot token is set; set SLACK_BOT_TOKEN or "
                 "slack.bot_token to the app's xoxb-... token"
             )
-        if self.enabled and self.socket_mode and not self.app_token:
+        if self.enabled and self.mode == "socket" and not self.app_token:
             raise ValueError(
-                "slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN or "
-                "slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
+                "slack.mode is socket but no app token is set; set SLACK_APP_TOKEN or "
+                "slack.app_token to the app's xapp-... token, or set slack.mode: http or none"
+            )
+        if self.enabled and self.mode == "http" and not self.signing_secret:
+            raise ValueError(
+                "slack.mode is http but no signing secret is set; set SLACK_SIGNING_SECRET or "
+                "slack.signing_secret to the app's signing secret (Basic Information page)"
             )
         if self.reconnect_max < self.reconnect_interval:
             raise ValueError(
@@ -191,6 +207,15 @@ class Config(ConfigSection):
     http: HTTPConfig = HTTPConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
+    @model_validator(mode="after")
+    def _http_for_slack_events(self) -> "Config":
+        if self.slack.enabled and self.slack.mode == "http" and not self.http.enabled:
+            raise ValueError(
+                "slack.mode is http but http.enabled is false; Slack posts events to the "
+                "daemon's HTTP API, so set http.enabled: true"
+            )
+        return self
+
     @field_validator("schedules")
     @classmethod
     def _unique_schedule_names(cls, schedules: list[ScheduleConfig]) -> list[ScheduleConfig]:
@@ -234,11 +259,15 @@ def expand_env(value: Any, environ: dict[str, str], where: str = "") -> Any:
     return _ENV_REF.sub(substitute, value)
 
 
-SLACK_TOKEN_VARIABLES = {"bot_token": "SLACK_BOT_TOKEN", "app_token": "SLACK_APP_TOKEN"}
+SLACK_TOKEN_VARIABLES = {
+    "bot_token": "SLACK_BOT_TOKEN",
+    "app_token": "SLACK_APP_TOKEN",
+    "signing_secret": "SLACK_SIGNING_SECRET",
+}
 
 
 def _slack_tokens_from_env(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """Fill slack tokens missing from the file from SLACK_BOT_TOKEN and SLACK_APP_TOKEN."""
+    """Fill slack secrets missing from the file from the SLACK_* variables above."""
     slack = raw.get("slack")
     if slack is not None and not isinstance(slack, dict):
         return raw

@@ -14,7 +14,10 @@ from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor
 
 _SECRET_KEY = re.compile(r"(token|secret|password|api_key|authorization)", re.IGNORECASE)
-_SECRET_VALUE = re.compile(r"\b(xox[abpr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9]{8,})")
+_SECRET_VALUE = re.compile(
+    r"\b(xox[abpr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9]{8,})"
+    r"|(?<=ticket=)[^&\s'\"]+"  # a Socket Mode URL's ticket grants a connection
+)
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:

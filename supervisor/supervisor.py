@@ -255,8 +255,11 @@ class Supervisor:
             readiness=self.readiness,
             metrics=self.metrics,
             status=self.status_report,
+            signed_routes=self.slack.http_routes(runtime.store) if self.slack is not None else (),
         )
         self.metrics.add_source("http", self.http.metric_families)
+        if self.slack is not None:
+            self.metrics.add_source("slack", self.slack.metric_families)
         removers = self._install_signal_handlers()
         try:
             await self.http.start()

@@ -7,9 +7,9 @@ Rules kept here:
 - One lane per channel (``slack:C0123``, threads included) delivers that channel's entries in
   order, one part of a split message at a time, at most one post per ``per_channel_rate``
   seconds. Lanes of different channels run side by side, so a slow channel delays only itself.
-- Before each request the row is marked ``unsure``; a definite answer clears it. A row still
-  unsure (the connection dropped mid-request, or the daemon died) makes the channel check what
-  was already posted before it posts again.
+- Before each request the row is marked ``unsure``; only a delivered part clears it. A row still
+  unsure (the connection dropped mid-request, the daemon died, or the check itself failed) makes
+  the channel check what was posted since the entry was stored before it posts again.
 - Failures wait ``backoff_initial * 2**(attempt-1)`` seconds (capped at ``backoff_max``, with
   jitter) or Slack's ``Retry-After``; permanent errors, and transient ones after
   ``max_attempts``, become dead letters: kept, listed and retried by ``intentd dead-letters``,
@@ -77,8 +77,12 @@ class DurableChannel(Protocol):
         """Return ``text`` as the parts to post, each within the channel's limit."""
         ...
 
-    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
-        """Post one part (or find it already posted under ``key``); raise DeliveryError."""
+    async def post(self, target: str, text: str, key: str, *, check_since: float | None) -> str:
+        """Post one part; raise DeliveryError.
+
+        With ``check_since`` (a time before the part's first attempt) first look for a message
+        posted since then under ``key`` and return it instead of posting again.
+        """
         ...
 
 
@@ -363,7 +367,10 @@ class Outbox:
         index = entry.parts_sent
         try:
             await channel.post(
-                entry.target, parts[index], f"{entry.key}#{index}", check_first=entry.unsure
+                entry.target,
+                parts[index],
+                f"{entry.key}#{index}",
+                check_since=entry.created_at if entry.unsure else None,
             )
         except DeliveryError as err:
             await self._failed(entry, attempt, err)
@@ -401,13 +408,16 @@ class Outbox:
 
     async def _failed(self, entry: OutboxEntry, attempt: int, err: DeliveryError) -> None:
         now = self.clock.time()
+        # Still unsure unless this attempt's check completed: a failed check (429, 5xx) leaves an
+        # earlier post's outcome unknown, and the next attempt must check again before posting.
+        unsure = int(err.unknown or entry.unsure)
         if err.permanent or attempt >= self.config.max_attempts:
             self._update(
                 entry.id,
                 state=OUTBOX_STATES.check(entry.id, entry.state, OutboxState.DEAD),
                 finished_at=now,
                 last_error=str(err),
-                unsure=int(err.unknown),
+                unsure=unsure,
             )
             await self._dead_lettered(self.get(entry.id) or entry)
             return
@@ -416,9 +426,7 @@ class Outbox:
             self._next_slot[entry.lane] = max(self._next_slot.get(entry.lane, 0.0), now + delay)
         else:
             delay = self.backoff(attempt)
-        self._update(
-            entry.id, next_attempt_at=now + delay, last_error=str(err), unsure=int(err.unknown)
-        )
+        self._update(entry.id, next_attempt_at=now + delay, last_error=str(err), unsure=unsure)
         self.stats.retries += 1
         log.warning(
             "notification_retry",

@@ -4,6 +4,8 @@ Rules kept here:
 - The server runs on the daemon's loop (aiohttp ``AppRunner`` + ``TCPSite``); no thread of its own.
 - Every route but ``/healthz`` needs ``Authorization: Bearer <http.token>`` when a token is set,
   compared in constant time. The daemon refuses to listen on a non-loopback address without one.
+  The ``signed_routes`` given (Slack's ``/slack/*``) check their sender's signature themselves
+  and need no token.
 - Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing: bodies over 64 KiB
   are 413, a body that is not ``application/json`` 415, invalid JSON 400, a body that is not a
   JSON object or a malformed event name 422. Only a fully checked request publishes an event or
@@ -18,7 +20,7 @@ import hmac
 import ipaddress
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +64,7 @@ class HttpApi:
         readiness: Readiness,
         metrics: Metrics,
         status: Callable[[], dict[str, Any]],
+        signed_routes: Sequence[web.RouteDef] = (),
     ) -> None:
         self.config = config
         if self.config.enabled:
@@ -74,6 +77,8 @@ class HttpApi:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.requests: Counter[tuple[str, int]] = Counter()
+        self._signed = list(signed_routes)
+        self._signed_paths = frozenset(route.path for route in self._signed)
 
     async def start(self) -> None:
         """Listen on ``http.host``:``http.port`` (port 0 picks a free one)."""
@@ -122,6 +127,7 @@ class HttpApi:
         app.router.add_get("/audit", self._audit)
         app.router.add_post("/events/{event_type}", self._post_event)
         app.router.add_post("/roles/{role}/tools/{tool}", self._call_tool)
+        app.router.add_routes(self._signed)
         return app
 
     # -- the guard every request passes -----------------------------------------------------
@@ -129,7 +135,7 @@ class HttpApi:
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path not in PUBLIC_PATHS:
+            if request.path not in PUBLIC_PATHS | self._signed_paths:
                 self._authorize(request)
             response = await handler(request)
         except RequestRejected as err:

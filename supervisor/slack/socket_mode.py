@@ -2,36 +2,29 @@
 
 Rules kept here:
 - Every envelope is acknowledged first, before anything else is done with it, so the ack leaves
-  well within Slack's 3 s even when the bus is busy.
-- App mentions, direct messages and slash commands become ``USER_REQUEST`` with ``channel_id``
-  ``slack:<channel>/<thread_ts>`` (a slash command has no thread: ``slack:<channel>``), ``user_id``
-  and ``text``; the daemon's own messages, bots and edits are ignored, and an event Slack
-  re-sends (same ``event_id``) is published once.
-- A connection that closes, fails or goes stale is re-opened by ``run()`` itself (slack-sdk's own
-  auto reconnect, which retries at a fixed interval, is off): the first attempt waits
-  ``reconnect_interval``, each failed one doubles the wait up to ``reconnect_max``, with jitter,
-  and a connection that opens resets it. Time comes from the injected clock. Slack's planned
-  ``disconnect`` refresh is still followed by the SDK at once, and the SDK retries a WebSocket
-  handshake that fails right after ``apps.connections.open`` succeeded every ``reconnect_interval``.
-  ``connected`` says whether a live connection has been greeted, for ``/readyz``.
-- The client starts its own tasks and aiohttp session (for the WebSocket) on this loop; ``run()``
-  closes it on the way out. The app token is checked once at start: a refused token is a
-  SlackAuthError, not a reconnect loop.
+  well within Slack's 3 s even when the bus is busy. Payloads become event data as
+  ``supervisor.slack.payloads`` says; an event Slack re-sends (same ``event_id``) is published
+  once, and a payload lacking its channel or ts is logged and counted, never answered.
+- ``run()`` keeps one connection open and re-opens it itself: each attempt asks
+  ``apps.connections.open`` for a fresh URL (Slack's URLs are good for one connection), so a
+  refused handshake is retried with a new URL too. The first attempt after a loss waits
+  ``reconnect_interval``, each failed one doubles the wait up to ``reconnect_max``, with
+  jitter, and a connection greeted by its own hello starts the count over. Slack's planned
+  ``disconnect`` (``refresh_requested``, ``warning``) is followed at once. Time comes from the
+  injected clock. ``connected`` says whether a greeted connection is open, for ``/readyz``.
+- The WebSocket uses the web client's aiohttp session; ``run()`` owns every task it starts. The
+  app token is checked once at start: a refused token is a SlackAuthError, not a reconnect
+  loop. Neither the token nor a connection URL is ever logged.
 """
 
-import asyncio
-import contextlib
 import random as random_module
-import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import structlog
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.socket_mode.aiohttp import SocketModeClient
-from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
@@ -39,7 +32,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from common.backoff import backoff_delay
 from common.clock import Clock, SystemClock
 from common.errors import BusClosedError, BusFullError, SlackAuthError
-from common.events import USER_REQUEST
+from common.events import SLACK_INTERACTION, USER_REQUEST
+from supervisor.slack.payloads import MalformedPayload, interaction, user_request
+from supervisor.slack.socket_connection import CLOSE_TIMEOUT, Ending, SocketModeConnection
 
 log = structlog.get_logger("intentd.slack")
 
@@ -47,39 +42,7 @@ log = structlog.get_logger("intentd.slack")
 REFUSED_TOKEN_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "not_allowed_token_type"}
 )
-
-_LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>\s*")
 REMEMBERED_EVENTS = 1000  # event ids kept to drop Slack's re-deliveries
-
-
-def user_request(
-    kind: str, payload: dict[str, Any], bot_user_id: str | None
-) -> dict[str, Any] | None:
-    """Return USER_REQUEST data for a Socket Mode payload, or None if it is not for us."""
-    if kind == "slash_commands":
-        return {
-            "channel_id": f"slack:{payload.get('channel_id')}",
-            "user_id": payload.get("user_id"),
-            "text": payload.get("text") or "",
-            "command": payload.get("command"),
-            "source": "slack",
-        }
-    if kind != "events_api":
-        return None
-    event = payload.get("event") or {}
-    if event.get("bot_id") or event.get("subtype") or event.get("user") in (None, bot_user_id):
-        return None
-    mention = event.get("type") == "app_mention"
-    direct = event.get("type") == "message" and event.get("channel_type") == "im"
-    if not (mention or direct):
-        return None
-    thread_ts = event.get("thread_ts") or event.get("ts")
-    return {
-        "channel_id": f"slack:{event.get('channel')}/{thread_ts}",
-        "user_id": event.get("user"),
-        "text": _LEADING_MENTION.sub("", event.get("text") or "", count=1),
-        "source": "slack",
-    }
 
 
 class SlackIn:
@@ -96,6 +59,7 @@ class SlackIn:
         reconnect_max: float = 300.0,
         clock: Clock | None = None,
         random: Callable[[], float] = random_module.random,
+        malformed: Counter[str] | None = None,
     ) -> None:
         self.app_token = app_token
         self.web_client = web_client
@@ -107,16 +71,14 @@ class SlackIn:
         self.random = random
         self.received = 0
         self.retry_at: float | None = None  # when the next connection attempt is due, if waiting
-        self._client: SocketModeClient | None = None
-        self._greeted = False
-        self._lost = asyncio.Event()
+        self.malformed: Counter[str] = Counter() if malformed is None else malformed
+        self._connection: SocketModeConnection | None = None
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     @property
     def connected(self) -> bool:
         """Return True while a Socket Mode connection is open and greeted by Slack."""
-        session = self._client.current_session if self._client is not None else None
-        return self._greeted and session is not None and not session.closed
+        return self._connection is not None and self._connection.open
 
     async def check_token(self) -> None:
         """Raise SlackAuthError if Slack refuses the app token; only log if Slack is away."""
@@ -129,33 +91,21 @@ class SlackIn:
                     f"slack.app_token was refused by Slack ({error}); set SLACK_APP_TOKEN to the "
                     "app-level token (xapp-...) with the connections:write scope"
                 ) from err
-            log.warning("slack_unreachable_at_start", error=str(err))
+            log.warning("slack_unreachable_at_start", status=err.response.status_code, error=error)
             return
-        except (OSError, TimeoutError) as err:
-            log.warning("slack_unreachable_at_start", error=repr(err))
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.warning("slack_unreachable_at_start", error=type(err).__name__)
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff; the supervisor owns this."""
-        client = SocketModeClient(
-            self.app_token,
-            web_client=self.web_client,
-            auto_reconnect_enabled=False,
-            ping_interval=self.reconnect_interval,
-        )
-        client.socket_mode_request_listeners.append(self._on_request)
-        client.message_listeners.append(self._on_message)
-        client.on_close_listeners.append(self._on_lost)
-        client.on_error_listeners.append(self._on_lost)
-        self._client = client
         failures = 0
         try:
             while True:
                 self.retry_at = None
-                if await self._connect(client):
-                    failures = 0
-                    await self._until_lost(client)
-                else:
-                    failures += 1
+                ending = await self._connect_once()
+                if ending.planned:
+                    continue
+                failures = 0 if ending.greeted else failures + 1
                 delay = backoff_delay(
                     failures + 1, self.reconnect_interval, self.reconnect_max, self.random
                 )
@@ -163,32 +113,54 @@ class SlackIn:
                 log.info("slack_reconnect_scheduled", failures=failures, delay_s=round(delay, 3))
                 await self.clock.sleep_until(self.retry_at)
         finally:
-            self._greeted = False
             self.retry_at = None
-            await client.close()
 
-    async def _connect(self, client: SocketModeClient) -> bool:
-        """Open a connection unless one is open; return whether one is open now."""
+    async def _connect_once(self) -> Ending:
+        """Open one connection with a fresh URL and serve it until it ends."""
         try:
-            await client.connect_to_new_endpoint()
-        except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as err:
-            log.warning("slack_connect_failed", error=str(err) or repr(err))
-            return False
-        return await client.is_connected()
-
-    async def _until_lost(self, client: SocketModeClient) -> None:
-        """Return once the connection is closed, failed, or found stale by the SDK's pings."""
-        while await client.is_connected():
-            # A close or an error is told at once; staleness only shows on the next check.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.reconnect_interval):
-                    await self._lost.wait()
-            self._lost.clear()
-        self._greeted = False
-        log.warning("slack_connection_lost")
-
-    async def _on_lost(self, message: aiohttp.WSMessage) -> None:
-        self._lost.set()
+            url = (await self.web_client.apps_connections_open(app_token=self.app_token))["url"]
+        except SlackApiError as err:
+            error = err.response.get("error") if isinstance(err.response.data, dict) else None
+            log.warning(
+                "slack_connect_failed",
+                step="apps.connections.open",
+                status=err.response.status_code,
+                error=error,
+            )
+            return Ending(greeted=False)
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.warning(
+                "slack_connect_failed", step="apps.connections.open", error=type(err).__name__
+            )
+            return Ending(greeted=False)
+        session = self.web_client.session
+        assert session is not None, "SlackIn needs a web client built with session="
+        try:
+            ws = await session.ws_connect(
+                url, autoping=False, timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_TIMEOUT)
+            )
+        except aiohttp.WSServerHandshakeError as err:  # str(err) would carry the URL
+            log.warning("slack_connect_failed", step="handshake", status=err.status)
+            return Ending(greeted=False)
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            log.warning("slack_connect_failed", step="handshake", error=type(err).__name__)
+            return Ending(greeted=False)
+        connection = SocketModeConnection(
+            ws,
+            self._on_request,
+            clock=self.clock,
+            ping_interval=self.reconnect_interval,
+            malformed=self.malformed,
+        )
+        self._connection = connection
+        try:
+            ending = await connection.serve()
+        finally:
+            self._connection = None
+            await connection.close()
+        if not ending.planned:
+            log.warning("slack_connection_lost", greeted=ending.greeted, reason=ending.disconnect)
+        return ending
 
     def _repeated(self, event_id: str | None) -> bool:
         if event_id is None:
@@ -201,23 +173,29 @@ class SlackIn:
             self._seen.popitem(last=False)
         return False
 
-    async def _on_message(
-        self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
-    ) -> None:
-        # slack-sdk handles "disconnect" itself (it reconnects at once) and never passes it here.
-        if message.get("type") == "hello":
-            self._greeted = True
-            log.info("slack_connected")
-
-    async def _on_request(
-        self, client: AsyncBaseSocketModeClient, request: SocketModeRequest
-    ) -> None:
+    async def _on_request(self, client: SocketModeConnection, request: SocketModeRequest) -> None:
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
-        data = user_request(request.type, request.payload, self.bot_user_id)
+        event_type, data = self._event_for(request)
         if data is None or self._repeated(request.payload.get("event_id")):
             return
         self.received += 1
         try:
-            self.bus.publish("slack", USER_REQUEST, data, source="slack")
+            self.bus.publish("slack", event_type, data, source="slack")
         except (BusClosedError, BusFullError) as err:
             log.warning("user_request_dropped", channel_id=data["channel_id"], error=str(err))
+
+    def _event_for(self, request: SocketModeRequest) -> tuple[str, dict[str, Any] | None]:
+        """Return the event an envelope becomes; a malformed payload is logged and counted."""
+        try:
+            if request.type == "interactive":
+                return SLACK_INTERACTION, interaction(request.payload)
+            return USER_REQUEST, user_request(request.type, request.payload, self.bot_user_id)
+        except MalformedPayload as err:
+            self.malformed[f"socket_{err}"] += 1
+            log.warning(
+                "slack_frame_malformed",
+                reason=str(err),
+                type=request.type,
+                envelope_id=request.envelope_id,
+            )
+            return USER_REQUEST, None

@@ -5,7 +5,11 @@ Rules kept here:
   chat.postMessage whose answer was lost, so it lands twice. The outbox retries instead.
 - Every post carries message metadata with the part's idempotency key. When the outcome of an
   earlier request is unknown, the channel (or thread) is read first and a message with that key
-  counts as posted.
+  counts as posted. The read is bounded by time (``oldest`` = ``CLOCK_MARGIN`` s before the
+  entry was stored) and follows Slack's cursors to the end, so a long or busy thread cannot hide
+  the post. Apps outside the Slack Marketplace may call ``conversations.history`` and
+  ``.replies`` once a minute with at most 15 messages a page: their 429s are retried after
+  Retry-After like any other, and the time bound keeps the pages few.
 - Errors are classified for the outbox: permanent (``channel_not_found``, ``invalid_auth``...),
   transient (5xx, ``ratelimited`` with its Retry-After, fractional values included), or unknown
   (the connection dropped after the request was sent).
@@ -30,7 +34,8 @@ FENCE = "```"
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-LOOKBACK = 200  # messages read when checking whether a part was already posted
+PAGE_SIZE = 200  # messages per page of a duplicate check (Slack may clamp it to 15)
+CLOCK_MARGIN = 60.0  # seconds our clock may be ahead of Slack's when bounding that check
 
 
 def split_message(text: str, limit: int = MAX_TEXT_CHARS) -> list[str]:
@@ -65,7 +70,7 @@ class SlackOut:
         """Return ``text`` as the parts to post."""
         return split_message(text)
 
-    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+    async def post(self, target: str, text: str, key: str, *, check_since: float | None) -> str:
         """Post ``text`` to ``target`` (``C0123``, ``#ops``, ``C0123/thread_ts``); return its ts."""
         channel, _, thread_ts = (target or self.default_channel or "").partition("/")
         if not channel:
@@ -74,8 +79,8 @@ class SlackOut:
                 "address it as slack:C0123 or set slack.default_channel",
                 permanent=True,
             )
-        if check_first:
-            posted = await self._already_posted(channel, thread_ts or None, key)
+        if check_since is not None:
+            posted = await self._already_posted(channel, thread_ts or None, key, check_since)
             if posted is not None:
                 log.info("notification_already_posted", channel=channel, key=key, ts=posted)
                 return posted
@@ -91,31 +96,37 @@ class SlackOut:
         self._channel_ids[channel] = response["channel"]
         return str(response["ts"])
 
-    async def _already_posted(self, channel: str, thread_ts: str | None, key: str) -> str | None:
+    async def _already_posted(
+        self, channel: str, thread_ts: str | None, key: str, since: float
+    ) -> str | None:
+        """Return the ts of the message posted under ``key`` after ``since``, or None."""
         channel_id = await self._channel_id(channel)
-        if thread_ts:
+        method, where = (
+            ("conversations.replies", {"ts": thread_ts})
+            if thread_ts
+            else ("conversations.history", {})
+        )
+        oldest, cursor = f"{max(0.0, since - CLOCK_MARGIN):.6f}", None
+        while True:
             response = await self._call(
-                "conversations.replies",
+                method,
                 channel=channel_id,
-                ts=thread_ts,
+                oldest=oldest,
+                cursor=cursor,
                 include_all_metadata=True,
-                limit=LOOKBACK,
+                limit=PAGE_SIZE,
+                **where,
             )
-        else:
-            response = await self._call(
-                "conversations.history",
-                channel=channel_id,
-                include_all_metadata=True,
-                limit=LOOKBACK,
-            )
-        for message in response.get("messages", []):
-            metadata = message.get("metadata") or {}
-            if (
-                metadata.get("event_type") == METADATA_EVENT
-                and (metadata.get("event_payload") or {}).get("key") == key
-            ):
-                return str(message["ts"])
-        return None
+            for message in response.get("messages", []):
+                metadata = message.get("metadata") or {}
+                if (
+                    metadata.get("event_type") == METADATA_EVENT
+                    and (metadata.get("event_payload") or {}).get("key") == key
+                ):
+                    return str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
 
     async def _channel_id(self, channel: str) -> str:
         """Return the id of ``channel`` (an id already, or a name such as ``#ops``)."""

@@ -110,9 +110,9 @@ def test_slack_tokens_come_from_the_environment_when_the_file_has_none(tmp_path)
 
 
 def test_a_slack_token_in_the_file_wins_over_the_environment(tmp_path):
-    path = write(tmp_path, "slack: {bot_token: xoxb-file, socket_mode: false}\n")
+    path = write(tmp_path, "slack: {bot_token: xoxb-file, mode: none}\n")
     config = load_config(path, environ={"SLACK_BOT_TOKEN": "xoxb-env"})
-    assert (config.slack.bot_token, config.slack.socket_mode) == ("xoxb-file", False)
+    assert (config.slack.bot_token, config.slack.mode) == ("xoxb-file", "none")
 
 
 def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_token(tmp_path):
@@ -120,9 +120,50 @@ def test_slack_enabled_without_an_app_token_is_a_clear_error_that_echoes_no_toke
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert str(err.value) == (
-        f"{path}: slack: slack.socket_mode is on but no app token is set; set SLACK_APP_TOKEN "
-        "or slack.app_token to the app's xapp-... token, or set slack.socket_mode: false"
+        f"{path}: slack: slack.mode is socket but no app token is set; set SLACK_APP_TOKEN "
+        "or slack.app_token to the app's xapp-... token, or set slack.mode: http or none"
     )
+
+
+def test_an_old_file_naming_socket_mode_gets_one_line_naming_the_new_key(tmp_path):
+    path = write(tmp_path, "slack: {enabled: true, bot_token: xoxb-secret, socket_mode: true}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: slack: slack.socket_mode is replaced by slack.mode; write mode: socket (Socket "
+        "Mode), mode: http (the Events API over HTTP) or mode: none (Slack out only)"
+    )
+
+
+def test_http_mode_takes_its_signing_secret_from_the_environment(tmp_path):
+    path = write(tmp_path, "slack: {enabled: true, bot_token: xoxb-file, mode: http}\n")
+    config = load_config(path, environ={"SLACK_SIGNING_SECRET": "s3cret"})
+    assert (config.slack.mode, config.slack.signing_secret, config.slack.app_token) == (
+        "http",
+        "s3cret",
+        None,
+    )
+
+
+def test_http_mode_without_a_signing_secret_is_a_clear_error(tmp_path):
+    path = write(tmp_path, "slack: {enabled: true, bot_token: xoxb-secret, mode: http}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert str(err.value) == (
+        f"{path}: slack: slack.mode is http but no signing secret is set; set "
+        "SLACK_SIGNING_SECRET or slack.signing_secret to the app's signing secret (Basic "
+        "Information page)"
+    )
+
+
+def test_http_mode_needs_the_http_api(tmp_path):
+    path = write(
+        tmp_path,
+        "slack: {enabled: true, bot_token: xoxb-t, mode: http, "
+        "signing_secret: s}\nhttp: {enabled: false}\n",
+    )
+    with pytest.raises(ConfigError, match=r"slack\.mode is http but http\.enabled is false"):
+        load_config(path, environ={})
 
 
 def test_a_reconnect_cap_below_the_first_wait_is_a_clear_error(tmp_path):

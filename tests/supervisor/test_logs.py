@@ -12,15 +12,7 @@ from supervisor.logs import configure_logging
 TOKEN = "xoxb-1234-5678-abcdefSECRET"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    saved = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def records(stream: io.StringIO) -> list[dict]:

@@ -24,7 +24,7 @@ class Refusing:
     def split(self, text: str) -> list[str]:
         return [text]
 
-    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+    async def post(self, target: str, text: str, key: str, *, check_since: float | None) -> str:
         raise DeliveryError(
             "chat.postMessage: Slack refused the request (channel_not_found)", permanent=True
         )

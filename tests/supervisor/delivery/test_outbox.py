@@ -52,7 +52,7 @@ class Daemon:
         admin: str | None = "slack:#ops",
         **outbox: Any,
     ) -> None:
-        self.clock = clock
+        self.clock = slack.clock = clock  # Slack stamps messages by the same clock as ours
         self.store = Store(path)
         self.bus, self.processor = make_bus()
         self.seen: list[dict[str, Any]] = []
@@ -406,7 +406,7 @@ class Scripted:
             raise IndexError("list index out of range")
         return [text]
 
-    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+    async def post(self, target: str, text: str, key: str, *, check_since: float | None) -> str:
         if target == "C404":
             raise DeliveryError("channel_not_found", permanent=True)
         self.posted.append(text)
@@ -492,3 +492,60 @@ async def test_an_entry_for_a_channel_kind_no_longer_configured_is_dead_lettered
             f"`intentd dead-letters retry {entry_id}`"
         ),
     )
+
+
+@pytest.mark.parametrize("fault", [Fault.ratelimited("2"), Fault.http_status(503)])
+@pytest.mark.parametrize("channel", ["slack:#ops", "slack:C0OPS/1700000000.000100"])
+async def test_a_failed_duplicate_check_does_not_let_an_unsure_post_go_out_again(
+    daemon: Daemon, slack: FakeSlack, channel: str, fault: Fault
+) -> None:
+    slack.fail_next("chat.postMessage", Fault.drop_after_recording())
+    for method in ("conversations.history", "conversations.replies"):
+        slack.fail_next(method, fault)
+    entry_id = await daemon.send(channel, "exactly once")
+    async with daemon.running():
+        await daemon.advance(1.0)  # the check fails: nothing is posted
+        after_failed_check = (texts(slack), daemon.outbox.get(entry_id).unsure)
+        await daemon.advance(60.0)  # the next check succeeds and finds the post
+    check = "conversations.replies" if "/" in channel else "conversations.history"
+    methods = [c.method for c in slack.calls if c.method != "conversations.list"]
+    assert after_failed_check == (["exactly once"], True)
+    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["exactly once"], "delivered")
+    assert methods == ["chat.postMessage", check, check]
+
+
+async def test_a_post_hidden_behind_300_recent_replies_is_found_by_paging(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    clock = FakeClock()
+    async with FakeSlack(bot_token=BOT, channels=CHANNELS, clock=clock, page_limit=15) as slack:
+        daemon = Daemon(tmp_path / "x.db", slack, session, clock)
+        parent = slack.say("C0OPS", "incident: db down")
+        for n in range(300):  # a busy thread: all of it inside the check's window
+            slack.say("C0OPS", f"reply {n}", thread_ts=parent)
+        entry_id = await daemon.send(f"slack:C0OPS/{parent}", "runbook step 3")
+        slack.fail_next("chat.postMessage", Fault.drop_after_recording())
+        async with daemon.running():
+            await daemon.advance(1.0)
+    pages = [c for c in slack.calls if c.method == "conversations.replies"]
+    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["runbook step 3"], "delivered")
+    assert (len(pages), {c.args.get("oldest") for c in pages}) == (21, {f"{clock.now - 61:.6f}"})
+
+
+async def test_the_duplicate_check_reads_only_what_came_after_the_first_attempt(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    clock = FakeClock()
+    async with FakeSlack(bot_token=BOT, channels=CHANNELS, clock=clock, page_limit=15) as slack:
+        daemon = Daemon(tmp_path / "x.db", slack, session, clock)
+        parent = slack.say("C0OPS", "incident: db down")
+        for n in range(300):
+            slack.say("C0OPS", f"reply {n}", thread_ts=parent)
+        await clock.advance(3600)  # the thread is an hour old when we answer in it
+        slack.fail_next("chat.postMessage", Fault.drop_after_recording())
+        entry_id = await daemon.send(f"slack:C0OPS/{parent}", "resolved")
+        async with daemon.running():
+            await daemon.advance(1.0)
+    pages = [c for c in slack.calls if c.method == "conversations.replies"]
+    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["resolved"], "delivered")
+    assert len(pages) == 1

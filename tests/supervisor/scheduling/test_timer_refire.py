@@ -29,7 +29,7 @@ class Slack:
     def split(self, text: str) -> list[str]:
         return [text]
 
-    async def post(self, target: str, text: str, key: str, *, check_first: bool) -> str:
+    async def post(self, target: str, text: str, key: str, *, check_since: float | None) -> str:
         self.posts.append((target, text))
         return str(len(self.posts))
 

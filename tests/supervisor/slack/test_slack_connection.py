@@ -27,7 +27,7 @@ def connection(slack: FakeSlack, **config: Any) -> SlackConnection:
     settings = {
         "enabled": True,
         "bot_token": BOT,
-        "socket_mode": False,
+        "mode": "none",
         "base_url": slack.base_url,
         **config,
     }
@@ -42,7 +42,7 @@ async def test_a_slack_request_gives_up_after_slack_request_timeout(slack: FakeS
         assert opened.out is not None
         slack.fail_next("chat.postMessage", Fault.slow(0.2))
         with pytest.raises(DeliveryError) as err:
-            await opened.out.post("C0OPS", "slow", "key#0", check_first=False)
+            await opened.out.post("C0OPS", "slow", "key#0", check_since=None)
     finally:
         await opened.close()
     assert (err.value.unknown, err.value.permanent) == (True, False)
@@ -63,3 +63,19 @@ async def test_an_inactive_account_refuses_the_app_token_too(slack: FakeSlack) -
         web = AsyncWebClient(base_url=slack.base_url, session=session, retry_handlers=[])
         with pytest.raises(SlackAuthError, match=r"\(account_inactive\)"):
             await SlackIn(APP, web, make_bus()[0]).check_token()
+
+
+@pytest.mark.parametrize("mode", ["none", "socket"])
+async def test_slack_closing_the_connection_before_answering_does_not_stop_the_start(
+    slack: FakeSlack, mode: str
+) -> None:
+    slack.fail_next("auth.test", Fault.drop_after_recording())
+    slack.fail_next("apps.connections.open", Fault.drop_after_recording())
+    opened = connection(slack, mode=mode, app_token=APP)
+    await opened.open()
+    await opened.close()
+    methods = [c.method for c in slack.calls]
+    assert (opened.bot_user_id, methods) == (
+        None,
+        ["auth.test"] + ["apps.connections.open"] * (mode == "socket"),
+    )

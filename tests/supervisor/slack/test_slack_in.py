@@ -11,7 +11,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from common.errors import SlackAuthError
 from common.events import USER_REQUEST
-from supervisor.slack.socket_mode import SlackIn, user_request
+from supervisor.slack.payloads import user_request
+from supervisor.slack.socket_mode import SlackIn
 from tests.factories import make_bus
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
