@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(BIN)/intentd run --config $(CONFIG)
 
 test: $(STAMP)
+	tests/ensure_postgres.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -1,10 +1,17 @@
-"""Fixtures shared by every test folder."""
+"""Fixtures shared by every test folder: logging restored, one PostgreSQL server per run, a fresh
+database per test."""
 
+import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 import structlog
+
+from tests.postgres_server import PostgresServer, start_server
+
+_databases = itertools.count(1)
 
 
 @pytest.fixture
@@ -17,3 +24,30 @@ def restore_logging() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
     structlog.configure(**saved)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start the suite's PostgreSQL server on first use; stop it when the run ends."""
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """Return the URL of a new, empty database of its own; drop it after the test."""
+    name = f"test_{next(_databases)}"
+    admin = await asyncpg.connect(postgres_server.url())
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+    finally:
+        await admin.close()
+    yield postgres_server.url(name)
+    admin = await asyncpg.connect(postgres_server.url())
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
