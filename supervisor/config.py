@@ -27,6 +27,7 @@ from llm_provider.config import ConfigSection, LLMConfig, RouterConfig
 
 Seconds = Annotated[float, Field(gt=0)]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_URL_PASSWORD = re.compile(r"^([a-z]+://[^:/@]*:)[^@]*@")
 
 
 class SupervisorConfig(ConfigSection):
@@ -68,8 +69,37 @@ class LoggingConfig(ConfigSection):
 
 
 class StorageConfig(ConfigSection):
-    path: Path = Path("var/intentd.db")
+    path: Path = Path("var/intentd.db")  # SQLite, the embedded default
     synchronous: Literal["normal", "full"] = "normal"
+    url: str | None = None  # postgresql://user@host:port/db: the store several processes share
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 10
+    statement_timeout: Seconds = 10.0
+    connect_timeout: Seconds = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"storage.url {redact_url(value)!r} is not a PostgreSQL URL; write "
+                "postgresql://user@host:5432/database (the password from ${PGPASSWORD})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> "StorageConfig":
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError(
+                "storage.path and storage.url are both set; keep storage.path for one process "
+                "on SQLite or storage.url for PostgreSQL, not both"
+            )
+        return self
+
+
+class ClusterConfig(ConfigSection):
+    instance: str | None = None  # this process's name among several; host name + pid by default
+    lease: Seconds = 5.0  # a claim not renewed for this long is taken over by another process
+    sweep: Seconds = 30.0  # the safety net behind LISTEN/NOTIFY: look for work this often
 
 
 class ScheduleConfig(ConfigSection):
@@ -198,6 +228,7 @@ class Config(ConfigSection):
     channels: ChannelsConfig = ChannelsConfig()
     logging: LoggingConfig = LoggingConfig()
     storage: StorageConfig = StorageConfig()
+    cluster: ClusterConfig = ClusterConfig()
     schedules: list[ScheduleConfig] = []
     timers: TimersConfig = TimersConfig()
     slack: SlackConfig = SlackConfig()
@@ -232,6 +263,11 @@ class Config(ConfigSection):
     def resolve(self, path: Path) -> Path:
         """Return ``path`` made absolute against the config file's folder."""
         return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with the password of its user replaced by ``***``, for messages and logs."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def expand_env(value: Any, environ: dict[str, str], where: str = "") -> Any:
@@ -318,7 +354,8 @@ def _describe(path: Path, err: ValidationError) -> str:
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}: unknown key; check the spelling against the reference")
-        elif isinstance(item.get("input"), (dict, list)):  # a section or list: may hold secrets
+        elif isinstance(item.get("input"), (dict, list)) or where == "storage.url":
+            # a section, a list or a database URL may hold secrets: the message alone
             problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
         else:
             problems.append(f"{where}: {item['msg']}, got {item.get('input')!r:.60}")
