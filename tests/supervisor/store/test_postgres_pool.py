@@ -3,7 +3,7 @@ import pytest
 
 from common.errors import ConfigError, StoreError
 from supervisor.config import StorageConfig, load_config
-from supervisor.postgres.pool import open_pool
+from supervisor.store.postgres.pool import open_pool
 from tests.postgres_server import PASSWORD, SUPERUSER, free_port
 
 
