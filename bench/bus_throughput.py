@@ -30,7 +30,7 @@ async def bare_loop(events: int) -> float:
     for n in range(events):
         context = EventContext(f"e{n}", "ORDER_PLACED", "bench", time.time(), None, "U1")
         for intent in handle_order({"order": n}, context):
-            sink.append(
+            await sink.append(
                 AuditRecord(
                     intent.action,
                     intent.details,

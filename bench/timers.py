@@ -23,7 +23,7 @@ from common.clock import SystemClock
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from supervisor.scheduling.timers import TimerService
-from supervisor.store.audit import DurableAuditSink
+from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.sqlite import Store
 
 LATENESS_TIMERS = 10_000
@@ -139,7 +139,7 @@ async def rearm(path: Path) -> tuple[float, int, int]:
     return elapsed, current, peak
 
 
-def audit_rates(folder: Path, synchronous: str) -> tuple[float, float]:
+async def audit_rates(folder: Path, synchronous: str) -> tuple[float, float]:
     record = AuditRecord(
         "timer_expired",
         {"timer_id": "tmr-1", "label": "tea" * 10},
@@ -149,18 +149,19 @@ def audit_rates(folder: Path, synchronous: str) -> tuple[float, float]:
         "evt-1",
         datetime.now(UTC),
     )
-    sink = DurableAuditSink(Store(folder / f"audit-{synchronous}.db", synchronous=synchronous))
+    backend = SqliteAudit(Store(folder / f"audit-{synchronous}.db", synchronous=synchronous))
+    sink = DurableAuditSink(backend)
     single = 5_000
     started = time.perf_counter()
     for _ in range(single):
-        sink.append(record)
+        await sink.append(record)
     one_by_one = single / (time.perf_counter() - started)
     batches, size = 500, 100
     started = time.perf_counter()
     for _ in range(batches):
-        sink.append_many([record] * size)
+        await sink.append_many([record] * size)
     batched = batches * size / (time.perf_counter() - started)
-    sink.store.close()
+    backend.store.close()
     return one_by_one, batched
 
 
@@ -185,7 +186,7 @@ async def main() -> None:
         )
 
         for synchronous in ("NORMAL", "FULL"):
-            one, many = audit_rates(folder, synchronous)
+            one, many = await audit_rates(folder, synchronous)
             print(
                 f"audit append, synchronous={synchronous:<6}: one commit per record "
                 f"{one:9,.0f} records/s; 100 per commit {many:9,.0f} records/s "

@@ -21,9 +21,9 @@ class AuditRecord:
 class AuditSink(Protocol):
     """Where audit records go."""
 
-    def append(self, record: AuditRecord) -> None: ...
+    async def append(self, record: AuditRecord) -> None: ...
 
-    def recent(self, limit: int) -> list[AuditRecord]: ...
+    async def recent(self, limit: int) -> list[AuditRecord]: ...
 
 
 @dataclass
@@ -32,10 +32,10 @@ class MemoryAuditSink:
 
     records: list[AuditRecord] = field(default_factory=list)
 
-    def append(self, record: AuditRecord) -> None:
+    async def append(self, record: AuditRecord) -> None:
         """Add ``record`` to the list."""
         self.records.append(record)
 
-    def recent(self, limit: int) -> list[AuditRecord]:
+    async def recent(self, limit: int) -> list[AuditRecord]:
         """Return the last ``limit`` records, newest first."""
         return self.records[: -limit - 1 : -1]

@@ -280,7 +280,7 @@ class IntentProcessor:
             parent_id=intent.parent_id,
             created_at=intent.created_at,
         )
-        self.audit_sink.append(record)
+        await self.audit_sink.append(record)
         return record
 
     async def _start_workflow(self, intent: WorkflowIntent, role: str | None) -> Any:

@@ -95,21 +95,22 @@ class Timers(Protocol):
 
 
 class RoleKV(Protocol):
-    """A role's own durable key-value store; values are JSON data, keys are text."""
+    """A role's own durable key-value store; values are JSON data, keys are text; every method
+    is awaited (``await services.kv.get(key)``), as the store may be a database server."""
 
-    def get(self, key: str, default: Any = None) -> Any:
+    async def get(self, key: str, default: Any = None) -> Any:
         """Return the value stored under ``key``, or ``default``."""
         ...
 
-    def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any) -> None:
         """Store ``value`` (JSON data) under ``key``, committed before this returns."""
         ...
 
-    def delete(self, key: str) -> bool:
+    async def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was there."""
         ...
 
-    def keys(self) -> list[str]:
+    async def keys(self) -> list[str]:
         """Return the role's keys, sorted."""
         ...
 

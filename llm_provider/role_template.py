@@ -64,7 +64,7 @@ async def ${name}_note(key: str, text: str) -> dict:
 
 async def process_${name}_note(intent, services):
     """Keep the note in this role's key-value store."""
-    services.kv.set(intent.key, intent.text)
+    await services.kv.set(intent.key, intent.text)
 
 
 def register_role():
@@ -86,7 +86,7 @@ from common.intents import NotificationIntent
 from common.message_bus import MessageBus
 from llm_provider.role_contract import check_role
 from llm_provider.role_import import import_role_module
-from supervisor.store.kv import KVStore
+from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.services import DaemonServices
 from supervisor.store.sqlite import Store
 
@@ -114,10 +114,10 @@ def test_empty_request_asks_for_nothing():
 
 
 async def test_note_intent_is_kept_in_the_role_store():
-    kv = KVStore(Store(":memory:")).for_role("${name}")
+    kv = KVStore(SqliteKV(Store(":memory:"))).for_role("${name}")
     services = DaemonServices(role="${name}", bus=MessageBus(), timers=None, kv=kv)
     await role.process_${name}_note(role.${cls}NoteIntent(key="k", text="v"), services)
-    assert services.kv.get("k") == "v"
+    assert await services.kv.get("k") == "v"
 
 
 async def test_tool_refuses_an_empty_note():

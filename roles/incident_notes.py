@@ -127,7 +127,8 @@ async def process_incident_note(
 ) -> dict[str, Any]:
     """Keep or read the incident's timeline in the role's store; return what really happened."""
     name = _key(intent.incident)
-    record = services.kv.get(name) or {"notes": [], "closed": False, "channel": intent.channel_id}
+    record = await services.kv.get(name)
+    record = record or {"notes": [], "closed": False, "channel": intent.channel_id}
     if intent.action == "read":
         if not record["notes"]:
             return {"message": f"Incident {name!r} has no notes.", "incident": name, "notes": []}
@@ -142,7 +143,7 @@ async def process_incident_note(
         raise ValueError(f"incident {name!r} is closed; open a new incident name for new notes")
     if intent.action == "close":
         record["closed"] = True
-        services.kv.set(name, record)
+        await services.kv.set(name, record)
         return {"message": f"Incident {name!r} closed with {len(record['notes'])} note(s).",
                 "incident": name}  # fmt: skip
     note = {
@@ -151,7 +152,7 @@ async def process_incident_note(
         "text": intent.text,
     }
     record["notes"].append(note)
-    services.kv.set(name, record)
+    await services.kv.set(name, record)
     count = len(record["notes"])
     return {"message": f"Noted in incident {name!r} (note {count}).", "incident": name,
             "note": note}  # fmt: skip

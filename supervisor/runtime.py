@@ -29,8 +29,8 @@ from supervisor.delivery.outbox import Outbox, OutboxEntry
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
-from supervisor.store.audit import DurableAuditSink
-from supervisor.store.kv import KVStore
+from supervisor.store.audit import DurableAuditSink, SqliteAudit
+from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
 
 
@@ -100,8 +100,8 @@ def build_runtime(
     channels = CommunicationManager(config.channels, kinds=kinds, outbox=outbox)
     timers = TimerService(store, bus, clock, config.timers, on_fired=on_timer_fired, arms=arms)
     schedules = ScheduleService(store, bus, clock, list(config.schedules))
-    kv = KVStore(store)
-    audit = DurableAuditSink(store)
+    kv = KVStore(SqliteKV(store))
+    audit = DurableAuditSink(SqliteAudit(store))
     processor = IntentProcessor(
         channels,
         message_bus=bus,

@@ -36,18 +36,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
-@pytest.fixture
-async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
-    """Return the URL of a new, empty database of its own; drop it after the test."""
+async def create_database(server: PostgresServer) -> str:
+    """Create a new, empty database on ``server``; return its name."""
     name = f"test_{next(_databases)}"
-    admin = await asyncpg.connect(postgres_server.url())
+    admin = await asyncpg.connect(server.url())
     try:
         await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
     finally:
         await admin.close()
-    yield postgres_server.url(name)
-    admin = await asyncpg.connect(postgres_server.url())
+    return name
+
+
+async def drop_database(server: PostgresServer, name: str) -> None:
+    """Drop database ``name``, ending any session still connected to it."""
+    admin = await asyncpg.connect(server.url())
     try:
         await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """Return the URL of a new, empty database of its own; drop it after the test."""
+    name = await create_database(postgres_server)
+    yield postgres_server.url(name)
+    await drop_database(postgres_server, name)

@@ -22,8 +22,8 @@ from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.delivery.channels import Address, CommunicationManager
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
-from supervisor.store.audit import DurableAuditSink
-from supervisor.store.kv import KVStore
+from supervisor.store.audit import DurableAuditSink, SqliteAudit
+from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock
 
@@ -59,12 +59,12 @@ class WorkflowParts:
         self.processor = IntentProcessor(
             comms, message_bus=self.bus, services_factory=self.services
         )
-        self.audit = DurableAuditSink(self.store)
+        self.audit = DurableAuditSink(SqliteAudit(self.store))
         self.processor.audit_sink = self.audit
         self.bus.set_intent_processor(self.processor)
         self.timers = TimerService(self.store, self.bus, self.clock)
         self.timers.start()
-        self.kv = KVStore(self.store)
+        self.kv = KVStore(SqliteKV(self.store))
         self.registry = RoleRegistry(ROLES, self.bus)
         self.registry.discover_roles()
         self.registry.set_intent_processor(self.processor)

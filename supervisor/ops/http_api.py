@@ -221,7 +221,7 @@ class HttpApi:
                 f"query parameter limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, "
                 f"got {raw!r}",
             )
-        records = self._runtime.audit.recent(int(raw))
+        records = await self._runtime.audit.recent(int(raw))
         return _json({"records": [_plain(record) for record in records]})
 
     async def _post_event(self, request: web.Request) -> web.Response:

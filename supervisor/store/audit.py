@@ -1,4 +1,4 @@
-"""The durable audit log: an append-only table; a record is committed before append() returns.
+"""The durable audit log: append-only; a record is committed before ``append()`` returns.
 
 A record whose intent id is already in the log is ignored, so an intent carried out again is
 logged once.
@@ -6,11 +6,12 @@ logged once.
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 
 from common.audit import AuditRecord
 from common.errors import StoreError
+from supervisor.store.base import AuditBackend
 from supervisor.store.sqlite import Store
 
 MIGRATIONS = [
@@ -83,19 +84,15 @@ def _row(record: AuditRecord) -> tuple[object, ...]:
     )
 
 
-class DurableAuditSink:
-    """An AuditSink that commits each record to the store before returning."""
+class SqliteAudit:
+    """The AuditBackend on the SQLite store."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         migrate(store)
 
-    def append(self, record: AuditRecord) -> None:
-        """Commit ``record``; raise StoreError if it cannot be written."""
-        self.append_many((record,))
-
-    def append_many(self, records: Iterable[AuditRecord]) -> None:
-        """Commit several records in one transaction (far faster than one commit each)."""
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Commit ``records`` in one transaction; raise StoreError if they cannot be written."""
         try:
             with self.store.transaction() as db:
                 db.executemany(_INSERT, [_row(record) for record in records])
@@ -104,10 +101,29 @@ class DurableAuditSink:
                 f"store.path {str(self.store.path)!r}: cannot append to the audit log ({err})"
             ) from err
 
-    def tail(self, n: int = 20, action: str | None = None) -> list[AuditRecord]:
+    async def tail(self, n: int, action: str | None = None) -> list[AuditRecord]:
         """Return the last ``n`` records (of ``action`` only, if given), oldest first."""
         return tail(self.store.db, n, action)
 
-    def recent(self, limit: int) -> list[AuditRecord]:
+
+class DurableAuditSink:
+    """An AuditSink that commits each record to its backend before returning."""
+
+    def __init__(self, backend: AuditBackend) -> None:
+        self.backend = backend
+
+    async def append(self, record: AuditRecord) -> None:
+        """Commit ``record``; raise StoreError if it cannot be written."""
+        await self.backend.append_many((record,))
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Commit several records in one transaction (far faster than one commit each)."""
+        await self.backend.append_many(records)
+
+    async def tail(self, n: int = 20, action: str | None = None) -> list[AuditRecord]:
+        """Return the last ``n`` records (of ``action`` only, if given), oldest first."""
+        return await self.backend.tail(n, action)
+
+    async def recent(self, limit: int) -> list[AuditRecord]:
         """Return the last ``limit`` records, newest first."""
-        return tail(self.store.db, limit)[::-1]
+        return (await self.backend.tail(limit))[::-1]

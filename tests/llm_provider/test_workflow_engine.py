@@ -147,7 +147,7 @@ async def test_a_workflow_over_its_timeout_fails_and_says_so_in_the_thread() -> 
     assert run.error == "the workflow took longer than llm.timeout (0.05 s)"
     assert parts.channel.sent == [("C1/1700000000.000100", f"Sorry, {run.error}.", "U1")]
     assert [event for event, _ in parts.events] == ["WORKFLOW_STARTED", "WORKFLOW_FAILED"]
-    assert parts.audit.tail(1, "workflow_failed")[0].details["run_id"] == run.run_id
+    assert (await parts.audit.tail(1, "workflow_failed"))[0].details["run_id"] == run.run_id
 
 
 async def test_stopping_the_engine_cancels_and_awaits_running_workflows() -> None:
@@ -159,7 +159,7 @@ async def test_stopping_the_engine_cancels_and_awaits_running_workflows() -> Non
         assert parts.engine.runs[run_id].state == "running"
     run = parts.engine.runs[run_id]
     assert (run.state, parts.engine.active_count, parts.channel.sent) == ("cancelled", 0, [])
-    (record,) = parts.audit.tail(5, "workflow_failed")
+    (record,) = await parts.audit.tail(5, "workflow_failed")
     assert (record.details["run_id"], record.details["state"]) == (run_id, "cancelled")
 
 
@@ -198,7 +198,7 @@ async def test_token_usage_of_every_model_call_is_audited() -> None:
     model = ScriptedModel([ROUTE_TO_TIMER.with_usage(100, 7), Turn.text("ok").with_usage(40, 3)])
     async with WorkflowParts(models(model)).running() as parts:
         await parts.engine.wait(await parts.engine.start_workflow_intent(request()))
-        (record,) = parts.audit.tail(5, "workflow_completed")
+        (record,) = await parts.audit.tail(5, "workflow_completed")
     assert record.details["usage"] == {"inputTokens": 140, "outputTokens": 10, "totalTokens": 150}
     assert (record.user_id, record.role) == ("U1", "timer")
     assert parts.engine.tokens == {("timer", "input"): 140, ("timer", "output"): 10}

@@ -13,7 +13,7 @@ from roles.incident_notes import (
     process_incident_note,
 )
 from supervisor.services import DaemonServices
-from supervisor.store.kv import KVStore
+from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
 from tests.fakes.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
@@ -21,7 +21,7 @@ from tests.workflow_parts import WorkflowParts
 
 @pytest.fixture
 def services() -> DaemonServices:
-    kv = KVStore(Store(":memory:")).for_role("incident_notes")
+    kv = KVStore(SqliteKV(Store(":memory:"))).for_role("incident_notes")
     return DaemonServices(role="incident_notes", bus=None, timers=None, kv=kv)
 
 
@@ -104,5 +104,5 @@ async def test_the_agent_notes_a_fact_and_later_summarises_what_was_noted() -> N
         "Noted.",
         "Summary: primary down 14:02",
     ]
-    stored = parts.kv.for_role("incident_notes").get("db-failover")
+    stored = await parts.kv.for_role("incident_notes").get("db-failover")
     assert (stored["notes"][0]["by"], stored["notes"][0]["text"]) == ("U1", "primary down 14:02")

@@ -255,7 +255,7 @@ async def test_intent_handler_gets_the_role_kv_and_settings(tmp_path, clock, out
         note = role.GreeterNoteIntent(key="k", text="v")
         await supervisor.intent_processor.process_intents([note])
         services = supervisor.services_for("greeter")
-        assert (services.kv.get("k"), services.settings) == ("v", {"tone": "dry"})
+        assert (await services.kv.get("k"), services.settings) == ("v", {"tone": "dry"})
 
 
 async def test_sync_handler_blocking_the_loop_is_reported_by_name(tmp_path, daemon):
@@ -304,7 +304,7 @@ async def test_role_kv_data_survives_a_reload(tmp_path, daemon, clock):
         write_role(tmp_path / "roles", "greeter", render_role("greeter") + "\n# edited\n")
         await clock.advance(TICK)
         assert supervisor.role_registry.roles["greeter"].module is not old
-        assert supervisor.services_for("greeter").kv.get("k") == "v"
+        assert await supervisor.services_for("greeter").kv.get("k") == "v"
 
 
 async def test_async_handler_over_its_budget_is_cancelled_and_counted(tmp_path, daemon, out):
@@ -348,5 +348,5 @@ async def test_services_exist_only_while_running_and_carry_the_kv(tmp_path, daem
     with pytest.raises(RuntimeError, match="the supervisor is not running"):
         supervisor.services_for("echo")
     async with supervisor.running():
-        supervisor.services_for("echo").kv.set("k", 1)
-        assert supervisor.services_for("echo").kv.get("k") == 1
+        await supervisor.services_for("echo").kv.set("k", 1)
+        assert await supervisor.services_for("echo").kv.get("k") == 1

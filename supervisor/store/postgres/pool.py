@@ -52,3 +52,12 @@ async def open_pool(config: StorageConfig) -> asyncpg.Pool:
         ) from err
     log.info("postgres_connected", url=shown, pool_size=config.pool_size)
     return pool
+
+
+async def pool_not_ready(pool: asyncpg.Pool, shown: str) -> str | None:
+    """Return why the database cannot be used now, or None when it answers (for ``/readyz``)."""
+    try:
+        await pool.fetchval("SELECT 1", timeout=2.0)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        return f"the PostgreSQL store at {shown!r} does not answer ({type(err).__name__})"
+    return None

@@ -44,7 +44,7 @@ async def test_emit_publishes_through_the_daemon(tmp_path):
     async with running_daemon(make_config(tmp_path)) as daemon:
         await emit(client_config(daemon), "PING", '{"n": 2}', out)
         await daemon.supervisor.message_bus.drain()
-        [record] = daemon.supervisor.intent_processor.audit_sink.recent(1)
+        [record] = await daemon.supervisor.intent_processor.audit_sink.recent(1)
     assert out.getvalue().startswith("accepted PING as evt-")
     assert record.details == {"n": 2}
 

@@ -1,5 +1,6 @@
 """``intentd timers list`` and ``intentd audit tail`` read the store without a daemon."""
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from common.audit import AuditRecord
 from common.message_bus import MessageBus
 from supervisor.cli.main import main
 from supervisor.scheduling.timers import TimerService
-from supervisor.store.audit import DurableAuditSink
+from supervisor.store.audit import SqliteAudit
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock
 
@@ -30,9 +31,9 @@ def _fill(config: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
         service.create(duration=60, label="eggs"),
     ]
     service.cancel(ids[1])
-    sink = DurableAuditSink(store)
+    sink, records = SqliteAudit(store), []
     for i, action in enumerate(["timer_expired", "login", "timer_expired"]):
-        sink.append(
+        records.append(
             AuditRecord(
                 action,
                 {"n": i},
@@ -43,6 +44,7 @@ def _fill(config: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
                 datetime(2027, 1, 15, 8, i, tzinfo=UTC),
             )
         )
+    asyncio.run(sink.append_many(records))
     store.close()
     capsys.readouterr()  # drop the log lines written while filling
     return ids

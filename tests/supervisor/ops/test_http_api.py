@@ -120,7 +120,7 @@ async def test_an_event_posted_over_http_reaches_the_roles_intents(tmp_path):
         async with daemon.session.post(daemon.url("/events/PING"), json={"n": 1}) as response:
             assert response.status == 202
         await daemon.supervisor.message_bus.drain()
-        [record] = daemon.supervisor.intent_processor.audit_sink.recent(10)
+        [record] = await daemon.supervisor.intent_processor.audit_sink.recent(10)
     assert (record.action, record.details, record.role) == ("ping", {"n": 1}, "echo")
 
 

@@ -13,7 +13,7 @@ from roles.timer import handle_timer_expiry
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox
 from supervisor.scheduling.timers import TimerService
-from supervisor.store.audit import DurableAuditSink
+from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock, settle
 
@@ -44,7 +44,7 @@ class Daemon:
         comms.add_channel("slack", self.slack)
         self.outbox = Outbox(self.store, comms.channels, clock)
         comms.outbox = self.outbox
-        processor = IntentProcessor(comms, audit_sink=DurableAuditSink(self.store))
+        processor = IntentProcessor(comms, audit_sink=DurableAuditSink(SqliteAudit(self.store)))
         self.bus = MessageBus(processor, clock=clock.time)
         self.bus.subscribe("timer", TIMER_EXPIRED, handle_timer_expiry)
         self.release = asyncio.Event()
