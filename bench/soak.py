@@ -70,7 +70,7 @@ def handle_chained(event_data, context):
 
 
 async def process_soak_timer(intent, services):
-    timer_id = services.timers.create(
+    timer_id = await services.timers.create(
         duration=intent.seconds, label=intent.label, channel_id=intent.channel
     )
     return {"timer_id": timer_id}

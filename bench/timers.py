@@ -25,6 +25,7 @@ from common.message_bus import MessageBus
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 
 LATENESS_TIMERS = 10_000
 SPREAD_S = 5.0
@@ -63,7 +64,8 @@ async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]
     """Durable timers through the service and the bus, to a TIMER_EXPIRED handler."""
     store = Store(folder / "lateness.db")
     bus = MessageBus(IntentProcessor())
-    service = TimerService(store, bus, SystemClock())
+    service = TimerService(SqliteTimers(store), bus, SystemClock())
+    runner = asyncio.get_running_loop().create_task(service.run())
     fired: list[float] = []
     handled: list[float] = []
     all_handled = asyncio.Event()
@@ -81,7 +83,7 @@ async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]
     wall_offset = time.time() - time.monotonic()  # a step of the wall clock shows as a change
     created = time.perf_counter()
     for i in range(LATENESS_TIMERS):
-        service.create(deadline=start + SPREAD_S * i / LATENESS_TIMERS, label=str(i))
+        await service.create(deadline=start + SPREAD_S * i / LATENESS_TIMERS, label=str(i))
     created = time.perf_counter() - created
     rate = LATENESS_TIMERS / created
     print(f"  create (one commit each)        {rate:,.0f} timers/s", flush=True)
@@ -98,7 +100,10 @@ async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]
         )
         raise
     await bus.stop()
-    pending = len(service.list())
+    await service.settled()
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    pending = len(await service.list())
     store.close()
     assert pending == 0, f"{pending} timers still pending"
     return fired, handled
@@ -106,7 +111,7 @@ async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]
 
 def seed(path: Path, count: int) -> None:
     store = Store(path)
-    TimerService(store, MessageBus(), SystemClock())  # migrate only
+    SqliteTimers(store)  # creates the table
     due = time.time() + 3600
     with store.transaction() as db:
         db.executemany(
@@ -121,8 +126,8 @@ async def rearm(path: Path) -> tuple[float, int, int]:
     gc.collect()
     started = time.perf_counter()
     store = Store(path)
-    service = TimerService(store, MessageBus(), SystemClock())
-    armed = service.start()
+    service = TimerService(SqliteTimers(store), MessageBus(), SystemClock())
+    armed = await service.start()
     elapsed = time.perf_counter() - started
     assert armed == REARM_TIMERS
     service.stop()
@@ -130,8 +135,8 @@ async def rearm(path: Path) -> tuple[float, int, int]:
     gc.collect()
     tracemalloc.start()
     store = Store(path)
-    service = TimerService(store, MessageBus(), SystemClock())
-    service.start()
+    service = TimerService(SqliteTimers(store), MessageBus(), SystemClock())
+    await service.start()
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     service.stop()

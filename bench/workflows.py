@@ -82,7 +82,7 @@ async def engine(workflows: int, concurrent: int, folder: Path) -> float:
             assert all(run.state == "completed" for run in runs), runs[0].error
         elapsed = time.perf_counter() - started
         await parts.bus.drain()
-    assert len(parts.timers.list()) == workflows
+    assert len(await parts.timers.list()) == workflows
     return elapsed / workflows
 
 

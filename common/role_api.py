@@ -56,7 +56,7 @@ class TimerRecord(Protocol):
 class Timers(Protocol):
     """Durable timers: stored before ``create`` returns, fired once as ``TIMER_EXPIRED``."""
 
-    def create(
+    async def create(
         self,
         *,
         deadline: float | None = None,
@@ -75,15 +75,15 @@ class Timers(Protocol):
         """
         ...
 
-    def cancel(self, timer_id: str) -> TimerRecord:
+    async def cancel(self, timer_id: str) -> TimerRecord:
         """Cancel a pending timer and return it; an unknown or finished one is a TimerError."""
         ...
 
-    def get(self, timer_id: str) -> TimerRecord | None:
+    async def get(self, timer_id: str) -> TimerRecord | None:
         """Return the timer with ``timer_id``, or None."""
         ...
 
-    def list(
+    async def list(
         self,
         *,
         include_done: bool = False,

@@ -182,7 +182,7 @@ async def process_timer(intent: TimerIntent, services: RoleServices) -> dict[str
         except ValueError as err:
             raise TimerError(str(err)) from err
         label = intent.label or ""
-        timer_id = timers.create(
+        timer_id = await timers.create(
             duration=seconds,
             label=label,
             channel_id=intent.channel_id,
@@ -190,7 +190,7 @@ async def process_timer(intent: TimerIntent, services: RoleServices) -> dict[str
             original_request=label or f"timer for {intent.duration}",
             role=services.role,
         )
-        timer = timers.get(timer_id)
+        timer = await timers.get(timer_id)
         if timer is None:
             raise TimerError(f"timer {timer_id!r} was not stored; check the daemon's store")
         due = timer.to_dict()["due"]
@@ -203,9 +203,9 @@ async def process_timer(intent: TimerIntent, services: RoleServices) -> dict[str
     if intent.action == "cancel":
         if not intent.timer_id:
             raise TimerError("TimerIntent cancel needs a timer_id; get one from list_timers")
-        cancelled = timers.cancel(intent.timer_id)
+        cancelled = await timers.cancel(intent.timer_id)
         return {"message": f"Timer {cancelled.timer_id} cancelled.", "timer_id": cancelled.timer_id}
-    pending = [t.to_dict() for t in timers.list(user_id=intent.user_id)]
+    pending = [t.to_dict() for t in await timers.list(user_id=intent.user_id)]
     return {
         "pending": len(pending),
         "timers": [

@@ -11,6 +11,8 @@ starts workflows on the engine, which carries out its tools' intents through the
 When *not* to use it: tests of one part build that part alone, with fakes at its edges.
 """
 
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -32,6 +34,7 @@ from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 
 
 @dataclass
@@ -98,7 +101,16 @@ def build_runtime(
     kinds.update(extra_channels or {})
     outbox = Outbox(store, kinds, clock, config.outbox, bus=bus, alert=alert)
     channels = CommunicationManager(config.channels, kinds=kinds, outbox=outbox)
-    timers = TimerService(store, bus, clock, config.timers, on_fired=on_timer_fired, arms=arms)
+    timers = TimerService(
+        SqliteTimers(store),
+        bus,
+        clock,
+        config.timers,
+        on_fired=on_timer_fired,
+        arms=arms,
+        instance=config.cluster.instance or f"{socket.gethostname()}:{os.getpid()}",
+        lease=config.cluster.lease,
+    )
     schedules = ScheduleService(store, bus, clock, list(config.schedules))
     kv = KVStore(SqliteKV(store))
     audit = DurableAuditSink(SqliteAudit(store))

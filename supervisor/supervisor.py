@@ -36,7 +36,7 @@ from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
 from llm_provider.workflow_engine import WorkflowEngine
-from supervisor.config import Config, load_config
+from supervisor.config import Config, load_config, redact_url
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.logs import configure_logging
@@ -228,7 +228,7 @@ class Supervisor:
             runtime = self._build_runtime()
             self.runtime = runtime
             self._load_roles(runtime)
-            self._arm_timers(runtime)
+            await self._arm_timers(runtime)
             runtime.channels.check()
         except BaseException:
             if self.runtime is not None:
@@ -283,6 +283,11 @@ class Supervisor:
 
     def _build_runtime(self) -> Runtime:
         cfg = self.config
+        if cfg.storage.url is not None:
+            raise StoreError(
+                f"storage.url {redact_url(cfg.storage.url)!r}: the daemon keeps its outbox and "
+                "schedules in SQLite only; run it with storage.path"
+            )
         store = open_store(cfg.storage, cfg.resolve)
         try:
             slack = {"slack": self.slack.out} if self.slack is not None else {}
@@ -301,10 +306,10 @@ class Supervisor:
             store.close()
             raise
 
-    def _arm_timers(self, runtime: Runtime) -> None:
+    async def _arm_timers(self, runtime: Runtime) -> None:
         """Arm pending timers and schedules; they fire once the dispatcher runs."""
         try:
-            runtime.timers.start()
+            await runtime.timers.start()
             runtime.schedules.start()
         except sqlite3.DatabaseError as err:
             raise StoreError(
@@ -334,6 +339,7 @@ class Supervisor:
         self._dispatcher = dispatcher
         dispatcher.add_done_callback(self._dispatcher_ended)
         outbox = tasks.create_task(runtime.outbox.run(), name="outbox")
+        timers = tasks.create_task(runtime.timers.run(), name="timers")
         sources = [
             tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
@@ -384,6 +390,7 @@ class Supervisor:
         self.message_bus.close()
         dispatcher.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
+        timers.cancel()  # after the drain: the timers' delivery records are written by then
 
     def _load_roles(self, runtime: Runtime) -> None:
         runtime.load_roles()
@@ -399,7 +406,7 @@ class Supervisor:
     def _fast_heartbeat_seen(self, now: float) -> None:
         runtime = self._running()
         runtime.registry.check_for_changes()
-        runtime.timers.reconcile()
+        runtime.timers.sweep()
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now

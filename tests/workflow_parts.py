@@ -25,6 +25,7 @@ from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock
 
 ROLES = Path(__file__).resolve().parents[1] / "roles"
@@ -62,8 +63,7 @@ class WorkflowParts:
         self.audit = DurableAuditSink(SqliteAudit(self.store))
         self.processor.audit_sink = self.audit
         self.bus.set_intent_processor(self.processor)
-        self.timers = TimerService(self.store, self.bus, self.clock)
-        self.timers.start()
+        self.timers = TimerService(SqliteTimers(self.store), self.bus, self.clock)
         self.kv = KVStore(SqliteKV(self.store))
         self.registry = RoleRegistry(ROLES, self.bus)
         self.registry.discover_roles()

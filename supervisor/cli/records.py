@@ -6,8 +6,8 @@ from typing import Any
 
 from common.clock import utc_iso
 from supervisor.cli._config import open_existing_store
-from supervisor.scheduling import timers
 from supervisor.store import audit as audit_store
+from supervisor.store import timers
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -39,7 +39,7 @@ def list_timers(args: argparse.Namespace) -> int:
     store = open_existing_store(args.config)
     found = []
     if store is not None:
-        timers.migrate(store)
+        timers.SqliteTimers(store)  # creates or upgrades the table
         found = timers.query_timers(store.db, include_done=args.all)
         store.close()
     for timer in found:

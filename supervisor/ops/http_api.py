@@ -210,7 +210,7 @@ class HttpApi:
         return _json({"roles": roles})
 
     async def _timers(self, request: web.Request) -> web.Response:
-        timers = self._runtime.timers.list()
+        timers = await self._runtime.timers.list()
         return _json({"timers": [timer.to_dict() for timer in timers]})
 
     async def _audit(self, request: web.Request) -> web.Response:

@@ -18,12 +18,16 @@ Rules kept here:
 - At start every pending timer is re-armed; one that fell due while the daemon was down fires
   once, at once, with its real ``late_by_s``.
 - ``reconcile`` compares the armed handles with the store: a safety net, not the firing path.
+- Several instances may share one store: each arms every pending timer, and a firing handle
+  first claims the timer in the store (``attempts`` + 1, a lease of ``cluster.lease`` seconds,
+  renewed while the event is processed). Only the claimant publishes; the others look again when
+  the lease would end, so an instance that dies mid-delivery is taken over, never duplicated.
+- Store work runs in tasks of ``run()``'s TaskGroup; a step that fails (the database is away)
+  is logged and the timer is tried again a moment later.
 """
 
-import json
-import sqlite3
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import asyncio
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -32,7 +36,7 @@ import structlog
 
 from common.backoff import backoff_delay
 from common.clock import Cancellable, Clock, utc_iso
-from common.errors import BusClosedError, BusFullError, StoreError, TimerError
+from common.errors import BusClosedError, BusFullError, TimerError
 from common.events import TIMER_DELIVERY_FAILING, TIMER_EXPIRED
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
@@ -40,35 +44,11 @@ from common.role_api import MAX_TIMER_SECONDS
 from common.states import Transitions
 from supervisor.config import TimersConfig
 from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
-from supervisor.store.sqlite import Store
+from supervisor.store.base import Timer, TimerBackend
 
 log = structlog.get_logger("intentd.timers")
 
-
-def _no_jitter() -> float:  # timer retries wait the full doubled delay
-    return 1.0
-
-
-MIGRATIONS = [
-    """
-    CREATE TABLE timers (
-        timer_id TEXT PRIMARY KEY,
-        label TEXT NOT NULL DEFAULT '',
-        due_at REAL NOT NULL,
-        created_at REAL NOT NULL,
-        channel_id TEXT,
-        user_id TEXT,
-        role TEXT,
-        original_request TEXT,
-        data TEXT NOT NULL DEFAULT '{}',
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'fired', 'cancelled')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        fired_at REAL,
-        cancelled_at REAL
-    );
-    CREATE INDEX timers_pending ON timers (state, due_at);
-    """,
-]
+__all__ = ["TIMER_STATES", "Timer", "TimerService", "TimerState"]
 
 
 class TimerState(StrEnum):
@@ -88,70 +68,9 @@ TIMER_STATES = Transitions(
     },
 )
 
-_COLUMNS = (
-    "timer_id, label, due_at, created_at, channel_id, user_id, role, original_request, data, "
-    "state, attempts, fired_at, cancelled_at"
-)
 
-
-@dataclass(frozen=True)
-class Timer:
-    """One stored timer; times are UTC epoch seconds."""
-
-    timer_id: str
-    label: str
-    due_at: float
-    created_at: float
-    channel_id: str | None
-    user_id: str | None
-    role: str | None
-    original_request: str | None
-    data: dict[str, Any]
-    state: str
-    attempts: int
-    fired_at: float | None
-    cancelled_at: float | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Timer":
-        """Build a Timer from a ``timers`` row."""
-        return cls(**{**dict(row), "data": json.loads(row["data"])})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the timer as JSON-ready data, with ISO times next to the epoch ones."""
-        out = asdict(self)
-        out["due"] = utc_iso(self.due_at)
-        out["fired"] = utc_iso(self.fired_at) if self.fired_at is not None else None
-        return out
-
-
-def migrate(store: Store) -> None:
-    """Create or upgrade the timer tables."""
-    store.migrate("timers", MIGRATIONS)
-
-
-def query_timers(
-    db: sqlite3.Connection,
-    *,
-    include_done: bool = False,
-    channel_id: str | None = None,
-    user_id: str | None = None,
-) -> list[Timer]:
-    """Return pending timers by deadline (all with ``include_done``), optionally filtered."""
-    where, params = [], []
-    if not include_done:
-        where.append("state = 'pending'")
-    if channel_id is not None:
-        where.append("channel_id = ?")
-        params.append(channel_id)
-    if user_id is not None:
-        where.append("user_id = ?")
-        params.append(user_id)
-    sql = f"SELECT {_COLUMNS} FROM timers"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    rows = db.execute(sql + " ORDER BY due_at, timer_id", params).fetchall()
-    return [Timer.from_row(row) for row in rows]
+def _no_jitter() -> float:  # timer retries wait the full doubled delay
+    return 1.0
 
 
 class TimerService:
@@ -162,35 +81,54 @@ class TimerService:
 
     def __init__(
         self,
-        store: Store,
+        backend: TimerBackend,
         bus: MessageBus,
         clock: Clock,
         config: TimersConfig | None = None,
         *,
         on_fired: Callable[[float], None] | None = None,
         arms: bool = True,
+        instance: str = "local",
+        lease: float = 5.0,
     ) -> None:
         """``arms=False`` only stores timers, for a process that does not run them (the CLI)."""
-        self.store = store
+        self.backend = backend
         self.bus = bus
         self.clock = clock
         self.on_fired = on_fired  # called with each published expiry's lateness in seconds
         self.config = config or TimersConfig()
+        self.instance = instance
+        self.lease = lease
+        self.pending = 0  # pending timers in the store, as last counted
         self._armed: dict[str, Cancellable] = {}
+        self._armed_seq: dict[str, int] = {}  # when each handle was armed, counted in arms
+        self._arms = 0
+        self._creating: set[str] = set()
         self._retry_at: dict[str, float] = {}  # timers armed for a time after their due_at
         self._in_flight: set[str] = set()
         self._stopped = False
+        self._watching = False
+        self._group: asyncio.TaskGroup | None = None
+        self._waiting: list[Coroutine[Any, Any, None]] = []  # steps due before run() started
+        self._steps = 0  # store steps waiting or running
+        self._settled_waiters: list[asyncio.Future[None]] = []
+        self._holding = asyncio.Event()  # set while timers are in flight: their leases need renewal
         self.arms = arms
-        migrate(store)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> int:
+    async def start(self) -> int:
         """Arm every pending timer; return how many."""
         self._stopped = False
-        rows = self.store.db.execute("SELECT timer_id, due_at FROM timers WHERE state = 'pending'")
-        for timer_id, due_at in rows:  # streamed, not fetched at once: 100,000 rows stay cheap
-            self._arm(timer_id, due_at)
+        if self.arms:
+            await self.backend.recover()
+        if self.arms and not self._watching:
+            self.backend.watch(self._added_elsewhere, self.sweep)
+            self._watching = True
+        pending = await self.backend.pending()
+        for timer_id, when in pending.items():
+            self._arm(timer_id, when)
+        self.pending = len(pending)
         log.info("timers_armed", count=len(self._armed))
         return len(self._armed)
 
@@ -200,11 +138,70 @@ class TimerService:
         for handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
+        self._armed_seq.clear()
         self._retry_at.clear()
+        for step in self._waiting:
+            step.close()  # never started: it counts as done
+        self._step_done(len(self._waiting))
+        self._waiting.clear()
+
+    async def settled(self) -> None:
+        """Return once no store step (a firing, a delivery record) waits or runs."""
+        loop = asyncio.get_running_loop()
+        while self._steps:
+            waiter = loop.create_future()
+            self._settled_waiters.append(waiter)
+            await waiter
+
+    async def run(self) -> None:
+        """Carry out firings until cancelled, renewing the leases of the timers in flight."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for step in self._waiting:
+                    group.create_task(step)
+                self._waiting.clear()
+                while True:
+                    await self._holding.wait()
+                    await self.clock.sleep_until(self.clock.time() + self.lease / 3)
+                    if self._in_flight:
+                        group.create_task(self._renew(sorted(self._in_flight)))
+                    else:
+                        self._holding.clear()
+        finally:
+            self._group = None
+
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        self._steps += 1
+        counted = self._counted(step)
+        if self._group is not None:
+            self._group.create_task(counted)
+        else:
+            self._waiting.append(counted)
+
+    async def _counted(self, step: Coroutine[Any, Any, None]) -> None:
+        try:
+            await step
+        finally:
+            self._step_done(1)
+
+    def _step_done(self, count: int) -> None:
+        self._steps -= count
+        if not self._steps:
+            waiters, self._settled_waiters = self._settled_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _renew(self, timer_ids: list[str]) -> None:
+        try:
+            await self.backend.renew(timer_ids, self.instance, self.clock.time() + self.lease)
+        except Exception as err:  # the next renewal (or a takeover) follows
+            log.warning("timer_lease_renew_failed", count=len(timer_ids), error=str(err))
 
     # -- the service roles use --------------------------------------------------------------
 
-    def create(
+    async def create(
         self,
         *,
         deadline: float | None = None,
@@ -230,66 +227,62 @@ class TimerService:
                 f"({utc_iso(now)}) and within {int(self.max_duration // 86400)} days"
             )
         timer_id = new_id("tmr")
+        timer = Timer(
+            timer_id=timer_id,
+            label=label,
+            due_at=due_at,
+            created_at=now,
+            channel_id=channel_id,
+            user_id=user_id,
+            role=role,
+            original_request=original_request,
+            data=data or {},
+            state="pending",
+            attempts=0,
+            fired_at=None,
+            cancelled_at=None,
+        )
+        self._creating.add(timer_id)  # its notification may come back before add() returns
         try:
-            with self.store.transaction() as db:
-                db.execute(
-                    "INSERT INTO timers (timer_id, label, due_at, created_at, channel_id, user_id, "
-                    "role, original_request, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        timer_id,
-                        label,
-                        due_at,
-                        now,
-                        channel_id,
-                        user_id,
-                        role,
-                        original_request,
-                        json.dumps(data or {}, default=str),
-                    ),
-                )
-        except sqlite3.DatabaseError as err:
-            raise StoreError(
-                f"store.path {str(self.store.path)!r}: cannot save timer {label!r} ({err})"
-            ) from err
+            await self.backend.add(timer)
+        finally:
+            self._creating.discard(timer_id)
+        self.pending += 1
         self._arm(timer_id, due_at)
         log.info("timer_created", timer_id=timer_id, label=label, due_at=utc_iso(due_at))
         return timer_id
 
-    def cancel(self, timer_id: str) -> Timer:
+    async def cancel(self, timer_id: str) -> Timer:
         """Cancel a pending timer and return it; an unknown, fired or cancelled one is an error."""
-        timer = self.get(timer_id)
+        timer = await self.get(timer_id)
         if timer is None:
             raise TimerError(
                 f"no timer has id {timer_id!r}; list the pending ones with list_timers"
             )
+        already = (
+            f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: it has already "
+            f"{'fired' if timer.state != TimerState.CANCELLED else 'been cancelled'}"
+        )
         if not TIMER_STATES.allows(timer.state, TimerState.CANCELLED) or (
             timer_id in self._in_flight
         ):
-            raise TimerError(
-                f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: it has already "
-                f"{'fired' if timer.state != TimerState.CANCELLED else 'been cancelled'}"
-            )
-        now = self.clock.time()
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE timers SET state = ?, cancelled_at = ? WHERE timer_id = ?",
-                (TimerState.CANCELLED, now, timer_id),
-            )
+            raise TimerError(already)
+        if not await self.backend.cancel(timer_id, self.clock.time()):
+            raise TimerError(already)  # another instance is firing it now
+        self.pending -= 1
         self._retry_at.pop(timer_id, None)
+        self._armed_seq.pop(timer_id, None)
         handle = self._armed.pop(timer_id, None)
         if handle is not None:
             handle.cancel()
         log.info("timer_cancelled", timer_id=timer_id)
-        return self.get(timer_id)  # type: ignore[return-value]
+        return await self.get(timer_id)  # type: ignore[return-value]
 
-    def get(self, timer_id: str) -> Timer | None:
+    async def get(self, timer_id: str) -> Timer | None:
         """Return the timer with ``timer_id``, or None."""
-        row = self.store.db.execute(
-            f"SELECT {_COLUMNS} FROM timers WHERE timer_id = ?", (timer_id,)
-        ).fetchone()
-        return Timer.from_row(row) if row is not None else None
+        return await self.backend.get(timer_id)
 
-    def list(
+    async def list(
         self,
         *,
         include_done: bool = False,
@@ -297,53 +290,48 @@ class TimerService:
         user_id: str | None = None,
     ) -> list[Timer]:
         """Return pending timers by deadline (all with ``include_done``), optionally filtered."""
-        return query_timers(
-            self.store.db, include_done=include_done, channel_id=channel_id, user_id=user_id
+        return await self.backend.query(
+            include_done=include_done, channel_id=channel_id, user_id=user_id
         )
 
     def pending_count(self) -> int:
-        """Return how many timers are pending on disk."""
-        (count,) = self.store.db.execute(
-            "SELECT count(*) FROM timers WHERE state = 'pending'"
-        ).fetchone()
-        return int(count)
+        """Return how many timers were pending in the store when last counted."""
+        return self.pending
 
-    def reconcile(self) -> dict[str, int]:
+    async def reconcile(self) -> dict[str, int]:
         """Fire armed timers overdue by the wall clock, arm lost ones, drop stale handles."""
-        pending = self.pending_count()
+        snapshot = self._arms  # handles armed after this are newer than what is read below
+        rows = await self.backend.pending()
+        self.pending = pending = len(rows)
         if not self.arms:  # the daemon that runs the timers arms them
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": 0}
-        overdue = self._fire_overdue()
+        overdue = self._fire_overdue(rows)
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
-        rows = dict(
-            self.store.db.execute(
-                "SELECT timer_id, due_at FROM timers WHERE state = 'pending'"
-            ).fetchall()
-        )
         missing = [tid for tid in rows if tid not in self._armed and tid not in self._in_flight]
-        stale = [tid for tid in self._armed if tid not in rows]
+        stale = [
+            tid
+            for tid in self._armed
+            if tid not in rows and self._armed_seq.get(tid, 0) <= snapshot
+        ]
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
         for timer_id in stale:
             self._retry_at.pop(timer_id, None)
+            self._armed_seq.pop(timer_id, None)
             self._armed.pop(timer_id).cancel()
         log.warning("timers_reconciled", rearmed=len(missing), dropped=len(stale))
         return {
-            "pending": pending,
-            "rearmed": len(missing),
-            "dropped": len(stale),
-            "overdue": overdue,
-        }
+            "pending": pending, "rearmed": len(missing), "dropped": len(stale), "overdue": overdue
+        }  # fmt: skip
 
-    def _fire_overdue(self) -> int:
+    def _fire_overdue(self, rows: dict[str, float]) -> int:
         """Fire armed timers whose handle should have fired by the wall clock; return how many."""
         late = self.clock.time() - self.late_tolerance
-        rows = self.store.db.execute(
-            "SELECT timer_id FROM timers WHERE state = 'pending' AND due_at <= ?", (late,)
-        ).fetchall()
         overdue = [
-            tid for (tid,) in rows if tid in self._armed and self._retry_at.get(tid, late) <= late
+            tid
+            for tid, when in rows.items()
+            if when <= late and tid in self._armed and self._retry_at.get(tid, late) <= late
         ]
         for timer_id in overdue:
             self._armed.pop(timer_id).cancel()
@@ -354,9 +342,32 @@ class TimerService:
 
     # -- firing -----------------------------------------------------------------------------
 
+    def _added_elsewhere(self, timer_id: str, due_at: float) -> None:
+        known = timer_id in self._creating or timer_id in self._armed or timer_id in self._in_flight
+        if self._stopped or known:
+            return  # our own timer (its notification comes back to us too), or stopping
+        self.pending += 1
+        self._arm(timer_id, due_at)
+
+    def sweep(self) -> None:
+        """Reconcile in a step of ``run()``: the safety net a clock callback can call."""
+        if not self._stopped:
+            self._spawn(self._reconcile_step())
+
+    async def _reconcile_step(self) -> None:
+        try:
+            await self.reconcile()
+        except Exception as err:  # the next sweep tries again
+            log.warning("timers_reconcile_failed", error=str(err))
+
     def _arm(self, timer_id: str, when: float) -> None:
         if self.arms:
+            previous = self._armed.pop(timer_id, None)
+            if previous is not None:
+                previous.cancel()
             self._armed[timer_id] = self.clock.call_at(when, partial(self._fire, timer_id))
+            self._arms += 1
+            self._armed_seq[timer_id] = self._arms
 
     def _retry(self, timer_id: str, when: float) -> None:
         self._retry_at[timer_id] = when
@@ -364,28 +375,57 @@ class TimerService:
 
     def _fire(self, timer_id: str) -> None:
         self._armed.pop(timer_id, None)
+        self._armed_seq.pop(timer_id, None)
         self._retry_at.pop(timer_id, None)
-        timer = self.get(timer_id)
+        self._in_flight.add(timer_id)  # held from now on, so reconcile does not arm it again
+        self._holding.set()
+        self._spawn(self._fire_step(timer_id))
+
+    async def _fire_step(self, timer_id: str) -> None:
+        try:
+            await self._claim_and_publish(timer_id)
+        except Exception as err:  # the store is away or failing: try again in a moment
+            self._in_flight.discard(timer_id)
+            log.error("timer_fire_failed", timer_id=timer_id, error=str(err),
+                      retry_in_s=RETRY_DELAY)  # fmt: skip
+            if not self._stopped:
+                self._retry(timer_id, self.clock.time() + RETRY_DELAY)
+
+    async def _claim_and_publish(self, timer_id: str) -> None:
+        timer = await self.get(timer_id)
         if timer is None or timer.state != "pending":
+            self._in_flight.discard(timer_id)
             return
         fired_at = self.clock.time()
         if fired_at < timer.due_at:  # the wall clock was set back since the timer was armed
+            self._in_flight.discard(timer_id)
             log.info("timer_not_due_yet", timer_id=timer_id, early_by_s=timer.due_at - fired_at)
             self._arm(timer_id, timer.due_at)
             return
-        attempt = timer.attempts + 1
-        late_by = max(0.0, fired_at - timer.due_at)
+        if self.bus.queue_depth >= self.bus.max_queue:  # claim only what the bus can take now
+            self._in_flight.discard(timer_id)
+            log.warning("publish_deferred", timer_id=timer_id, retry_in_s=RETRY_DELAY)
+            self._retry(timer_id, fired_at + RETRY_DELAY)
+            return
+        claimed = await self.backend.claim(timer_id, self.instance, fired_at, fired_at + self.lease)
+        if claimed is None:  # another instance fires it: look again when its lease would end
+            self._in_flight.discard(timer_id)
+            if not self._stopped:
+                self._retry(timer_id, fired_at + self.lease)
+            return
+        attempt = claimed.attempts
+        late_by = max(0.0, fired_at - claimed.due_at)
         data = {
             "timer_id": timer_id,
-            "label": timer.label,
-            "original_request": timer.original_request,
-            "channel_id": timer.channel_id,
-            "user_id": timer.user_id,
-            "due_at": timer.due_at,
+            "label": claimed.label,
+            "original_request": claimed.original_request,
+            "channel_id": claimed.channel_id,
+            "user_id": claimed.user_id,
+            "due_at": claimed.due_at,
             "fired_at": fired_at,
             "late_by_s": late_by,
             "attempt": attempt,
-            "data": timer.data,
+            "data": claimed.data,
         }
         publish = partial(
             self.bus.publish,
@@ -395,32 +435,43 @@ class TimerService:
             source="timers",
             attempt=attempt,
             idempotency_key=f"timer:{timer_id}",
-            on_done=partial(self._delivered, timer, fired_at, attempt),
+            on_done=partial(self._delivered, claimed, fired_at, attempt),
         )
         try:
-            if not try_publish(publish, timer_id=timer_id):
-                self._retry(timer_id, fired_at + RETRY_DELAY)
-                return
+            published = try_publish(publish, timer_id=timer_id)
         except BusClosedError:
-            return  # the daemon is stopping; the timer stays pending for the next start
-        self._in_flight.add(timer_id)
+            published = False  # the daemon is stopping; the timer stays pending for the next start
+        if not published:
+            self._in_flight.discard(timer_id)
+            await self.backend.release(timer_id, self.instance, fired_at)
+            if not self._stopped:
+                self._retry(timer_id, fired_at + RETRY_DELAY)
+            return
         if self.on_fired is not None:
             self.on_fired(late_by)
-        # Counted on disk before any handler runs, so a re-fire after a crash says attempt 2.
-        with self.store.transaction() as db:
-            db.execute("UPDATE timers SET attempts = ? WHERE timer_id = ?", (attempt, timer_id))
 
     def _delivered(
         self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
     ) -> None:
-        self._in_flight.discard(timer.timer_id)
+        self._spawn(self._delivered_step(timer, fired_at, attempt, outcome))
+
+    async def _delivered_step(
+        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
+    ) -> None:
+        try:
+            await self._record_delivery(timer, fired_at, attempt, outcome)
+        except Exception as err:  # the lease ends and the timer fires again, effects kept once
+            log.error("timer_delivery_not_recorded", timer_id=timer.timer_id, error=str(err))
+        finally:
+            self._in_flight.discard(timer.timer_id)
+
+    async def _record_delivery(
+        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
+    ) -> None:
         if outcome.ok:
-            state = TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
-            with self.store.transaction() as db:
-                db.execute(
-                    "UPDATE timers SET state = ?, fired_at = ? WHERE timer_id = ? AND state = ?",
-                    (state, fired_at, timer.timer_id, timer.state),
-                )
+            TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
+            if await self.backend.finish(timer.timer_id, self.instance, fired_at):
+                self.pending -= 1
             return
         retry_in = backoff_delay(
             attempt, self.config.retry_initial, self.config.retry_max, random=_no_jitter
@@ -434,10 +485,12 @@ class TimerService:
             failures=outcome.failures,
             retry_in_s=retry_in,
         )
+        retry_at = self.clock.time() + retry_in
+        await self.backend.release(timer.timer_id, self.instance, retry_at)
         if attempt == self.config.alert_after_attempts:
             self._alert(timer, attempt)
         if not self._stopped:
-            self._retry(timer.timer_id, self.clock.time() + retry_in)
+            self._retry(timer.timer_id, retry_at)
 
     def _alert(self, timer: Timer, attempts: int) -> None:
         data = {

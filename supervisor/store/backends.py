@@ -3,31 +3,39 @@
 Both give the same parts behind the interfaces of ``supervisor.store.base``.
 """
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supervisor.config import StorageConfig, redact_url
 from supervisor.store.audit import SqliteAudit
-from supervisor.store.base import AuditBackend, KVBackend
+from supervisor.store.base import AuditBackend, KVBackend, TimerBackend
 from supervisor.store.kv import SqliteKV
 from supervisor.store.postgres.audit import PostgresAudit
 from supervisor.store.postgres.kv import PostgresKV
+from supervisor.store.postgres.listener import Listener
 from supervisor.store.postgres.pool import open_pool, pool_not_ready
 from supervisor.store.postgres.schema import migrate
+from supervisor.store.postgres.timers import PostgresTimers
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 
 
 @dataclass
 class StoreParts:
-    """One opened store: each part on one backend, and how to check and close it."""
+    """One opened store: each part on one backend, and how to run, check and close it."""
 
     kind: str  # "sqlite" or "postgres"
     kv: KVBackend
     audit: AuditBackend
+    timers: TimerBackend
+    run: Callable[[], Coroutine[Any, Any, None]]  # the store's own background work, until cancelled
     not_ready: Callable[[], Awaitable[str | None]]
     close: Callable[[], Awaitable[None]]
     sqlite: Store | None = None  # the SQLite connection, for the parts that use it directly
+    listener: Listener | None = None  # PostgreSQL's LISTEN connection
 
 
 async def open_parts(
@@ -35,17 +43,7 @@ async def open_parts(
 ) -> StoreParts:
     """Open (and migrate) the configured store; return its parts."""
     if config.url is None:
-        store = Store(resolve(config.path), synchronous=config.synchronous.upper())
-
-        async def sqlite_not_ready() -> str | None:
-            return store.not_ready()
-
-        async def sqlite_close() -> None:
-            store.close()
-
-        return StoreParts(
-            "sqlite", SqliteKV(store), SqliteAudit(store), sqlite_not_ready, sqlite_close, store
-        )
+        return _sqlite_parts(Store(resolve(config.path), synchronous=config.synchronous.upper()))
     shown = redact_url(config.url)
     pool = await open_pool(config)
     try:
@@ -53,10 +51,40 @@ async def open_parts(
     except BaseException:
         await pool.close()
         raise
+    listener = Listener(config.url, shown, connect_timeout=config.connect_timeout)
 
-    async def postgres_not_ready() -> str | None:
+    async def not_ready() -> str | None:
         return await pool_not_ready(pool, shown)
 
     return StoreParts(
-        "postgres", PostgresKV(pool), PostgresAudit(pool), postgres_not_ready, pool.close
+        "postgres",
+        PostgresKV(pool),
+        PostgresAudit(pool),
+        PostgresTimers(pool, listener),
+        listener.run,
+        not_ready,
+        pool.close,
+        listener=listener,
+    )
+
+
+def _sqlite_parts(store: Store) -> StoreParts:
+    async def run() -> None:
+        await asyncio.Future()  # nothing runs in the background; wait to be cancelled
+
+    async def not_ready() -> str | None:
+        return store.not_ready()
+
+    async def close() -> None:
+        store.close()
+
+    return StoreParts(
+        "sqlite",
+        SqliteKV(store),
+        SqliteAudit(store),
+        SqliteTimers(store),
+        run,
+        not_ready,
+        close,
+        sqlite=store,
     )

@@ -8,10 +8,12 @@ Rules every implementation keeps:
   end (epoch seconds); a claim whose lease has ended may be taken by another instance.
 """
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 from common.audit import AuditRecord
+from common.clock import utc_iso
 
 
 class KVBackend(Protocol):
@@ -43,4 +45,90 @@ class AuditBackend(Protocol):
 
     async def tail(self, n: int, action: str | None = None) -> list[AuditRecord]:
         """Return the last ``n`` records (of ``action`` only, if given), oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One stored timer; times are UTC epoch seconds."""
+
+    timer_id: str
+    label: str
+    due_at: float
+    created_at: float
+    channel_id: str | None
+    user_id: str | None
+    role: str | None
+    original_request: str | None
+    data: dict[str, Any]
+    state: str
+    attempts: int
+    fired_at: float | None
+    cancelled_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the timer as JSON-ready data, with ISO times next to the epoch ones."""
+        out = asdict(self)
+        out["due"] = utc_iso(self.due_at)
+        out["fired"] = utc_iso(self.fired_at) if self.fired_at is not None else None
+        return out
+
+
+class TimerBackend(Protocol):
+    """Durable timers. A firing is claimed (``attempts`` + 1, a lease) so it happens once
+    cluster-wide; a claim whose lease ended, or that was released, can be claimed again."""
+
+    async def add(self, timer: Timer) -> None:
+        """Store a new pending timer (and tell other instances about it)."""
+        ...
+
+    async def get(self, timer_id: str) -> Timer | None:
+        """Return the timer with ``timer_id``, or None."""
+        ...
+
+    async def query(
+        self,
+        *,
+        include_done: bool = False,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+    ) -> list[Timer]:
+        """Return pending timers by deadline (all with ``include_done``), optionally filtered."""
+        ...
+
+    async def pending(self) -> dict[str, float]:
+        """Return each pending timer's id and when it may fire: its deadline or its lease end."""
+        ...
+
+    async def cancel(self, timer_id: str, now: float) -> bool:
+        """Cancel a pending timer no instance is firing now; return whether it was cancelled."""
+        ...
+
+    async def claim(
+        self, timer_id: str, instance: str, now: float, lease_until: float
+    ) -> Timer | None:
+        """Claim a pending, due, unclaimed timer for ``instance``; return it with the new
+        attempt count, or None when it is not pending, not due or another instance holds it."""
+        ...
+
+    async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
+        """Extend the leases ``instance`` holds on ``timer_ids``."""
+        ...
+
+    async def finish(self, timer_id: str, instance: str, fired_at: float) -> bool:
+        """Mark a timer ``instance`` holds fired; return False if it lost the claim."""
+        ...
+
+    async def release(self, timer_id: str, instance: str, not_before: float) -> None:
+        """Give up ``instance``'s claim; nobody claims the timer again before ``not_before``."""
+        ...
+
+    async def recover(self) -> None:
+        """Called at start by the instance that fires timers: drop claims no live instance can
+        hold (SQLite has one process, so every claim found is a dead run's)."""
+        ...
+
+    def watch(self, added: Callable[[str, float], None], resync: Callable[[], None]) -> None:
+        """Call ``added(timer_id, due_at)`` for each timer another instance adds, and
+        ``resync()`` when such news may have been missed."""
         ...

@@ -52,7 +52,7 @@ async def test_the_router_picks_the_timer_role_and_its_tool_sets_a_real_timer() 
     async with WorkflowParts(models(model)).running() as parts:
         run_id = await parts.engine.start_workflow_intent(request())
         run = await parts.engine.wait(run_id)
-        (timer,) = parts.timers.list()
+        (timer,) = await parts.timers.list()
         await parts.bus.drain()
     assert (run.state, run.role) == ("completed", "timer")
     assert [(event, data["run_id"]) for event, data in parts.events] == [
@@ -97,7 +97,7 @@ async def test_invalid_tool_input_reaches_the_model_as_an_error_and_sets_nothing
     model = ScriptedModel([Turn.tool("set_timer", {"duration": "soon"}), Turn.text("sorry")])
     async with WorkflowParts(models(model)).running() as parts:
         await parts.engine.wait(await parts.engine.start_workflow_intent(request(role="timer")))
-        assert parts.timers.list() == []
+        assert await parts.timers.list() == []
     given = tool_result(model.calls[1].messages)
     assert given["status"] == "error" and "duration 'soon' is not understood" in given["message"]
 
@@ -126,7 +126,7 @@ async def test_concurrent_workflows_of_two_users_never_exchange_intents_or_answe
         ids = [await parts.engine.start_workflow_intent(i) for i in (alice, bob)]
         assert parts.engine.active_count == 2
         runs = [await parts.engine.wait(run_id) for run_id in ids]
-        timers = {t.user_id: t for t in parts.timers.list()}
+        timers = {t.user_id: t for t in await parts.timers.list()}
     assert {u: (t.label, t.channel_id) for u, t in timers.items()} == {
         "UA": ("alice tea", "slack:CA/1.1"),
         "UB": ("bob deploy", "slack:CB/2.2"),

@@ -67,7 +67,7 @@ async def test_a_request_sets_a_timer_through_the_openai_provider_streaming(tmp_
         async with supervisor.running():
             run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
             assert supervisor.timers is not None
-            (timer,) = supervisor.timers.list()
+            (timer,) = await supervisor.timers.list()
     assert (run.state, run.role, timer.channel_id) == ("completed", "timer", "console:thread-7")
     assert all(request["stream"] for request in server.requests)
     tool_reply = json.loads(server.requests[2]["messages"][-1]["content"])
@@ -82,7 +82,7 @@ async def test_a_request_sets_a_timer_through_the_ollama_provider(tmp_path) -> N
         async with supervisor.running():
             run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
             assert supervisor.timers is not None
-            (timer,) = supervisor.timers.list()
+            (timer,) = await supervisor.timers.list()
     assert (run.state, timer.label) == ("completed", "check the deploy")
     assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
 
@@ -195,7 +195,7 @@ async def test_a_hanging_router_never_blocks_timers_or_other_roles(tmp_path) -> 
             supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
             await supervisor.message_bus.drain()
             assert supervisor.timers is not None
-            supervisor.timers.create(duration=10, label="tea", channel_id="console:ops")
+            await supervisor.timers.create(duration=10, label="tea", channel_id="console:ops")
             await clock.advance(10)
             await supervisor.message_bus.drain()
             (run,) = supervisor.workflow_engine.runs.values()
@@ -229,7 +229,7 @@ async def test_a_request_sets_a_timer_through_the_llamacpp_provider(tmp_path) ->
         async with supervisor.running():
             run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
             assert supervisor.timers is not None
-            (timer,) = supervisor.timers.list()
+            (timer,) = await supervisor.timers.list()
     assert (run.state, timer.label) == ("completed", "check the deploy")
     assert f"Done: Timer {timer.timer_id} set for" in out.getvalue()
 

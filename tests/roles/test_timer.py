@@ -1,5 +1,6 @@
 """The timer role: pure handlers compared with one assert, tools run through the tool runner."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,7 +27,9 @@ from roles.timer import (
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import START, FakeClock
+from tests.timer_runner import TimerRunner
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 ORIGIN = {"channel_id": "C42", "user_id": "U7", "event_id": "evt-1"}
@@ -38,8 +41,8 @@ class Setup:
     def __init__(self, path: Path) -> None:
         self.clock = FakeClock()
         self.bus = MessageBus(clock=self.clock.time)
-        self.timers = TimerService(Store(path), self.bus, self.clock)
-        self.timers.start()
+        self.timers = TimerService(SqliteTimers(Store(path)), self.bus, self.clock)
+        self.runner = TimerRunner(self.timers)
         self.services = DaemonServices(role="timer", bus=self.bus, timers=self.timers, kv=None)
         self.processor = IntentProcessor(
             message_bus=self.bus, services_factory=lambda role: self.services
@@ -51,6 +54,11 @@ class Setup:
         registry.discover_roles()
         registry.set_intent_processor(self.processor)
 
+    async def drain(self) -> None:
+        await self.bus.drain()
+        await self.timers.settled()
+        await self.bus.drain()
+
     async def send(self, intent: NotificationIntent) -> None:
         self.sent.append(intent)
 
@@ -59,8 +67,10 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Setup:
-    return Setup(tmp_path / "intentd.db")
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    made = Setup(tmp_path / "intentd.db")
+    yield made
+    await made.runner.stop()
 
 
 # -- contract ---------------------------------------------------------------------------------
@@ -207,7 +217,7 @@ def test_bad_durations_get_a_message_naming_the_input(text: Any, problem: str) -
 
 async def test_set_timer_replies_with_the_real_id_and_due_time(setup: Setup) -> None:
     reply = await setup.tool(set_timer, duration="5m", label="tea")
-    timer = setup.timers.list()[0]
+    timer = (await setup.timers.list())[0]
     assert reply == {
         "success": True,
         "message": f"Timer {timer.timer_id} set for 2027-01-15T08:05:00Z (5m from now).",
@@ -224,7 +234,7 @@ async def test_set_timer_replies_with_the_real_id_and_due_time(setup: Setup) -> 
 async def test_set_timer_with_a_bad_duration_stores_nothing(setup: Setup) -> None:
     reply = await setup.tool(set_timer, duration="5 potatoes")
     assert reply["success"] is False and "'5 potatoes' is not understood" in reply["message"]
-    assert setup.timers.list(include_done=True) == []
+    assert await setup.timers.list(include_done=True) == []
 
 
 async def test_cancel_timer_cancels_for_real(setup: Setup) -> None:
@@ -232,7 +242,7 @@ async def test_cancel_timer_cancels_for_real(setup: Setup) -> None:
     timer_id = created["result"]["timer_id"]
     reply = await setup.tool(cancel_timer, timer_id=timer_id)
     assert (reply["success"], reply["message"]) == (True, f"Timer {timer_id} cancelled.")
-    assert setup.timers.get(timer_id).state == "cancelled"  # type: ignore[union-attr]
+    assert (await setup.timers.get(timer_id)).state == "cancelled"  # type: ignore[union-attr]
 
 
 async def test_cancel_timer_of_an_unknown_id_reports_the_failure(setup: Setup) -> None:
@@ -243,7 +253,7 @@ async def test_cancel_timer_of_an_unknown_id_reports_the_failure(setup: Setup) -
 async def test_list_timers_returns_the_users_real_pending_timers(setup: Setup) -> None:
     await setup.tool(set_timer, duration="10m", label="pasta")
     await setup.tool(set_timer, duration="1m", label="tea")
-    setup.timers.create(duration=30, label="someone else's", user_id="U8")
+    await setup.timers.create(duration=30, label="someone else's", user_id="U8")
     reply = await setup.tool(list_timers)
     assert [(t["label"], t["due_at"]) for t in reply["result"]["timers"]] == [
         ("tea", "2027-01-15T08:01:00Z"),
@@ -255,7 +265,7 @@ async def test_list_timers_returns_the_users_real_pending_timers(setup: Setup) -
 async def test_a_timer_set_by_tool_notifies_its_channel_when_it_expires(setup: Setup) -> None:
     await setup.tool(set_timer, duration="90s", label="tea")
     await setup.clock.advance(90)
-    await setup.bus.drain()
+    await setup.drain()
     assert setup.sent == [
         NotificationIntent(message="Timer expired: tea", channel="C42", user_id="U7")
     ]
@@ -263,4 +273,4 @@ async def test_a_timer_set_by_tool_notifies_its_channel_when_it_expires(setup: S
     assert [(r.action, r.details["label"], r.role) for r in records] == [
         ("timer_expired", "tea", "timer")
     ]
-    assert setup.timers.list() == []
+    assert await setup.timers.list() == []

@@ -190,7 +190,7 @@ async def test_a_timer_survives_a_reload_of_the_role_that_created_it(tmp_path, d
         await supervisor.message_bus.drain()
         expired = [line for line in lines(out) if "Timer expired" in line]
         assert expired == ["@U7 Timer expired: tea"]  # delivered once, by the reloaded role
-        assert supervisor.timers.get(reply["result"]["timer_id"]).state == "fired"
+        assert (await supervisor.timers.get(reply["result"]["timer_id"])).state == "fired"
 
 
 async def test_unchanged_file_is_not_imported_again(tmp_path, daemon, clock):

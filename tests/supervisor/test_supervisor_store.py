@@ -14,6 +14,7 @@ from supervisor.config import Config
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import tail
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
 
@@ -43,7 +44,7 @@ async def test_a_timer_fires_through_the_timer_role_and_is_audited(tmp_path: Pat
     supervisor = Supervisor(config=make_config(tmp_path), clock=clock, stdout=out)
     async with supervisor.running():
         assert supervisor.timers is not None
-        supervisor.timers.create(duration=60, label="tea", channel_id="console", user_id="U1")
+        await supervisor.timers.create(duration=60, label="tea", channel_id="console", user_id="U1")
         await clock.advance(60)
         await supervisor.message_bus.drain()
     assert "Timer expired: tea" in out.getvalue()
@@ -66,8 +67,8 @@ async def test_a_lost_timer_is_rearmed_by_the_service_with_the_timer_role_quaran
         assert supervisor.role_registry is not None and supervisor.store is not None
         supervisor.role_registry.quarantine("timer", 5, 60.0, "test")
         # stored by another process (as `intentd call` does), so this daemon never armed it
-        other = TimerService(supervisor.store, MessageBus(), clock, arms=False)
-        timer_id = other.create(duration=20, label="tea")
+        other = TimerService(SqliteTimers(supervisor.store), MessageBus(), clock, arms=False)
+        timer_id = await other.create(duration=20, label="tea")
         await clock.advance(5)  # the fast heartbeat's store check arms it
         await clock.advance(15)
         await supervisor.message_bus.drain()
@@ -106,7 +107,7 @@ async def test_a_damaged_timers_table_stops_the_start_with_one_clear_error(tmp_p
     async with setup.running():
         assert setup.timers is not None
         for i in range(3000):
-            setup.timers.create(duration=3600 + i, label="x" * 200)
+            await setup.timers.create(duration=3600 + i, label="x" * 200)
     path = tmp_path / "var" / "intentd.db"
     data = bytearray(path.read_bytes())
     middle = len(data) // 2

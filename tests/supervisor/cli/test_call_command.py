@@ -10,8 +10,8 @@ from common.errors import IntentdError
 from supervisor.cli.call import call_tool, parse_arguments
 from supervisor.cli.main import main
 from supervisor.config import load_config
-from supervisor.scheduling.timers import query_timers
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import query_timers
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
 

@@ -13,6 +13,7 @@ from supervisor.cli.main import main
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import SqliteAudit
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock
 
 
@@ -25,12 +26,17 @@ def config(tmp_path: Path) -> Path:
 
 def _fill(config: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
     store = Store(config.parent / "var" / "intentd.db")
-    service = TimerService(store, MessageBus(), FakeClock())
-    ids = [
-        service.create(duration=300, label="tea", channel_id="C1", user_id="U1"),
-        service.create(duration=60, label="eggs"),
-    ]
-    service.cancel(ids[1])
+    service = TimerService(SqliteTimers(store), MessageBus(), FakeClock(), arms=False)
+
+    async def create() -> list[str]:
+        ids = [
+            await service.create(duration=300, label="tea", channel_id="C1", user_id="U1"),
+            await service.create(duration=60, label="eggs"),
+        ]
+        await service.cancel(ids[1])
+        return ids
+
+    ids = asyncio.run(create())
     sink, records = SqliteAudit(store), []
     for i, action in enumerate(["timer_expired", "login", "timer_expired"]):
         records.append(

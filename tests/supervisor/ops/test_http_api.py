@@ -322,8 +322,8 @@ async def test_timers_lists_the_pending_timers_of_the_timer_service(tmp_path):
         async with daemon.session.get(daemon.url("/timers")) as response:
             assert await response.json() == {"timers": []}
         timers = daemon.supervisor.timers
-        tea = timers.create(duration=60, label="tea", channel_id="console")
-        timers.cancel(timers.create(duration=90, label="cancelled"))
+        tea = await timers.create(duration=60, label="tea", channel_id="console")
+        await timers.cancel(await timers.create(duration=90, label="cancelled"))
         async with daemon.session.get(daemon.url("/timers")) as response:
             listed = (await response.json())["timers"]
     assert [(t["timer_id"], t["label"], t["due"], t["state"]) for t in listed] == [

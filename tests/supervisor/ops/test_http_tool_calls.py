@@ -16,9 +16,9 @@ def timer_config(tmp_path: Path):
     return config
 
 
-def pending(daemon) -> list[tuple[str, str | None, str | None]]:
+async def pending(daemon) -> list[tuple[str, str | None, str | None]]:
     """Return (label, channel_id, user_id) of the daemon's pending timers."""
-    return [(t.label, t.channel_id, t.user_id) for t in daemon.supervisor.timers.list()]
+    return [(t.label, t.channel_id, t.user_id) for t in await daemon.supervisor.timers.list()]
 
 
 async def test_a_tool_call_sets_a_timer_the_daemon_lists(tmp_path):
@@ -28,7 +28,7 @@ async def test_a_tool_call_sets_a_timer_the_daemon_lists(tmp_path):
             status, reply = response.status, await response.json()
         async with daemon.session.get(daemon.url("/timers")) as response:
             listed = (await response.json())["timers"]
-        timers = pending(daemon)
+        timers = await pending(daemon)
     assert status == 200 and reply["success"] is True
     assert reply["message"].startswith(f"Timer {reply['result']['timer_id']}")
     assert [t["timer_id"] for t in listed] == [reply["result"]["timer_id"]]
@@ -40,7 +40,7 @@ async def test_a_tool_call_without_a_channel_acts_for_the_default_channel(tmp_pa
         url = daemon.url("/roles/timer/tools/set_timer")
         async with daemon.session.post(url, json={"duration": "90s"}) as response:
             assert response.status == 200
-        assert pending(daemon) == [("", "console", None)]
+        assert await pending(daemon) == [("", "console", None)]
 
 
 async def test_a_timer_set_over_http_fires_at_its_deadline(tmp_path):
@@ -62,7 +62,7 @@ async def test_a_bad_duration_is_422_with_the_tools_reply_and_sets_no_timer(tmp_
         url = daemon.url("/roles/timer/tools/set_timer")
         async with daemon.session.post(url, json={"duration": "soon"}) as response:
             status, reply = response.status, await response.json()
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
     assert status == 422 and reply["success"] is False
     assert "'soon'" in reply["message"]
 
@@ -81,7 +81,7 @@ async def test_arguments_of_the_wrong_type_are_422_with_the_validation_message(t
         url = daemon.url("/roles/timer/tools/set_timer")
         async with daemon.session.post(url, json={"duration": ["5m"]}) as response:
             status, reply = response.status, await response.json()
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
     assert (status, reply) == (
         422,
         {
@@ -128,7 +128,7 @@ async def test_a_tool_call_without_the_token_is_401_and_sets_no_timer(tmp_path):
                     "http.token"
                 },
             )
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
 
 
 async def test_a_body_that_is_not_a_json_object_is_422_and_runs_nothing(tmp_path):
@@ -136,7 +136,7 @@ async def test_a_body_that_is_not_a_json_object_is_422_and_runs_nothing(tmp_path
         url = daemon.url("/roles/timer/tools/set_timer")
         async with daemon.session.post(url, json=["5m"]) as response:
             status, answer = response.status, await response.json()
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
     assert status == 422 and answer["error"].startswith("request body must be a JSON object")
 
 
@@ -146,7 +146,7 @@ async def test_invalid_json_is_400_and_runs_nothing(tmp_path):
         headers = {"Content-Type": "application/json"}
         async with daemon.session.post(url, data=b"{duration", headers=headers) as response:
             status, answer = response.status, await response.json()
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
     assert status == 400 and answer["error"].startswith("request body is not valid JSON")
 
 
@@ -156,7 +156,7 @@ async def test_a_body_that_is_not_json_is_415(tmp_path):
         headers = {"Content-Type": "text/plain"}
         async with daemon.session.post(url, data=b"duration=5m", headers=headers) as response:
             assert response.status == 415
-        assert pending(daemon) == []
+        assert await pending(daemon) == []
 
 
 async def test_a_body_over_the_limit_is_413(tmp_path):
@@ -165,4 +165,4 @@ async def test_a_body_over_the_limit_is_413(tmp_path):
         body = {"duration": "5m", "label": "x" * (64 * 1024)}
         async with daemon.session.post(url, json=body) as response:
             assert response.status == 413
-        assert pending(daemon) == []
+        assert await pending(daemon) == []

@@ -26,7 +26,7 @@ async def get_json(daemon, path: str) -> tuple[int, Any]:
 
 async def test_status_reports_pending_timers_outbox_dead_letters_and_loop_lag(tmp_path):
     async with running_daemon(make_config(tmp_path), clock=FakeClock()) as daemon:
-        daemon.supervisor.timers.create(duration=60, label="tea")
+        await daemon.supervisor.timers.create(duration=60, label="tea")
         _, status = await get_json(daemon, "/status")
     lag = status.pop("loop_lag_ms")
     assert isinstance(lag, float) and lag >= 0
@@ -59,8 +59,8 @@ async def test_metrics_count_pending_timers_and_the_lateness_of_fired_ones(tmp_p
         timers = daemon.supervisor.timers
         # a timer counts as fired once a handler took its expiry
         daemon.supervisor.message_bus.subscribe("test", "TIMER_EXPIRED", lambda data, ctx: [])
-        timers.create(duration=10, label="soon")
-        timers.create(duration=100, label="later")
+        await timers.create(duration=10, label="soon")
+        await timers.create(duration=100, label="later")
         before = await scrape(daemon)
         await clock.advance(12)  # the FakeClock fires the first timer at its deadline
         await daemon.supervisor.message_bus.drain()

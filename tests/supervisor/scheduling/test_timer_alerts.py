@@ -36,11 +36,11 @@ async def test_a_daemon_without_a_timer_role_alerts_the_admin_channel(tmp_path: 
     supervisor = Supervisor(config=config, clock=clock, stdout=out)
     async with supervisor.running():
         assert supervisor.timers is not None
-        timer_id = supervisor.timers.create(duration=1, label="tea")
+        timer_id = await supervisor.timers.create(duration=1, label="tea")
         for _ in range(4):
             await clock.advance(1)
             await supervisor.message_bus.drain()
         assert [s.role for s in supervisor.message_bus.subscriptions(TIMER_DELIVERY_FAILING)]
-        timer = supervisor.timers.get(timer_id)
+        timer = await supervisor.timers.get(timer_id)
         assert timer is not None and (timer.state, timer.attempts) == ("pending", 3)
     assert f"timer {timer_id!r} ('tea'" in out.getvalue()

@@ -15,7 +15,9 @@ from common.message_bus import MessageBus
 from supervisor.config import TimersConfig
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import START, FakeClock, SteppingClock
+from tests.timer_runner import TimerRunner
 
 
 class FailingComms:
@@ -33,8 +35,11 @@ class Daemon:
         self.bus = MessageBus(IntentProcessor(comms), clock=clock.time)
         self.bus.intent_processor.message_bus = self.bus  # type: ignore[attr-defined]
         self.bus.start()  # events are handled while the clock advances, as in the daemon
-        self.timers = TimerService(Store(path), self.bus, clock, TimersConfig(**config))
-        self.timers.start()
+        self.store = Store(path)
+        self.timers = TimerService(
+            SqliteTimers(self.store), self.bus, clock, TimersConfig(**config)
+        )
+        self.runner = TimerRunner(self.timers)
         self.seen: list[tuple[float, int]] = []
         self.alerts: list[dict[str, Any]] = []
         self.bus.subscribe("admin", TIMER_DELIVERY_FAILING, lambda d, c: self.alerts.append(d))
@@ -52,10 +57,15 @@ class Daemon:
 
     async def advance(self, seconds: float) -> None:
         await self.clock.advance(seconds)
+        await self.drain()
+
+    async def drain(self) -> None:
+        await self.bus.drain()
+        await self.timers.settled()
         await self.bus.drain()
 
-    def state(self, timer_id: str) -> tuple[str, int]:
-        timer = self.timers.get(timer_id)
+    async def state(self, timer_id: str) -> tuple[str, int]:
+        timer = await self.timers.get(timer_id)
         assert timer is not None
         return timer.state, timer.attempts
 
@@ -73,15 +83,17 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[MakeDaemon]:
 
     yield make
     for daemon in made:
+        await daemon.runner.stop()
         await daemon.bus.stop()
+        daemon.store.close()
 
 
 async def test_a_timer_nobody_handles_stays_pending_and_refires(make_daemon: MakeDaemon) -> None:
     d = make_daemon(FakeClock())
-    timer_id = d.timers.create(duration=5, label="tea")
+    timer_id = await d.timers.create(duration=5, label="tea")
     with capture_logs() as logs:
         await d.advance(5)
-    assert d.state(timer_id) == ("pending", 1)
+    assert await d.state(timer_id) == ("pending", 1)
     failed = [e for e in logs if e["event"] == "timer_delivery_failed"]
     assert [(e["timer_id"], e["attempt"], e["retry_in_s"]) for e in failed] == [(timer_id, 1, 5.0)]
     d.handle()  # the timer role is loaded again
@@ -89,21 +101,21 @@ async def test_a_timer_nobody_handles_stays_pending_and_refires(make_daemon: Mak
     assert d.seen == []
     await d.advance(0.1)
     assert d.seen == [(START + 10, 2)]
-    assert d.state(timer_id) == ("fired", 2)
+    assert await d.state(timer_id) == ("fired", 2)
 
 
 async def test_a_timer_whose_notification_failed_stays_pending(make_daemon: MakeDaemon) -> None:
     d = make_daemon(FakeClock(), FailingComms())
     d.handle([NotificationIntent(message="tea", channel="console")])
-    timer_id = d.timers.create(duration=5, label="tea")
+    timer_id = await d.timers.create(duration=5, label="tea")
     await d.advance(5)
-    assert d.state(timer_id) == ("pending", 1)
+    assert await d.state(timer_id) == ("pending", 1)
 
 
 async def test_failed_deliveries_back_off_doubling_up_to_the_cap(make_daemon: MakeDaemon) -> None:
     d = make_daemon(FakeClock(), retry_initial=5, retry_max=30, alert_after_attempts=99)
     d.handle(RuntimeError("role broken mid-edit"))
-    timer_id = d.timers.create(duration=1)
+    timer_id = await d.timers.create(duration=1)
     await d.advance(1 + 5 + 10 + 20 + 30 + 30)
     assert d.seen == [
         (START + 1, 1),
@@ -113,43 +125,43 @@ async def test_failed_deliveries_back_off_doubling_up_to_the_cap(make_daemon: Ma
         (START + 66, 5),
         (START + 96, 6),
     ]
-    assert d.state(timer_id) == ("pending", 6)
+    assert await d.state(timer_id) == ("pending", 6)
 
 
 async def test_the_admin_channel_is_alerted_once_and_retries_go_on(make_daemon: MakeDaemon) -> None:
     d = make_daemon(FakeClock(), retry_initial=1, retry_max=1, alert_after_attempts=3)
-    timer_id = d.timers.create(duration=1, label="tea")
+    timer_id = await d.timers.create(duration=1, label="tea")
     await d.advance(10)
     assert [(a["timer_id"], a["label"], a["attempts"]) for a in d.alerts] == [(timer_id, "tea", 3)]
-    assert d.state(timer_id) == ("pending", 10)
+    assert await d.state(timer_id) == ("pending", 10)
     d.handle()
     await d.advance(1)
-    assert d.state(timer_id) == ("fired", 11)
+    assert await d.state(timer_id) == ("fired", 11)
     assert len(d.alerts) == 1
 
 
 async def test_a_cancel_during_backoff_stops_the_retries(make_daemon: MakeDaemon) -> None:
     d = make_daemon(FakeClock())
-    timer_id = d.timers.create(duration=5)
+    timer_id = await d.timers.create(duration=5)
     await d.advance(5)
-    d.timers.cancel(timer_id)
+    await d.timers.cancel(timer_id)
     d.handle()
     await d.advance(600)
-    assert d.seen == [] and d.state(timer_id) == ("cancelled", 1)
+    assert d.seen == [] and await d.state(timer_id) == ("cancelled", 1)
 
 
 async def test_a_wall_clock_set_back_does_not_fire_a_timer_early(make_daemon: MakeDaemon) -> None:
     clock = SteppingClock()
     d = make_daemon(clock)
     d.handle()
-    timer_id = d.timers.create(duration=10)
+    timer_id = await d.timers.create(duration=10)
     clock.step(-100)
     await d.advance(10)  # the scheduler's deadline passes, but the wall clock says START - 90
-    assert d.seen == [] and d.state(timer_id) == ("pending", 0)
+    assert d.seen == [] and await d.state(timer_id) == ("pending", 0)
     await d.advance(99.9)
     assert d.seen == []
     await d.advance(0.1)
-    assert d.seen == [(START + 10, 1)] and d.state(timer_id) == ("fired", 1)
+    assert d.seen == [(START + 10, 1)] and await d.state(timer_id) == ("fired", 1)
 
 
 async def test_reconcile_fires_a_timer_the_scheduler_holds_past_its_deadline(
@@ -158,11 +170,11 @@ async def test_reconcile_fires_a_timer_the_scheduler_holds_past_its_deadline(
     clock = SteppingClock()
     d = make_daemon(clock)
     d.handle()
-    timer_id = d.timers.create(duration=10)
+    timer_id = await d.timers.create(duration=10)
     clock.step(3600)  # a suspend: the wall clock moved on, the scheduler did not
-    assert d.timers.reconcile() == {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 1}
-    await d.bus.drain()
-    assert d.seen == [(START + 3600, 1)] and d.state(timer_id) == ("fired", 1)
+    assert await d.timers.reconcile() == {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 1}
+    await d.drain()
+    assert d.seen == [(START + 3600, 1)] and await d.state(timer_id) == ("fired", 1)
     await d.advance(10)
     assert len(d.seen) == 1
 
@@ -172,10 +184,10 @@ async def test_reconcile_leaves_a_timer_within_tolerance_or_in_backoff_alone(
 ) -> None:
     clock = SteppingClock()
     d = make_daemon(clock)
-    backing_off = d.timers.create(duration=5)
+    backing_off = await d.timers.create(duration=5)
     await d.advance(5)  # no subscriber: retried at START + 10
     d.handle()
-    d.timers.create(duration=2)
+    await d.timers.create(duration=2)
     clock.step(2.5)  # the second timer fell due 0.5 s ago: within tolerance
-    assert d.timers.reconcile()["overdue"] == 0
-    assert d.seen == [] and d.state(backing_off) == ("pending", 1)
+    assert (await d.timers.reconcile())["overdue"] == 0
+    assert d.seen == [] and await d.state(backing_off) == ("pending", 1)

@@ -15,7 +15,9 @@ from supervisor.delivery.outbox import Outbox
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock, settle
+from tests.timer_runner import TimerRunner
 
 
 class Slack:
@@ -51,8 +53,8 @@ class Daemon:
         if not hang_second_role:
             self.release.set()
         self.bus.subscribe("other", TIMER_EXPIRED, self._other_role)
-        self.timers = TimerService(self.store, self.bus, clock)
-        self.timers.start()
+        self.timers = TimerService(SqliteTimers(self.store), self.bus, clock)
+        self.runner = TimerRunner(self.timers)
 
     async def _other_role(self, data: Any, context: EventContext) -> list[Any]:
         await self.release.wait()  # still running when the daemon is killed
@@ -66,20 +68,21 @@ class Daemon:
 async def test_a_refire_after_a_crash_posts_once_and_audits_once(tmp_path: Path) -> None:
     clock = FakeClock()
     first = Daemon(tmp_path / "intentd.db", clock, hang_second_role=True)
-    timer_id = first.timers.create(duration=5, label="tea", channel_id="slack:C1")
+    timer_id = await first.timers.create(duration=5, label="tea", channel_id="slack:C1")
     dispatcher = asyncio.create_task(first.bus.run())
     await clock.advance(5)  # the timer role's intents are stored; the other role still runs
     assert (first.count("outbox"), first.count("audit_log")) == (1, 1)
     dispatcher.cancel()  # killed here
     with contextlib.suppress(asyncio.CancelledError):
         await dispatcher
-    first.timers.stop()
+    await first.runner.stop()
     first.store.close()
 
     second = Daemon(tmp_path / "intentd.db", clock, hang_second_role=False)
     await clock.advance(0)
     await second.bus.drain()
-    timer = second.timers.get(timer_id)
+    await second.timers.settled()
+    timer = await second.timers.get(timer_id)
     assert timer is not None and (timer.state, timer.attempts) == ("fired", 2)
     assert (second.count("outbox"), second.count("audit_log")) == (1, 1)
     worker = asyncio.create_task(second.outbox.run())

@@ -1,5 +1,6 @@
 """Kill the real daemon with SIGKILL while timers are pending; after a restart none is lost."""
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ from pathlib import Path
 from common.message_bus import MessageBus
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.sqlite import Store
+from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -21,9 +23,14 @@ TIMERS = 120
 def _seed_timers(db: Path) -> list[str]:
     """Store timers due 1 to 6 s from now, as a daemon run before this one would have."""
     store = Store(db)
-    service = TimerService(store, MessageBus(), FakeClock(time.time()))
-    ids = [service.create(duration=1 + 5 * i / TIMERS, label=f"t{i}") for i in range(TIMERS)]
-    service.stop()
+    service = TimerService(SqliteTimers(store), MessageBus(), FakeClock(time.time()), arms=False)
+
+    async def create() -> list[str]:
+        return [
+            await service.create(duration=1 + 5 * i / TIMERS, label=f"t{i}") for i in range(TIMERS)
+        ]
+
+    ids = asyncio.run(create())
     store.close()
     return ids
 

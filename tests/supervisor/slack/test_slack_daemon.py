@@ -100,7 +100,7 @@ async def test_a_timer_set_from_slack_fires_into_the_same_thread(
         async with asyncio.timeout(5):
             await handled.wait()
         await settled(supervisor)
-        assert [timer.label for timer in supervisor.timers.list()] == ["stretch"]
+        assert [timer.label for timer in await supervisor.timers.list()] == ["stretch"]
         replies_before_expiry = [post.text for post in slack.posts]
         await clock.advance(300)
         await settled(supervisor)

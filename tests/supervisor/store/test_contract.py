@@ -1,6 +1,7 @@
 """The store contract: every part behaves the same on SQLite and on PostgreSQL."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -8,6 +9,7 @@ from common.audit import AuditRecord
 from common.errors import StoreError
 from supervisor.store.audit import DurableAuditSink
 from supervisor.store.backends import StoreParts
+from supervisor.store.base import Timer
 from supervisor.store.kv import KVStore
 
 
@@ -108,3 +110,90 @@ async def test_audit_an_intent_id_already_logged_is_logged_once(parts: StorePart
         ("int-1", {"attempt": 1}),
         ("int-2", {"timer_id": "tmr-1"}),
     ]
+
+
+# -- timers -----------------------------------------------------------------------------------
+
+
+def make_timer(timer_id: str = "tmr-1", due_at: float = 100.0, **overrides: Any) -> Timer:
+    fields: dict[str, Any] = {
+        "timer_id": timer_id,
+        "label": "tea",
+        "due_at": due_at,
+        "created_at": 10.0,
+        "channel_id": "C1",
+        "user_id": "U1",
+        "role": "timer",
+        "original_request": "tea in 90 s",
+        "data": {"n": [1, "two"]},
+        "state": "pending",
+        "attempts": 0,
+        "fired_at": None,
+        "cancelled_at": None,
+    }
+    return Timer(**{**fields, **overrides})
+
+
+async def test_timers_round_trip_and_query_by_deadline(parts: StoreParts) -> None:
+    await parts.timers.add(make_timer("tmr-late", 300.0, user_id="U2"))
+    await parts.timers.add(make_timer("tmr-early", 100.0))
+    assert await parts.timers.get("tmr-early") == make_timer("tmr-early", 100.0)
+    assert [t.timer_id for t in await parts.timers.query()] == ["tmr-early", "tmr-late"]
+    assert [t.timer_id for t in await parts.timers.query(user_id="U2")] == ["tmr-late"]
+    assert await parts.timers.get("tmr-nope") is None
+
+
+async def test_a_timer_is_claimed_only_once_it_is_due(parts: StoreParts) -> None:
+    await parts.timers.add(make_timer(due_at=100.0))
+    assert await parts.timers.claim("tmr-1", "a", 99.0, 104.0) is None
+    claimed = await parts.timers.claim("tmr-1", "a", 100.0, 105.0)
+    assert claimed is not None and claimed.attempts == 1
+
+
+async def test_a_live_claim_keeps_others_out_and_an_ended_lease_is_taken_over(
+    parts: StoreParts,
+) -> None:
+    await parts.timers.add(make_timer(due_at=100.0))
+    await parts.timers.claim("tmr-1", "a", 100.0, 105.0)
+    assert await parts.timers.claim("tmr-1", "b", 104.9, 109.9) is None
+    assert await parts.timers.pending() == {"tmr-1": 105.0}
+    taken = await parts.timers.claim("tmr-1", "b", 105.0, 110.0)
+    assert taken is not None and taken.attempts == 2
+    assert await parts.timers.finish("tmr-1", "a", 105.1) is False  # a lost it
+    assert await parts.timers.finish("tmr-1", "b", 105.2) is True
+    timer = await parts.timers.get("tmr-1")
+    assert timer is not None and (timer.state, timer.fired_at) == ("fired", 105.2)
+    assert await parts.timers.pending() == {}
+
+
+async def test_a_renewed_lease_keeps_the_claim(parts: StoreParts) -> None:
+    await parts.timers.add(make_timer(due_at=100.0))
+    await parts.timers.claim("tmr-1", "a", 100.0, 105.0)
+    await parts.timers.renew(["tmr-1"], "a", 110.0)
+    await parts.timers.renew(["tmr-1"], "b", 200.0)  # b holds nothing: no effect
+    assert await parts.timers.claim("tmr-1", "b", 106.0, 111.0) is None
+    assert await parts.timers.pending() == {"tmr-1": 110.0}
+
+
+async def test_a_released_timer_waits_until_its_retry_time(parts: StoreParts) -> None:
+    await parts.timers.add(make_timer(due_at=100.0))
+    await parts.timers.claim("tmr-1", "a", 100.0, 105.0)
+    await parts.timers.release("tmr-1", "a", 130.0)
+    assert await parts.timers.claim("tmr-1", "b", 129.0, 134.0) is None
+    again = await parts.timers.claim("tmr-1", "b", 130.0, 135.0)
+    assert again is not None and again.attempts == 2
+
+
+async def test_a_timer_being_fired_cannot_be_cancelled(parts: StoreParts) -> None:
+    await parts.timers.add(make_timer("tmr-1", due_at=100.0))
+    await parts.timers.add(make_timer("tmr-2", due_at=100.0))
+    await parts.timers.claim("tmr-1", "a", 100.0, 105.0)
+    assert await parts.timers.cancel("tmr-1", 101.0) is False
+    assert await parts.timers.cancel("tmr-2", 101.0) is True
+    assert await parts.timers.cancel("tmr-2", 102.0) is False  # already cancelled
+    cancelled = await parts.timers.get("tmr-2")
+    assert cancelled is not None and (cancelled.state, cancelled.cancelled_at) == (
+        "cancelled",
+        101.0,
+    )
+    assert await parts.timers.claim("tmr-2", "a", 103.0, 108.0) is None
