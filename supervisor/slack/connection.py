@@ -22,9 +22,9 @@ log = structlog.get_logger("intentd.slack")
 class SlackConnection:
     """Own the shared session and Slack in and out; ``open`` on the loop, then ``close``."""
 
-    def __init__(self, config: SlackConfig, bus: object, clock: Clock | None = None) -> None:
+    def __init__(self, config: SlackConfig, events: object, clock: Clock | None = None) -> None:
         self.config = config
-        self.bus = bus
+        self.events = events  # where Socket Mode stores the events it receives
         self.clock = clock or SystemClock()
         self.session: aiohttp.ClientSession | None = None
         self.out: SlackOut | None = None
@@ -64,7 +64,7 @@ class SlackConnection:
             self.inbound = SlackIn(
                 cfg.app_token,
                 socket_client,
-                self.bus,
+                self.events,
                 bot_user_id=self.bot_user_id,
                 reconnect_interval=cfg.reconnect_interval,
                 reconnect_max=cfg.reconnect_max,

@@ -1,12 +1,14 @@
 """Slack in: Socket Mode envelopes become USER_REQUEST events, on the daemon's loop.
 
 Rules kept here:
-- Every envelope is acknowledged first, before anything else is done with it, so the ack leaves
-  well within Slack's 3 s even when the bus is busy.
+- An envelope is acknowledged once its event is committed to the event journal (Slack does not
+  send an acked envelope again), well within Slack's 3 s: the journal's group commit takes
+  a loop turn, however busy the handlers are. An envelope that cannot be stored is not acked, so
+  Slack sends it again; one that is not for us is acked at once.
 - App mentions, direct messages and slash commands become ``USER_REQUEST`` with ``channel_id``
   ``slack:<channel>/<thread_ts>`` (a slash command has no thread: ``slack:<channel>``), ``user_id``
   and ``text``; the daemon's own messages, bots and edits are ignored, and an event Slack
-  re-sends (same ``event_id``) is published once.
+  re-sends (same ``event_id``, the journal key ``slack:<event_id>``) is stored once.
 - A connection that closes, fails or goes stale is re-opened by ``run()`` itself (slack-sdk's own
   auto reconnect, which retries at a fixed interval, is off): the first attempt waits
   ``reconnect_interval``, each failed one doubles the wait up to ``reconnect_max``, with jitter,
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import random as random_module
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from common.backoff import backoff_delay
 from common.clock import Clock, SystemClock
-from common.errors import BusClosedError, BusFullError, SlackAuthError
+from common.errors import BusClosedError, SlackAuthError, StoreError
 from common.events import USER_REQUEST
 
 log = structlog.get_logger("intentd.slack")
@@ -49,7 +50,6 @@ REFUSED_TOKEN_ERRORS = frozenset(
 )
 
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>\s*")
-REMEMBERED_EVENTS = 1000  # event ids kept to drop Slack's re-deliveries
 
 
 def user_request(
@@ -89,7 +89,7 @@ class SlackIn:
         self,
         app_token: str,
         web_client: AsyncWebClient,
-        bus: Any,
+        events: Any,
         *,
         bot_user_id: str | None = None,
         reconnect_interval: float = 5.0,
@@ -99,7 +99,7 @@ class SlackIn:
     ) -> None:
         self.app_token = app_token
         self.web_client = web_client
-        self.bus = bus
+        self.events = events  # the EventIntake: ``await events.accept(...)`` stores an event
         self.bot_user_id = bot_user_id
         self.reconnect_interval = reconnect_interval
         self.reconnect_max = reconnect_max
@@ -110,7 +110,6 @@ class SlackIn:
         self._client: SocketModeClient | None = None
         self._greeted = False
         self._lost = asyncio.Event()
-        self._seen: OrderedDict[str, None] = OrderedDict()
 
     @property
     def connected(self) -> bool:
@@ -190,17 +189,6 @@ class SlackIn:
     async def _on_lost(self, message: aiohttp.WSMessage) -> None:
         self._lost.set()
 
-    def _repeated(self, event_id: str | None) -> bool:
-        if event_id is None:
-            return False
-        if event_id in self._seen:
-            log.info("slack_event_repeated", event_id=event_id)
-            return True
-        self._seen[event_id] = None
-        if len(self._seen) > REMEMBERED_EVENTS:
-            self._seen.popitem(last=False)
-        return False
-
     async def _on_message(
         self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
     ) -> None:
@@ -212,12 +200,20 @@ class SlackIn:
     async def _on_request(
         self, client: AsyncBaseSocketModeClient, request: SocketModeRequest
     ) -> None:
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
         data = user_request(request.type, request.payload, self.bot_user_id)
-        if data is None or self._repeated(request.payload.get("event_id")):
-            return
-        self.received += 1
-        try:
-            self.bus.publish("slack", USER_REQUEST, data, source="slack")
-        except (BusClosedError, BusFullError) as err:
-            log.warning("user_request_dropped", channel_id=data["channel_id"], error=str(err))
+        if data is not None:
+            slack_id = request.payload.get("event_id") or request.envelope_id
+            try:
+                stored = await self.events.accept(
+                    "slack", USER_REQUEST, data, source="slack", key=f"slack:{slack_id}"
+                )
+            except (BusClosedError, StoreError) as err:
+                log.warning(
+                    "user_request_not_stored", channel_id=data["channel_id"], error=str(err)
+                )
+                return  # not acked: Slack sends the envelope again
+            if stored.duplicate:
+                log.info("slack_event_repeated", event_id=slack_id)
+            else:
+                self.received += 1
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
