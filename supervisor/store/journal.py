@@ -190,7 +190,7 @@ MIGRATIONS = [
         finished_at REAL,
         last_error TEXT
     );
-    CREATE INDEX journal_open ON journal (seq) WHERE state IN ('pending', 'claimed');
+    CREATE INDEX journal_open ON journal (seq) WHERE state IN ('claimed', 'pending');
     CREATE INDEX journal_dead ON journal (seq) WHERE state = 'dead';
     CREATE INDEX journal_done ON journal (finished_at) WHERE state = 'done';
     """,
@@ -204,12 +204,32 @@ _INSERT = (
 
 
 def _states(operation: str) -> str:
-    """Return the SQL list of the states ``operation`` may start from."""
+    """Return the SQL list of the states ``operation`` may start from, in name order.
+
+    The order matters: SQLite uses the partial index ``journal_open`` only for the very same
+    ``state IN ('claimed', 'pending')`` term.
+    """
     return ", ".join(f"'{state.value}'" for state in sorted(TRANSITIONS[operation][0]))
 
 
 def _target(operation: str) -> str:
     return TRANSITIONS[operation][1].value
+
+
+def _values(event: NewEvent) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.key,
+        event.event_type,
+        json.dumps(event.data, default=str),
+        event.publisher,
+        event.source,
+        event.channel_id,
+        event.user_id,
+        event.parent_id,
+        event.created_at,
+        event.created_at,
+    )
 
 
 def _entry(row: sqlite3.Row) -> JournalEntry:
@@ -257,23 +277,18 @@ class SqliteJournal:
         results: list[Appended] = []
         try:
             with self.store.transaction() as db:
+                # The common case in one executemany: events without a key, all new.
+                unkeyed = [event for event in events if event.key is None]
+                db.execute("SAVEPOINT unkeyed")
+                before = db.total_changes
+                db.executemany(_INSERT, [_values(event) for event in unkeyed])
+                all_new = db.total_changes - before == len(unkeyed)
+                db.execute("RELEASE unkeyed" if all_new else "ROLLBACK TO unkeyed")
                 for event in events:
-                    cursor = db.execute(
-                        _INSERT,
-                        (
-                            event.event_id,
-                            event.key,
-                            event.event_type,
-                            json.dumps(event.data, default=str),
-                            event.publisher,
-                            event.source,
-                            event.channel_id,
-                            event.user_id,
-                            event.parent_id,
-                            event.created_at,
-                            event.created_at,
-                        ),
-                    )
+                    if all_new and event.key is None:
+                        results.append(Appended(event.event_id, event.event_type))
+                        continue
+                    cursor = db.execute(_INSERT, _values(event))
                     if cursor.rowcount == 1:
                         results.append(Appended(event.event_id, event.event_type))
                         continue
@@ -392,7 +407,7 @@ class SqliteJournal:
         """Return the backlog, its oldest entry's time, the dead count and the next due time."""
         db = self.store.db
         backlog, oldest_seq = db.execute(
-            "SELECT count(*), min(seq) FROM journal WHERE state IN ('pending', 'claimed')"
+            "SELECT count(*), min(seq) FROM journal WHERE state IN ('claimed', 'pending')"
         ).fetchone()
         oldest = None
         if oldest_seq is not None:

@@ -197,3 +197,19 @@ async def test_entries_survive_reopening_the_store(tmp_path: Path) -> None:
     finally:
         store.close()
     assert entry.event == make_event(1, channel_id="C1", parent_id="int-1")
+
+
+async def test_a_batch_mixing_new_known_and_keyed_events_answers_in_order(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1), make_event(2, key="k")])
+    results = await journal.append(
+        [make_event(3), make_event(1), make_event(4, key="k"), make_event(5, key="j")]
+    )
+    assert [(r.event_id, r.duplicate) for r in results] == [
+        ("evt-3", False),
+        ("evt-1", True),
+        ("evt-2", True),
+        ("evt-5", False),
+    ]
+    assert (await journal.stats(NOW)).backlog == 4
