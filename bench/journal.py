@@ -25,8 +25,8 @@ from common.intents import AuditIntent
 from common.message_bus import MessageBus
 from supervisor.config import JournalConfig
 from supervisor.event_intake import EventIntake
-from supervisor.journal import SqliteJournal
-from supervisor.store import Store
+from supervisor.store.journal import SqliteJournal
+from supervisor.store.sqlite import Store
 
 CONCURRENCY = 50
 

@@ -65,7 +65,8 @@ class EventPublisher(Protocol):
 class StoredEvent(Protocol):
     """What storing an event answers: its id."""
 
-    event_id: str
+    @property
+    def event_id(self) -> str: ...
 
 
 class EventJournal(Protocol):

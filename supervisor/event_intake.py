@@ -38,13 +38,13 @@ from common.events import check_event_type, seen_valid
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
 from supervisor.config import JournalConfig
-from supervisor.scheduling.bus_retry import RETRY_DELAY
 from supervisor.store.journal import Appended, Journal, JournalEntry, JournalStats, NewEvent
 
 log = structlog.get_logger("intentd.journal")
 
 MAX_IN_FLIGHT = 512  # claimed events waiting in the bus at once
 PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
+FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
 _Submitted = tuple[NewEvent, "asyncio.Future[Appended]"]  # an event and who waits for its commit
 
 
@@ -321,7 +321,7 @@ class EventIntake:
                 timestamp=event.created_at,
             )
         except BusFullError:
-            self._due_at = self.clock.time() + RETRY_DELAY
+            self._due_at = self.clock.time() + FULL_BUS_RETRY
             return False
         except BusClosedError:
             self._claiming = False

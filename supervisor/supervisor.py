@@ -336,14 +336,6 @@ class Supervisor:
         except StoreError as err:  # the claims are recovered at the next start
             log.error("journal_shutdown_failed", error=str(err))
 
-    def _oldest_event_age(self) -> float | None:
-        if self.intake is None:
-            return None
-        stats = self.intake.stats
-        if not stats.backlog or stats.oldest_at is None:
-            return 0.0
-        return round(self.clock.time() - stats.oldest_at, 3)
-
     def _arm_timers(self, runtime: Runtime) -> None:
         """Arm pending timers and schedules; they fire once the dispatcher runs."""
         try:
