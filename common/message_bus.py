@@ -15,7 +15,8 @@ Rules kept here:
   handler ran and nothing failed. An event lost in a crash never calls it.
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
-  outbox and the audit log keep one of each).
+  outbox and the audit log keep one of each). The journal replays an event with its own
+  ``event_id`` as the key; timers use ``timer:<id>``.
 """
 
 import asyncio
@@ -212,8 +213,13 @@ class MessageBus:
         attempt: int = 1,
         idempotency_key: str | None = None,
         on_done: Callable[["EventOutcome"], None] | None = None,
+        event_id: str | None = None,
+        timestamp: float | None = None,
     ) -> str:
-        """Enqueue an event and return its id; handlers run later, on the dispatcher."""
+        """Enqueue an event and return its id; handlers run later, on the dispatcher.
+
+        ``event_id`` and ``timestamp`` keep a stored event's own (the journal replays with them).
+        """
         if threading.get_ident() != self._thread_id:
             raise WrongThreadError(
                 f"MessageBus.publish({event_type!r}) was called from thread "
@@ -236,12 +242,13 @@ class MessageBus:
         if isinstance(message, dict):
             channel_id = channel_id or message.get("channel_id")
             user_id = user_id or message.get("user_id")
-        event_id = new_id("evt")
+        if event_id is None:
+            event_id = new_id("evt")
         context = EventContext(
             event_id,
             event_type,
             source or publisher,
-            self._clock(),
+            self._clock() if timestamp is None else timestamp,
             channel_id,
             user_id,
             parent_id,

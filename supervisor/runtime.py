@@ -26,10 +26,12 @@ from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
 from supervisor.config import Config
 from supervisor.delivery.channels import CommunicationManager, ConsoleChannel, LogChannel
 from supervisor.delivery.outbox import Outbox, OutboxEntry
+from supervisor.event_intake import EventIntake
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink
+from supervisor.store.journal import SqliteJournal
 from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
 
@@ -50,6 +52,7 @@ class Runtime:
     kv: KVStore
     audit: DurableAuditSink
     outbox: Outbox
+    intake: EventIntake
     _services: dict[str, DaemonServices] = field(default_factory=dict)
 
     def services_for(self, role: str) -> DaemonServices:
@@ -62,6 +65,7 @@ class Runtime:
                 settings=self.config.roles.settings.get(role, {}),
                 timers=self.timers,
                 kv=self.kv.for_role(role),
+                events=self.intake if self.processor.event_journal is not None else None,
             )
             self._services[role] = services
         return services
@@ -92,14 +96,22 @@ def build_runtime(
     arms: bool = True,
     on_timer_fired: Callable[[float], None] | None = None,
     alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
+    intake: EventIntake | None = None,
 ) -> Runtime:
-    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only."""
+    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only.
+
+    With an ``intake`` (the daemon's, already feeding Socket Mode) events from schedules and from
+    intents are journaled; without one (``intentd call``) intents publish on the bus.
+    """
+    journaled = intake is not None
+    if intake is None:
+        intake = EventIntake(SqliteJournal(store), bus, clock, config.journal)
     kinds: dict[str, Any] = {"console": ConsoleChannel(stdout), "log": LogChannel()}
     kinds.update(extra_channels or {})
     outbox = Outbox(store, kinds, clock, config.outbox, bus=bus, alert=alert)
     channels = CommunicationManager(config.channels, kinds=kinds, outbox=outbox)
     timers = TimerService(store, bus, clock, config.timers, on_fired=on_timer_fired, arms=arms)
-    schedules = ScheduleService(store, bus, clock, list(config.schedules))
+    schedules = ScheduleService(store, intake, clock, list(config.schedules))
     kv = KVStore(store)
     audit = DurableAuditSink(store)
     processor = IntentProcessor(
@@ -108,6 +120,7 @@ def build_runtime(
         audit_sink=audit,
         services_factory=lambda role: runtime.services_for(role),
         intent_timeout=config.roles.intent_timeout,
+        event_journal=intake if journaled else None,
     )
     bus.set_intent_processor(processor)  # knot 1: bus -> processor -> bus
     registry = RoleRegistry(config.resolve(config.roles.directory), bus)
@@ -137,5 +150,6 @@ def build_runtime(
         kv=kv,
         audit=audit,
         outbox=outbox,
+        intake=intake,
     )
     return runtime

@@ -9,6 +9,7 @@ from common.errors import ConfigError, IntentdError
 from supervisor.cli._config import DEFAULT_CONFIG, config_path, load_cli_config
 from supervisor.cli.call import add_call_command
 from supervisor.cli.dead_letters import add_commands as add_outbox_commands
+from supervisor.cli.events import add_commands as add_event_commands
 from supervisor.cli.records import add_commands as add_store_commands
 from supervisor.cli.roles import add_role_commands
 from supervisor.config import load_config
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_role_commands(commands, lambda path: load_cli_config(path))
     add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    add_event_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_call_command(commands, lambda path: load_cli_config(path))
 
     status = commands.add_parser("status", help="show a running daemon's status (over HTTP)")

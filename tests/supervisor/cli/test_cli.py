@@ -9,7 +9,7 @@ from supervisor.cli.main import main
 
 COMMANDS = [
     "run", "check-config", "timers", "audit", "check", "new-role", "roles", "dead-letters",
-    "call", "status", "emit",
+    "events", "call", "status", "emit",
 ]  # fmt: skip
 
 

@@ -371,6 +371,9 @@ async def test_status_reports_uptime_roles_heartbeat_and_contributed_fields(tmp_
         "pending_timers": 0,
         "outbox_depth": 4,
         "dead_letters": 0,
+        "journal_backlog": 0,
+        "journal_oldest_age_s": 0.0,
+        "dead_events": 0,
     }
 
 
