@@ -24,9 +24,9 @@ from common.errors import EventNameError, RoleContractError
 from common.events import check_event_type, misspelt_event
 from common.intent_processor import IntentProcessor
 from common.intents import CORE_INTENTS, Intent
+from common.role_import import import_role_module, module_name, restore_module
 from common.types import intent_handler_arity
 from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_name
-from llm_provider.role_import import import_role_module, module_name, restore_module
 from llm_provider.role_lint import lint_role
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
@@ -106,12 +106,18 @@ def check_role(
     try:
         findings = lint_role(source, allowed_imports)
     except SyntaxError as err:
-        report(err.lineno or 1, f"the file has a syntax error ({err.msg}); fix it so that "
-               f"'python -m py_compile {path.name}' passes")
+        report(
+            err.lineno or 1,
+            f"the file has a syntax error ({err.msg}); fix it so that "
+            f"'python -m py_compile {path.name}' passes",
+        )
         return None, problems
     except ValueError as err:  # null bytes: Python 3.11 raises ValueError, not SyntaxError
-        report(1, f"the file cannot be compiled ({err}); fix it so that "
-               f"'python -m py_compile {path.name}' passes")
+        report(
+            1,
+            f"the file cannot be compiled ({err}); fix it so that "
+            f"'python -m py_compile {path.name}' passes",
+        )
         return None, problems
     for finding in findings:
         report(finding.line, finding.message, finding.warning)

@@ -35,8 +35,8 @@ from common.events import (
 )
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from common.role_import import file_digest, module_name, restore_module
 from llm_provider.role_contract import LoadedRole, Problem, check_role, registration_problems
-from llm_provider.role_import import file_digest, module_name, restore_module
 
 log = structlog.get_logger("intentd.roles")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from common.intent_processor import IntentProcessor
+from common.role_import import import_role_module
 from llm_provider.role_contract import Problem, check_paths, check_role
 from llm_provider.role_events import check_with_events
-from llm_provider.role_import import import_role_module
 from llm_provider.role_template import render_role
 
 BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
@@ -185,7 +185,8 @@ def test_warning_reads_path_line_warning_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     problem = Problem(tmp_path / "roles" / "foo.py", 7, "rule bent", warning=True)
     assert (str(problem), problem.to_json()["severity"]) == (
-        "roles/foo.py:7: warning: rule bent", "warning"
+        "roles/foo.py:7: warning: rule bent",
+        "warning",
     )
 
 

@@ -162,14 +162,21 @@ async def test_role_with_warnings_loads_logs_them_and_reports_none_returned_at_r
         bus.publish("t", "HEARTBEAT_TICK", {"timestamp": 2.0})
         await bus.drain()
     reported = [
-        (e["event"], e.get("problems") or e.get("where")) for e in logs
+        (e["event"], e.get("problems") or e.get("where"))
+        for e in logs
         if e["event"] in ("role_warnings", "handler_returned_none")
     ]
-    assert (list(registry.roles), reported) == (["returns_none_sync"], [
-        ("role_warnings", [
-            f"{display_path(path)}:8: warning: event handler 'handle_tick' can reach its end "
-            "without 'return', so it returns None and asks for nothing; end every path with "
-            "'return [...]' ('return []' when there is nothing to do)"
-        ]),
-        ("handler_returned_none", f"{path}:8"),
-    ])
+    assert (list(registry.roles), reported) == (
+        ["returns_none_sync"],
+        [
+            (
+                "role_warnings",
+                [
+                    f"{display_path(path)}:8: warning: event handler 'handle_tick' can reach "
+                    "its end without 'return', so it returns None and asks for nothing; end "
+                    "every path with 'return [...]' ('return []' when there is nothing to do)"
+                ],
+            ),
+            ("handler_returned_none", f"{path}:8"),
+        ],
+    )
