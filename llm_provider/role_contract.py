@@ -72,6 +72,23 @@ class LoadedRole:
     tools: list[Any]
     intents: dict[type, Any]
 
+    def summary(self) -> dict[str, Any]:
+        """Return what the router and a reader see of this role, JSON-ready."""
+        config = self.config
+        return {
+            "name": self.name,
+            "version": config.get("version"),
+            "description": config.get("description"),
+            "path": str(self.path),
+            "llm_type": config.get("llm_type"),
+            "fast_reply": config.get("fast_reply", False),
+            "when_to_use": config.get("when_to_use"),
+            "parameters": config.get("parameters", {}),
+            "events": sorted(self.event_handlers),
+            "intents": sorted(intent.__name__ for intent in self.intents),
+            "tools": [getattr(tool, "tool_name", "?") for tool in self.tools],
+        }
+
 
 def display_path(path: Path) -> str:
     """Return ``path`` relative to the working folder when it is inside it."""

@@ -157,6 +157,7 @@ class Supervisor:
         self.status.add("outbox_depth", lambda: self.outbox and self.outbox.stats.depth)
         self.status.add("dead_letters", lambda: self.outbox and self.outbox.dead_letter_count())
         self.status.add("loop_lag_ms", lambda: round(self.loop_lag.current * 1000, 1))
+        self.status.add("schedules", lambda: self.schedules and self.schedules.next_runs())
 
     # -- the parts of the current run (None before the first run) --------------------------
 

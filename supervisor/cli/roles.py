@@ -36,6 +36,7 @@ def add_role_commands(
 
     roles = commands.add_parser("roles", help="list the roles with their events, tools and intents")
     roles.add_argument("--config", default=None, help="config file naming the roles folder")
+    roles.add_argument("--json", action="store_true", help="print the roles as GET /roles does")
     roles.set_defaults(handler=roles_command, load_config=config_loader)
 
 
@@ -99,7 +100,13 @@ def roles_command(args: argparse.Namespace) -> int:
     configure_logging("CRITICAL", stream=sys.stderr)  # the listing says what the logs would
     config = args.load_config(args.config)
     registry = RoleRegistry(_roles_folder(config), allowed_imports=config.roles.allowed_imports)
-    for role in registry.discover_roles().values():
+    loaded = sorted(registry.discover_roles().values(), key=lambda role: role.name)
+    if args.json:
+        failed = [problem.to_json() for found in registry.failed.values() for problem in found]
+        summaries = [role.summary() for role in loaded]
+        print(json.dumps({"roles": summaries, "failed": failed}, indent=2))
+        return 0
+    for role in loaded:
         print(describe_role(role))
     for problems in registry.failed.values():
         print(f"failed  {problems[0]}" + (f" (+{len(problems) - 1} more)" if problems[1:] else ""))

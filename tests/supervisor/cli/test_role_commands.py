@@ -124,6 +124,22 @@ def test_roles_lists_loaded_roles_and_skipped_files(project):
     ]
 
 
+def test_roles_json_shows_routing_fields_and_tool_names(project, capsys):
+    assert main(["new-role", "memo"]) == 0
+    (project / "roles" / "returns_list.py").write_text((BROKEN / "returns_list.py").read_text())
+    capsys.readouterr()
+    assert main(["roles", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    (memo,) = listed["roles"]
+    assert {key: memo[key] for key in ("llm_type", "fast_reply", "when_to_use", "tools")} == {
+        "llm_type": "WEAK",
+        "fast_reply": True,
+        "when_to_use": "When the user asks to note something for later.",
+        "tools": ["memo_note"],
+    }
+    assert [(p["path"], p["line"]) for p in listed["failed"]] == [("roles/returns_list.py", 6)]
+
+
 def test_run_strict_refuses_to_start_with_a_broken_role(project):
     write_role(project / "roles", "echo", echo_role())
     (project / "roles" / "returns_list.py").write_text((BROKEN / "returns_list.py").read_text())
