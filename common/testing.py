@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -24,6 +24,7 @@ from common.errors import TimerError
 from common.events import check_event_type
 from common.intents import Intent, is_intent
 from common.kv import check_key, encode_value
+from common.role_api import RoleLogger, RoleServices, TimerRecord, Timers
 from common.role_import import import_role_module
 from common.types import intent_handler_arity
 
@@ -152,22 +153,27 @@ class RecordingTimers:
         return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": 0}
 
 
-@dataclass
 class RecordingServices:
-    """What an intent handler gets as ``services``, with the events it publishes recorded."""
+    """What an intent handler gets as ``services`` (``common.role_api.RoleServices``), recording.
 
-    role: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    timers: RecordingTimers = field(default_factory=RecordingTimers)
-    kv: MemoryKV | None = None
-    log: Any = None
-    published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ``published`` holds each ``(event_type, data)`` published; ``timers.timers`` each timer set.
+    """
 
-    def __post_init__(self) -> None:
-        if self.kv is None:
-            self.kv = MemoryKV(self.role)
-        if self.log is None:
-            self.log = structlog.get_logger("intentd.role").bind(role=self.role)
+    def __init__(
+        self,
+        role: str,
+        *,
+        settings: dict[str, Any] | None = None,
+        timers: RecordingTimers | None = None,
+        kv: MemoryKV | None = None,
+        log: RoleLogger | None = None,
+    ) -> None:
+        self.role = role
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.timers = timers if timers is not None else RecordingTimers()
+        self.kv = kv if kv is not None else MemoryKV(role)
+        self.log: RoleLogger = log or structlog.get_logger("intentd.role").bind(role=role)
+        self.published: list[tuple[str, dict[str, Any]]] = []
 
     def publish(self, event_type: str, data: dict[str, Any] | None = None) -> str:
         """Record an event published by this role; return its id."""
@@ -188,9 +194,7 @@ class RoleHarness:
         self.event_handlers: dict[str, Any] = registration["event_handlers"]
         self.intent_handlers: dict[type, Any] = registration["intents"]
         self.now = now
-        self.services = RecordingServices(
-            role=self.name, settings=dict(settings or {}), timers=RecordingTimers(now)
-        )
+        self.services = RecordingServices(self.name, settings=settings, timers=RecordingTimers(now))
 
     async def event(self, event_type: str, data: Any = None, **context: Any) -> list[Intent]:
         """Return the intents the role's handler for ``event_type`` asks for, given ``data``."""
@@ -223,3 +227,9 @@ class RoleHarness:
         if intent_handler_arity(handler) == 2:
             return await handler(intent, self.services)
         return await handler(intent)
+
+
+if TYPE_CHECKING:  # the stand-ins keep the role API's protocols (mypy checks these lines)
+    _services: type[RoleServices] = RecordingServices
+    _timers: type[Timers] = RecordingTimers
+    _timer: type[TimerRecord] = RecordedTimer
