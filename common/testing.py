@@ -13,12 +13,12 @@ import inspect
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from common.clock import utc_iso
 from common.context import EventContext
 from common.errors import TimerError
 from common.events import check_event_type
@@ -78,8 +78,7 @@ class RecordedTimer:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the timer as data, with its due time as ISO 8601 (``due``) too."""
-        when = datetime.fromtimestamp(self.due_at, UTC).isoformat(timespec="seconds")
-        return {**asdict(self), "due": when.replace("+00:00", "Z")}
+        return {**asdict(self), "due": utc_iso(self.due_at)}
 
 
 class RecordingTimers:

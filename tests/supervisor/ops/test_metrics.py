@@ -69,10 +69,11 @@ async def test_an_event_no_role_subscribes_to_is_counted_by_type(tmp_path):
         await post(daemon, "DEPLOY_FINSHED", {})
         await post(daemon, "PING", {})
         samples = await scrape(daemon)
-    assert [
-        value(samples, "intentd_events_unsubscribed_total", event_type=name)
-        for name in ("DEPLOY_FINSHED", "PING")
-    ] == [2, 0]
+    unheard = "intentd_events_unsubscribed_total"
+    assert (
+        value(samples, unheard, event_type="DEPLOY_FINSHED"),
+        key(unheard, event_type="PING") in samples,
+    ) == (2, False)
 
 
 async def test_a_raising_handler_counts_as_a_failed_event(tmp_path):
