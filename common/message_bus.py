@@ -13,6 +13,9 @@ Rules kept here:
 - ``publish(..., on_done=callback)`` calls ``callback(outcome)`` once every subscriber of that
   event has run and their intents have been processed; ``outcome.ok`` says whether at least one
   handler ran and nothing failed. An event lost in a crash never calls it.
+- A handler that returns None is logged once (``handler_returned_none``, a warning with its
+  file:line and the fix); an event no role subscribes to is counted by type
+  (``stats.unsubscribed``) and logged once per type at INFO (``event_unsubscribed``).
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
   outbox and the audit log keep one of each). The journal replays an event with its own
@@ -81,6 +84,7 @@ class BusStats:
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     timed_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unsubscribed: Counter[str] = field(default_factory=Counter)
     rejected_full: int = 0
 
 
@@ -162,6 +166,7 @@ class MessageBus:
         self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
         self.last_called: tuple[Subscription, float] | None = None  # and its perf_counter start
         self.observers: list[HandlerObserver] = []
+        self._returned_none: set[tuple[str, str, str]] = set()  # (role, event type, handler)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -342,6 +347,8 @@ class MessageBus:
             while queue:
                 data, context, on_done = queue.popleft()
                 subs = self._subs.get(context.event_type, ())
+                if not subs:
+                    self._report_unsubscribed(context)
                 failures = 0
                 for sub in subs:
                     started = perf_counter()
@@ -361,6 +368,8 @@ class MessageBus:
                         if result is _FAILED:
                             failures += 1
                             continue
+                    if result is None:
+                        self._report_none(sub, context)
                     intents, error = self._intents_from(result)
                     self._finish(sub, context, started, error, None)
                     failures += error is not None
@@ -464,6 +473,33 @@ class MessageBus:
         failure = HandlerFailure(sub.role, sub.event_type, context.event_id, sub.name, error)
         for hook in self.failure_hooks:
             hook(failure)
+
+    def _report_none(self, sub: Subscription, context: EventContext) -> None:
+        key = (sub.role, sub.event_type, sub.name)
+        if key in self._returned_none:
+            return
+        self._returned_none.add(key)
+        code = getattr(sub.handler, "__code__", None)
+        log.warning(
+            "handler_returned_none",
+            role=sub.role,
+            event_type=sub.event_type,
+            event_id=context.event_id,
+            handler=sub.name,
+            where=f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None,
+            fix="return a list of intents, [] when there is nothing to do",
+        )
+
+    def _report_unsubscribed(self, context: EventContext) -> None:
+        unheard = self.stats.unsubscribed
+        unheard[context.event_type] += 1
+        if unheard[context.event_type] == 1:
+            log.info(
+                "event_unsubscribed",
+                event_type=context.event_type,
+                event_id=context.event_id,
+                source=context.source,
+            )
 
     def _report_block(self, sub: Subscription, context: EventContext, seconds: float) -> None:
         self.stats.blocked[sub.role, sub.event_type] += 1

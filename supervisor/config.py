@@ -38,6 +38,7 @@ class SupervisorConfig(ConfigSection):
 class RolesConfig(ConfigSection):
     directory: Path = Path("roles")
     settings: dict[str, dict[str, Any]] = {}
+    allowed_imports: list[str] = []  # modules role files may import besides common and strands
     handler_timeout: Seconds = 1.0
     intent_timeout: Seconds = 5.0
     block_threshold: Seconds = 0.1

@@ -123,7 +123,9 @@ def build_runtime(
         event_journal=intake if journaled else None,
     )
     bus.set_intent_processor(processor)  # knot 1: bus -> processor -> bus
-    registry = RoleRegistry(config.resolve(config.roles.directory), bus)
+    registry = RoleRegistry(
+        config.resolve(config.roles.directory), bus, allowed_imports=config.roles.allowed_imports
+    )
     engine = WorkflowEngine(
         models or {},
         registry,

@@ -165,6 +165,7 @@ class Supervisor:
         self.status.add("journal_backlog", lambda: self.intake and self.intake.backlog)
         self.status.add("journal_oldest_age_s", self._oldest_event_age)
         self.status.add("dead_events", lambda: self.intake and self.intake.stats.dead)
+        self.status.add("schedules", lambda: self.schedules and self.schedules.next_runs())
 
     # -- the parts of the current run (None before the first run) --------------------------
 

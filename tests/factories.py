@@ -6,29 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from common.clock import Clock, SystemClock
-from common.context import EventContext
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from supervisor.config import JournalConfig
 from supervisor.event_intake import EventIntake
 from supervisor.store.journal import SqliteJournal
 from supervisor.store.sqlite import Store
-from tests.fakes.clock import START
-
-
-def make_context(**overrides: Any) -> EventContext:
-    """Return an EventContext with readable defaults."""
-    fields: dict[str, Any] = {
-        "event_id": "evt-test-1",
-        "event_type": "TEST_EVENT",
-        "source": "test",
-        "timestamp": START,
-        "channel_id": "console",
-        "user_id": "U1",
-        "parent_id": None,
-    }
-    fields.update(overrides)
-    return EventContext(**fields)
 
 
 def make_bus(**overrides: Any) -> tuple[MessageBus, IntentProcessor]:

@@ -205,18 +205,8 @@ class HttpApi:
         return _json(self._status_report())
 
     async def _roles(self, request: web.Request) -> web.Response:
-        roles = [
-            {
-                "name": role.name,
-                "version": role.config.get("version"),
-                "description": role.config.get("description"),
-                "path": str(role.path),
-                "events": sorted(role.event_handlers),
-                "intents": sorted(intent.__name__ for intent in role.intents),
-                "tools": len(role.tools),
-            }
-            for role in sorted(self._runtime.registry.roles.values(), key=lambda r: r.name)
-        ]
+        loaded = sorted(self._runtime.registry.roles.values(), key=lambda role: role.name)
+        roles = [role.summary() for role in loaded]
         return _json({"roles": roles})
 
     async def _timers(self, request: web.Request) -> web.Response:

@@ -115,6 +115,12 @@ _BUS_COUNTERS = (  # (metric name, BusStats field, labels, help)
     ("intentd_events_failed", "failed", _BY_ROLE, "Handler calls that raised, timed out or erred."),
     ("intentd_handler_timeouts", "timed_out", _BY_ROLE, "Handler calls cancelled at their budget."),
     ("intentd_handler_blocked", "blocked", _BY_ROLE, "Handler calls that held the loop too long."),
+    (
+        "intentd_events_unsubscribed",
+        "unsubscribed",
+        ("event_type",),
+        "Events delivered to no handler: no role subscribes to their type.",
+    ),
 )
 
 

@@ -24,6 +24,7 @@ CONTRIBUTED_FIELDS = (
     "journal_backlog",
     "journal_oldest_age_s",
     "dead_events",
+    "schedules",
 )
 
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from croniter import croniter
 
-from common.clock import Cancellable, Clock
+from common.clock import Cancellable, Clock, utc_iso
 from common.errors import BusClosedError
 from common.ids import derived_event_id
 from supervisor.config import ScheduleConfig
@@ -87,6 +87,7 @@ class ScheduleService:
         self.schedules = schedules
         self.rng = rng or random.Random()
         self._armed: dict[str, Cancellable] = {}
+        self._next: dict[str, float] = {}  # by schedule name: the run time armed now
         store.migrate("schedules", MIGRATIONS)
 
     def start(self) -> None:
@@ -108,6 +109,7 @@ class ScheduleService:
         for handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
+        self._next.clear()
 
     def _catch_up(self, schedule: ScheduleConfig, due: float, now: float) -> float:
         if due > now:
@@ -132,7 +134,26 @@ class ScheduleService:
             self._save(schedule, run, missed[-1] if missed else None)
         return run
 
+    def next_runs(self) -> list[dict[str, str]]:
+        """Return each armed schedule's name, event and next run time (ISO 8601 UTC)."""
+        return [
+            {
+                "name": schedule.name,
+                "event": schedule.event,
+                "next_run": utc_iso(self._next[schedule.name]),
+            }
+            for schedule in self.schedules
+            if schedule.name in self._next
+        ]
+
     def _arm(self, schedule: ScheduleConfig, due: float) -> None:
+        self._next[schedule.name] = due
+        log.info(
+            "schedule_armed",
+            schedule=schedule.name,
+            event_type=schedule.event,
+            next_run=utc_iso(due),
+        )
         delay = self.rng.uniform(0, schedule.jitter) if schedule.jitter else 0.0
         self._armed[schedule.name] = self.clock.call_at(
             due + delay, partial(self._fire, schedule, due)

@@ -7,7 +7,7 @@ belongs to the infrastructure, so it survives reloads of the role and restarts o
 import json
 from typing import Any
 
-from common.errors import StoreError
+from common.kv import check_key, encode_value
 from supervisor.store.sqlite import Store
 
 MIGRATIONS = [
@@ -20,7 +20,6 @@ MIGRATIONS = [
     )
     """,
 ]
-MAX_KEY_LENGTH = 200
 
 
 class KVStore:
@@ -51,13 +50,7 @@ class RoleKV:
 
     def set(self, key: str, value: Any) -> None:
         """Store ``value`` (anything JSON can hold) under ``key``."""
-        try:
-            text = json.dumps(value)
-        except (TypeError, ValueError) as err:
-            raise StoreError(
-                f"role {self.role!r} kv key {key!r}: value {value!r:.60} is not JSON-serialisable; "
-                "store only dicts, lists, strings, numbers, booleans and None"
-            ) from err
+        text = encode_value(self.role, key, value)
         with self._store.transaction() as db:
             db.execute(
                 "INSERT INTO role_kv (role, key, value) VALUES (?, ?, ?) "
@@ -81,9 +74,4 @@ class RoleKV:
         return [row["key"] for row in rows]
 
     def _key(self, key: Any) -> str:
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-            raise StoreError(
-                f"role {self.role!r} kv key {key!r:.60} is not a non-empty string of at most "
-                f"{MAX_KEY_LENGTH} characters; use a short text key"
-            )
-        return key
+        return check_key(self.role, key)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
-from tests.fakes.scripted_model import Script, ScriptError, Turn, TurnSource
+from llm_provider.scripted_model import Script, ScriptError, Turn, TurnSource
 
 
 class _FakeChatServer(ABC):

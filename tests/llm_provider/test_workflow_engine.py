@@ -7,9 +7,9 @@ import pytest
 
 from common.errors import IntentHandlingError
 from common.intents import WorkflowIntent
+from llm_provider.scripted_model import ScriptedModel, Turn
 from llm_provider.workflow_engine import NO_MODEL
 from tests.fakes.clock import settle
-from tests.fakes.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
 
 THREAD = "slack:C1/1700000000.000100"

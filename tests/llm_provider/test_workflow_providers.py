@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from llm_provider.scripted_model import Turn
 from llm_provider.workflow_engine import WorkflowRun
 from supervisor.config import Config
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
 from tests.fakes.llm_servers import FakeOllamaServer, FakeOpenAIServer
-from tests.fakes.scripted_model import Turn
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 ROUTE_TO_TIMER = Turn.text('{"route": "timer", "confidence": 0.95, "parameters": {}}')

@@ -1,8 +1,8 @@
 """The router role: USER_REQUEST becomes a "route" workflow for the same channel and user."""
 
 from common.intents import WorkflowIntent
+from common.testing import make_context
 from roles.router import handle_user_request
-from tests.factories import make_context
 
 
 def test_a_request_becomes_a_route_workflow_for_its_thread() -> None:

@@ -8,7 +8,7 @@ import pytest
 from supervisor.cli.main import main
 
 COMMANDS = [
-    "run", "check-config", "timers", "audit", "check", "new-role", "roles", "dead-letters",
+    "run", "check-config", "timers", "audit", "kv", "check", "new-role", "roles", "dead-letters",
     "events", "call", "status", "emit",
 ]  # fmt: skip
 

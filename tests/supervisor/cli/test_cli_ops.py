@@ -39,6 +39,7 @@ async def test_status_prints_one_field_per_line(tmp_path):
         "bus queue depth": "0",
         "events published": "1",  # ROLE_LOADED
         "active workflows": "0",
+        "schedules": "none",
     }
 
 

@@ -1,15 +1,39 @@
+"""A role's key-value store: the SQLite table and the test kit's MemoryKV keep one contract."""
+
 import pytest
 
 from common.errors import StoreError
+from common.testing import MemoryKV
 from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
 
 
-@pytest.fixture
-def kv(tmp_path):
+class MemoryStores:
+    """The test kit's stand-in, one MemoryKV per role, shaped like KVStore."""
+
+    def __init__(self) -> None:
+        self.roles: dict[str, MemoryKV] = {}
+
+    def for_role(self, role: str) -> MemoryKV:
+        return self.roles.setdefault(role, MemoryKV(role))
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def kv(request, tmp_path):
+    if request.param == "memory":
+        yield MemoryStores()
+        return
     store = Store(tmp_path / "kv.db")
     yield KVStore(store)
     store.close()
+
+
+def test_stored_value_is_a_copy(kv):
+    notes = kv.for_role("notes")
+    items = [1]
+    notes.set("list", items)
+    items.append(2)
+    assert notes.get("list") == [1]
 
 
 def test_value_round_trips_as_json(kv):
