@@ -96,10 +96,11 @@ async def test_a_429_fails_the_workflow_with_a_readable_reply(tmp_path, server_t
         supervisor = make_supervisor(tmp_path, out, provider=provider, base_url=address)
         async with supervisor.running():
             run = await ask(supervisor, "remind me")
-    assert run.error == (
-        "the model provider is rate limiting requests (HTTP 429); try again in a minute"
-    )
-    assert "thread-7 @U1 Sorry, the model provider is rate limiting" in out.getvalue()
+    assert run.failure == "throttled" and "rate limit exceeded" in (run.error or "")
+    assert (
+        "thread-7 @U1 Sorry, the model provider is rate limiting requests (HTTP 429); try again "
+        "in a minute.\n"
+    ) in out.getvalue()
 
 
 async def test_a_429_is_retried_with_the_configured_zero_delay(tmp_path) -> None:
@@ -245,12 +246,19 @@ async def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_pa
         assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
 
 
-async def test_a_server_error_fails_the_workflow_naming_the_error(tmp_path) -> None:
+async def test_a_server_error_is_answered_in_one_sentence_with_the_detail_audited(
+    tmp_path,
+) -> None:
     out = io.StringIO()
     async with FakeOpenAIServer([Turn.fail(RuntimeError("model crashed"), status=500)]) as server:
         supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
         async with supervisor.running():
             run = await ask(supervisor, "remind me")
+    assert run.failure == "server_error"
     assert run.error is not None
-    assert run.error.startswith("the workflow failed with InternalServerError: Error code: 500")
+    assert run.error.startswith("InternalServerError: Error code: 500")
     assert "model crashed" in run.error
+    assert (
+        "thread-7 @U1 Sorry, the model server had an internal error (HTTP 500); try again later.\n"
+    ) in out.getvalue()
+    assert "InternalServerError" not in out.getvalue().split("thread-7 @U1 ")[-1]
