@@ -11,10 +11,12 @@ Rules kept here:
   on the first request); strands would build a client, and pay that, on every request otherwise.
 - ollama: strands opens an ``ollama.AsyncClient`` per request and never closes it, so keep-alive
   is turned off (no leaked sockets) and every request is bounded by ``llm.timeout``.
-- llamacpp: its model keeps an httpx client, closed with the others by ``Models.aclose()``.
+- llamacpp, anthropic: each model keeps an httpx client, closed with the others by
+  ``Models.aclose()``.
 - bedrock: boto3 is synchronous; strands runs its calls in worker threads (third-party threads).
 - litellm: its cost map is read from the installed package, never fetched at import (the daemon
-  does not reach the internet on its own).
+  does not reach the internet on its own); the clients it caches process-wide are closed by
+  ``Models.aclose()``.
 - ``llm.params`` reach the request body as the provider's API names them; ``llm.stream: false``
   asks for one JSON answer instead of a stream where the provider allows it (openai, litellm,
   bedrock) and is a ConfigError elsewhere. Requests without tools carry no ``tools`` field (see
@@ -138,18 +140,18 @@ def _openai(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Mo
 
 def _ollama(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import httpx
+    from strands.models.ollama import OllamaModel
 
     args = {"limits": httpx.Limits(max_keepalive_connections=0), "timeout": config.timeout}
     options = dict(config.params)
     max_tokens = options.pop("max_tokens", None)  # Ollama's own name is options.num_predict
-    model: Model = providers.ollama_model()(
+    return OllamaModel(
         config.base_url or "http://127.0.0.1:11434",
         ollama_client_args=args,
         model_id=model_id,
         max_tokens=max_tokens,
         options=options or None,
     )
-    return model
 
 
 def _llamacpp(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
@@ -169,9 +171,10 @@ def _anthropic(config: LLMConfig, model_id: str, env: Mapping[str, str], models:
         args["base_url"] = config.base_url
     params = dict(config.params)
     max_tokens = params.pop("max_tokens", 4096)
-    model: Model = providers.anthropic_model()(
+    model = providers.anthropic_model()(
         client_args=args, model_id=model_id, max_tokens=max_tokens, params=params
     )
+    models.closers.append(model.client.close)  # its httpx client keeps connections open
     return model
 
 
@@ -183,7 +186,17 @@ def _litellm(config: LLMConfig, model_id: str, env: Mapping[str, str], models: M
     model: Model = providers.litellm_model()(
         client_args=args, model_id=model_id, params=dict(config.params), stream=config.stream
     )
+    if _close_litellm not in models.closers:
+        models.closers.append(_close_litellm)
     return model
+
+
+async def _close_litellm() -> None:
+    """Close the HTTP clients litellm caches process-wide, and forget them."""
+    import litellm
+
+    await litellm.close_litellm_async_clients()
+    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def _bedrock(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:

@@ -3,7 +3,9 @@
 Rules kept here:
 - A request without tools carries no ``tools`` field (and no ``tool_choice``): vLLM and some hosted
   OpenAI-compatible APIs answer 400 to ``"tools": []``, and to ``tool_choice`` without tools. Every
-  API below treats a missing ``tools`` as "no tools", so it is left out for all of them.
+  API below treats a missing ``tools`` as "no tools", so it is left out for all of them. (Ollama's
+  own client always sends ``"tools": []``, which Ollama accepts; bedrock leaves ``toolConfig`` out
+  by itself.)
 - llamacpp: strands keeps only the parameters it knows; ``tool_choice`` from ``llm.params`` is sent
   with the tools (llama-cpp-python's server ignores tools without it).
 
@@ -46,18 +48,6 @@ def litellm_model() -> type:
             return without_empty_tools(super().format_request(*args, **kwargs))
 
     return LiteLLMChat
-
-
-@functools.cache
-def ollama_model() -> type:
-    """Return the Ollama model class."""
-    from strands.models.ollama import OllamaModel
-
-    class OllamaChat(OllamaModel):
-        def format_request(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            return without_empty_tools(super().format_request(*args, **kwargs))
-
-    return OllamaChat
 
 
 @functools.cache
