@@ -22,7 +22,7 @@ from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from llm_provider.role_contract import LoadedRole
 from llm_provider.role_registry import RoleRegistry
-from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
+from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config
 from supervisor.delivery.channels import CommunicationManager, ConsoleChannel, LogChannel
 from supervisor.delivery.outbox import Outbox, OutboxEntry
@@ -136,7 +136,9 @@ def build_runtime(
         timeout=config.llm.timeout,
         confidence_threshold=config.router.confidence_threshold,
         default_role=config.router.default_role,
-        retry_strategy=retry_strategy(config.llm.retry_attempts, config.llm.retry_delay),
+        retry_attempts=config.llm.retry_attempts,
+        retry_delay=config.llm.retry_delay,
+        sleep=lambda seconds: clock.sleep_until(clock.time() + seconds),
     )
     processor.workflow_engine = engine  # knot 2: processor -> engine -> processor
     runtime = Runtime(

@@ -427,11 +427,22 @@ class Supervisor:
                 timeout_s=cfg.supervisor.shutdown_timeout,
             )
         intake.close()  # what is left is delivered at the next start
-        workflows.cancel()  # cancels and awaits every running workflow
+        workflows.cancel()  # cancels every run; each tells its user that intentd stopped
+        await asyncio.wait({workflows})
+        await self._flush_outbox(runtime.outbox)
         self.message_bus.close()
         dispatcher.cancel()
         journal.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
+
+    async def _flush_outbox(self, outbox: Outbox) -> None:
+        """Give the outbox up to supervisor.shutdown_timeout to deliver what shutdown stored."""
+        timeout = self.config.supervisor.shutdown_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await outbox.wait_idle()
+        except TimeoutError:
+            log.warning("shutdown_outbox_not_idle", depth=outbox.stats.depth, timeout_s=timeout)
 
     def _load_roles(self, runtime: Runtime) -> None:
         runtime.load_roles()
