@@ -10,7 +10,7 @@ CONFIG ?= config.yaml
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,openai,ollama]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,openai,ollama,anthropic,litellm]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -22,7 +22,7 @@ import structlog
 from strands import Agent, tool
 
 from common.intents import WorkflowIntent
-from tests.fakes.scripted_model import ScriptedModel, Turn
+from llm_provider.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
 
 CONCURRENT = 50

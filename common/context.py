@@ -1,5 +1,6 @@
 """The context every event handler receives next to the event data."""
 
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -7,6 +8,8 @@ from typing import Any
 # The id of the intent whose handler is running now, so what that handler publishes through its
 # services names its cause without the role having to pass it along.
 current_cause: ContextVar[str | None] = ContextVar("current_cause", default=None)
+# Numbers the events that handler publishes, so each gets a key that a replay repeats.
+cause_sequence: ContextVar[Iterator[int] | None] = ContextVar("cause_sequence", default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,10 @@ class BusClosedError(IntentdError):
     """The message bus is stopping and accepts no new events."""
 
 
+class JournalFullError(IntentdError):
+    """The event journal's backlog is at ``journal.max_backlog``; the event was not accepted."""
+
+
 class WrongThreadError(IntentdError, RuntimeError):
     """An object bound to the daemon's event loop was used from another thread."""
 

@@ -9,10 +9,14 @@ Rules kept here:
 - A role intent type belongs to the role that registered it; another role is refused, and the
   same role registering it again (a reload) replaces the handler.
 - A handler that raises or overruns its budget fails that intent only; the rest still run.
+- With an ``event_journal`` an EventIntent's event is stored under the intent's id (its event id
+  derived from it) before the intent counts as carried out, so carrying the intent out again
+  after a crash chains the event once.
 """
 
 import asyncio
 import functools
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,9 +25,10 @@ from typing import Any, Protocol
 import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
-from common.context import current_cause
+from common.context import cause_sequence, current_cause
 from common.errors import IntentHandlingError, RoleContractError
 from common.guard import ROLE_ERRORS, reraise_if_ours
+from common.ids import derived_event_id
 from common.intents import (
     AuditIntent,
     EventIntent,
@@ -55,6 +60,28 @@ class EventPublisher(Protocol):
     def publish(
         self, publisher: str, event_type: str, message: Any = None, *, parent_id: str | None = None
     ) -> str: ...
+
+
+class StoredEvent(Protocol):
+    """What storing an event answers: its id."""
+
+    @property
+    def event_id(self) -> str: ...
+
+
+class EventJournal(Protocol):
+    """Stores an event before the bus sees it (supervisor/event_intake.py's EventIntake)."""
+
+    def submit(
+        self,
+        publisher: str,
+        event_type: str,
+        data: Any = None,
+        *,
+        parent_id: str | None = None,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> Awaitable[StoredEvent]: ...
 
 
 Route = Callable[[Any, str | None], Awaitable[Any]]
@@ -97,6 +124,7 @@ class IntentProcessor:
         message_bus: EventPublisher | None = None,
         services_factory: ServicesFactory | None = None,
         intent_timeout: float = 5.0,
+        event_journal: EventJournal | None = None,
     ) -> None:
         self.communication_manager = communication_manager
         self.workflow_engine = workflow_engine
@@ -104,6 +132,7 @@ class IntentProcessor:
         self.message_bus = message_bus
         self.services_factory = services_factory
         self.intent_timeout = intent_timeout
+        self.event_journal = event_journal
         self.stats = ProcessorStats()
         self._role_handlers: dict[str, _RoleHandler] = {}
         self._role_types: dict[str, type[Intent]] = {}
@@ -244,6 +273,7 @@ class IntentProcessor:
                 )
             args = (intent, self.services_factory(entry.role or ""))
         cause = current_cause.set(intent.intent_id)
+        sequence = cause_sequence.set(itertools.count())
         try:
             with structlog.contextvars.bound_contextvars(
                 role=entry.role, intent_id=intent.intent_id, parent_id=intent.parent_id
@@ -256,6 +286,7 @@ class IntentProcessor:
                 f"{self.intent_timeout} s budget and was cancelled"
             ) from err
         finally:
+            cause_sequence.reset(sequence)
             current_cause.reset(cause)
 
     async def _notify(self, intent: NotificationIntent, role: str | None) -> Any:
@@ -292,6 +323,16 @@ class IntentProcessor:
         return await self.workflow_engine.start_workflow_intent(intent)
 
     async def _publish(self, intent: EventIntent, role: str | None) -> str:
+        if self.event_journal is not None:  # stored before this intent counts as carried out
+            stored = await self.event_journal.submit(
+                "intent_processor",
+                intent.event_type,
+                intent.data,
+                parent_id=intent.intent_id,
+                key=intent.intent_id,
+                event_id=derived_event_id(intent.intent_id),
+            )
+            return stored.event_id
         if self.message_bus is None:
             raise IntentHandlingError(
                 f"EventIntent {intent.event_type!r} cannot be published: this IntentProcessor "

@@ -13,9 +13,13 @@ Rules kept here:
 - ``publish(..., on_done=callback)`` calls ``callback(outcome)`` once every subscriber of that
   event has run and their intents have been processed; ``outcome.ok`` says whether at least one
   handler ran and nothing failed. An event lost in a crash never calls it.
+- A handler that returns None is logged once (``handler_returned_none``, a warning with its
+  file:line and the fix); an event no role subscribes to is counted by type
+  (``stats.unsubscribed``) and logged once per type at INFO (``event_unsubscribed``).
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
-  outbox and the audit log keep one of each).
+  outbox and the audit log keep one of each). The journal replays an event with its own
+  ``event_id`` as the key; timers use ``timer:<id>``.
 """
 
 import asyncio
@@ -80,6 +84,7 @@ class BusStats:
     failed: Counter[tuple[str, str]] = field(default_factory=Counter)
     timed_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unsubscribed: Counter[str] = field(default_factory=Counter)
     rejected_full: int = 0
 
 
@@ -161,6 +166,7 @@ class MessageBus:
         self.failure_hooks: list[Callable[[HandlerFailure], None]] = []
         self.last_called: tuple[Subscription, float] | None = None  # and its perf_counter start
         self.observers: list[HandlerObserver] = []
+        self._returned_none: set[tuple[str, str, str]] = set()  # (role, event type, handler)
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -212,8 +218,13 @@ class MessageBus:
         attempt: int = 1,
         idempotency_key: str | None = None,
         on_done: Callable[["EventOutcome"], None] | None = None,
+        event_id: str | None = None,
+        timestamp: float | None = None,
     ) -> str:
-        """Enqueue an event and return its id; handlers run later, on the dispatcher."""
+        """Enqueue an event and return its id; handlers run later, on the dispatcher.
+
+        ``event_id`` and ``timestamp`` keep a stored event's own (the journal replays with them).
+        """
         if threading.get_ident() != self._thread_id:
             raise WrongThreadError(
                 f"MessageBus.publish({event_type!r}) was called from thread "
@@ -236,12 +247,13 @@ class MessageBus:
         if isinstance(message, dict):
             channel_id = channel_id or message.get("channel_id")
             user_id = user_id or message.get("user_id")
-        event_id = new_id("evt")
+        if event_id is None:
+            event_id = new_id("evt")
         context = EventContext(
             event_id,
             event_type,
             source or publisher,
-            self._clock(),
+            self._clock() if timestamp is None else timestamp,
             channel_id,
             user_id,
             parent_id,
@@ -335,6 +347,8 @@ class MessageBus:
             while queue:
                 data, context, on_done = queue.popleft()
                 subs = self._subs.get(context.event_type, ())
+                if not subs:
+                    self._report_unsubscribed(context)
                 failures = 0
                 for sub in subs:
                     started = perf_counter()
@@ -354,6 +368,8 @@ class MessageBus:
                         if result is _FAILED:
                             failures += 1
                             continue
+                    if result is None:
+                        self._report_none(sub, context)
                     intents, error = self._intents_from(result)
                     self._finish(sub, context, started, error, None)
                     failures += error is not None
@@ -457,6 +473,33 @@ class MessageBus:
         failure = HandlerFailure(sub.role, sub.event_type, context.event_id, sub.name, error)
         for hook in self.failure_hooks:
             hook(failure)
+
+    def _report_none(self, sub: Subscription, context: EventContext) -> None:
+        key = (sub.role, sub.event_type, sub.name)
+        if key in self._returned_none:
+            return
+        self._returned_none.add(key)
+        code = getattr(sub.handler, "__code__", None)
+        log.warning(
+            "handler_returned_none",
+            role=sub.role,
+            event_type=sub.event_type,
+            event_id=context.event_id,
+            handler=sub.name,
+            where=f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None,
+            fix="return a list of intents, [] when there is nothing to do",
+        )
+
+    def _report_unsubscribed(self, context: EventContext) -> None:
+        unheard = self.stats.unsubscribed
+        unheard[context.event_type] += 1
+        if unheard[context.event_type] == 1:
+            log.info(
+                "event_unsubscribed",
+                event_type=context.event_type,
+                event_id=context.event_id,
+                source=context.source,
+            )
 
     def _report_block(self, sub: Subscription, context: EventContext, seconds: float) -> None:
         self.stats.blocked[sub.role, sub.event_type] += 1

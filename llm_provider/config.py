@@ -21,6 +21,7 @@ class LLMConfig(ConfigSection):
     api_key: str | None = None
     models: dict[Literal["WEAK", "DEFAULT", "STRONG"], str] = {}
     params: dict[str, Any] = {}
+    stream: bool = True
     max_concurrent: Annotated[int, Field(ge=1)] = 4
     timeout: Seconds = 120.0
     retry_attempts: Annotated[int, Field(ge=1)] = 3

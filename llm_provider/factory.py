@@ -11,8 +11,16 @@ Rules kept here:
   on the first request); strands would build a client, and pay that, on every request otherwise.
 - ollama: strands opens an ``ollama.AsyncClient`` per request and never closes it, so keep-alive
   is turned off (no leaked sockets) and every request is bounded by ``llm.timeout``.
-- llamacpp: its model keeps an httpx client, closed with the others by ``Models.aclose()``.
+- llamacpp, anthropic: each model keeps an httpx client, closed with the others by
+  ``Models.aclose()``.
 - bedrock: boto3 is synchronous; strands runs its calls in worker threads (third-party threads).
+- litellm: its cost map is read from the installed package, never fetched at import (the daemon
+  does not reach the internet on its own); the clients it caches process-wide are closed by
+  ``Models.aclose()``.
+- ``llm.params`` reach the request body as the provider's API names them; ``llm.stream: false``
+  asks for one JSON answer instead of a stream where the provider allows it (openai, litellm,
+  bedrock) and is a ConfigError elsewhere. Requests without tools carry no ``tools`` field (see
+  providers.py).
 """
 
 import importlib
@@ -24,11 +32,13 @@ from typing import Any
 from strands.models import Model
 
 from common.errors import ConfigError
+from llm_provider import providers
 from llm_provider.config import LLMConfig
 
 LLM_TYPES = ("WEAK", "DEFAULT", "STRONG")
 _EXTRAS = {"openai": "openai", "ollama": "ollama", "anthropic": "anthropic", "litellm": "litellm"}
 _KEY_VARS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_NON_STREAMING = ("openai", "litellm", "bedrock")
 
 
 @dataclass
@@ -60,6 +70,11 @@ def build_models(config: LLMConfig, environ: Mapping[str, str] | None = None) ->
     models = Models(config.provider)
     if config.provider == "none":
         return models
+    if not config.stream and config.provider not in _NON_STREAMING:
+        raise ConfigError(
+            f"llm.stream is false but provider {config.provider!r} always streams; remove "
+            f"llm.stream (only {', '.join(_NON_STREAMING)} can answer without streaming)"
+        )
     _require_extra(config.provider)
     builder = _BUILDERS[config.provider]
     built: dict[str, Model] = {}
@@ -85,6 +100,8 @@ def _require_extra(provider: str) -> None:
     package = _EXTRAS.get(provider)
     if package is None:
         return
+    if provider == "litellm":
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         importlib.import_module(package)
     except ImportError as err:
@@ -107,7 +124,6 @@ def _api_key(config: LLMConfig, env: Mapping[str, str], *, optional: bool = Fals
 
 def _openai(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
     import openai
-    from strands.models.openai import OpenAIModel
 
     if models.client is None:
         # A local OpenAI-compatible server (base_url) usually takes any key; the client needs one.
@@ -116,7 +132,10 @@ def _openai(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Mo
             api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0
         )
         models.closers.append(models.client.close)
-    return OpenAIModel(client=models.client, model_id=model_id, params=dict(config.params))
+    model: Model = providers.openai_model()(
+        client=models.client, model_id=model_id, params=dict(config.params), stream=config.stream
+    )
+    return model
 
 
 def _ollama(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
@@ -124,18 +143,19 @@ def _ollama(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Mo
     from strands.models.ollama import OllamaModel
 
     args = {"limits": httpx.Limits(max_keepalive_connections=0), "timeout": config.timeout}
+    options = dict(config.params)
+    max_tokens = options.pop("max_tokens", None)  # Ollama's own name is options.num_predict
     return OllamaModel(
         config.base_url or "http://127.0.0.1:11434",
         ollama_client_args=args,
         model_id=model_id,
-        options=dict(config.params) or None,
+        max_tokens=max_tokens,
+        options=options or None,
     )
 
 
 def _llamacpp(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
-    from strands.models.llamacpp import LlamaCppModel
-
-    model = LlamaCppModel(
+    model = providers.llamacpp_model()(
         base_url=config.base_url or "http://127.0.0.1:8080",
         timeout=config.timeout,
         model_id=model_id,
@@ -146,21 +166,37 @@ def _llamacpp(config: LLMConfig, model_id: str, env: Mapping[str, str], models: 
 
 
 def _anthropic(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
-    from strands.models.anthropic import AnthropicModel
-
     args: dict[str, Any] = {"api_key": _api_key(config, env), "timeout": config.timeout}
     if config.base_url:
         args["base_url"] = config.base_url
     params = dict(config.params)
     max_tokens = params.pop("max_tokens", 4096)
-    return AnthropicModel(client_args=args, model_id=model_id, max_tokens=max_tokens, params=params)
+    model = providers.anthropic_model()(
+        client_args=args, model_id=model_id, max_tokens=max_tokens, params=params
+    )
+    models.closers.append(model.client.close)  # its httpx client keeps connections open
+    return model
 
 
 def _litellm(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
-    from strands.models.litellm import LiteLLMModel
+    args: dict[str, Any] = {
+        k: v for k, v in (("api_key", config.api_key), ("api_base", config.base_url)) if v
+    }
+    args["timeout"] = config.timeout
+    model: Model = providers.litellm_model()(
+        client_args=args, model_id=model_id, params=dict(config.params), stream=config.stream
+    )
+    if _close_litellm not in models.closers:
+        models.closers.append(_close_litellm)
+    return model
 
-    args = {k: v for k, v in (("api_key", config.api_key), ("api_base", config.base_url)) if v}
-    return LiteLLMModel(client_args=args, model_id=model_id, params=dict(config.params))
+
+async def _close_litellm() -> None:
+    """Close the HTTP clients litellm caches process-wide, and forget them."""
+    import litellm
+
+    await litellm.close_litellm_async_clients()
+    litellm.in_memory_llm_clients_cache.flush_cache()
 
 
 def _bedrock(config: LLMConfig, model_id: str, env: Mapping[str, str], models: Models) -> Model:
@@ -175,7 +211,7 @@ def _bedrock(config: LLMConfig, model_id: str, env: Mapping[str, str], models: M
     extra: dict[str, Any] = {"endpoint_url": config.base_url} if config.base_url else {}
     if config.api_key:
         extra["api_key"] = config.api_key
-    return BedrockModel(model_id=model_id, **extra, **dict(config.params))
+    return BedrockModel(model_id=model_id, streaming=config.stream, **extra, **dict(config.params))
 
 
 _BUILDERS: dict[str, Callable[[LLMConfig, str, Mapping[str, str], Models], Model]] = {

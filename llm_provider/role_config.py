@@ -3,7 +3,9 @@
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from common.events import check_event_type
 
 ROLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
@@ -34,6 +36,14 @@ class RoleConfig(BaseModel):
     when_to_use: str | None = None
     parameters: dict[str, ParameterSpec] = {}
     system_prompt: str | None = None
+    external_events: list[str] = []  # events posted from outside (POST /events, intentd emit)
+
+    @field_validator("external_events")
+    @classmethod
+    def _event_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            check_event_type(name, "event")
+        return names
 
 
 _CONFIG_HINTS = {
@@ -71,4 +81,5 @@ def _message(item: Any) -> str:
             model.model_fields
         )
     hint = _CONFIG_HINTS.get(str(loc[0])) if len(loc) == 1 else None
-    return f"ROLE_CONFIG{key} is {item.get('input')!r:.60}; {hint or item['msg']}"
+    why = hint or item["msg"].removeprefix("Value error, ")
+    return f"ROLE_CONFIG{key} is {item.get('input')!r:.60}; {why}"

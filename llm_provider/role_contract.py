@@ -1,9 +1,11 @@
 """The role contract, checked: every rule a role file must keep, and one line per broken rule.
 
 Rules kept here:
-- ``check_role(path)`` imports the file, calls ``register_role()`` and reports ALL problems at
-  once, each as ``roles/foo.py:LINE: rule, what was found, how to fix``.
-- A role that has any problem is not returned; nothing of it gets wired in.
+- ``check_role(path)`` reads the file's source (role_lint.py), imports it, calls
+  ``register_role()`` and reports ALL problems at once, each as
+  ``roles/foo.py:LINE: rule, what was found, how to fix``.
+- A role that has any error is not returned; nothing of it gets wired in. Warnings are reported
+  with the role and leave it loaded. A file that breaks an import rule is not executed.
 - ROLE_CONFIG's own rules live in role_config.py.
 """
 
@@ -12,7 +14,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,27 +24,40 @@ from common.errors import EventNameError, RoleContractError
 from common.events import check_event_type, misspelt_event
 from common.intent_processor import IntentProcessor
 from common.intents import CORE_INTENTS, Intent
+from common.role_import import import_role_module, module_name, restore_module
 from common.types import intent_handler_arity
 from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_name
-from llm_provider.role_import import import_role_module, module_name, restore_module
+from llm_provider.role_lint import lint_role
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule of one role file."""
+    """One broken rule of one role file; a warning leaves the role loaded."""
 
     path: Path
     line: int
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{display_path(self.path)}:{self.line}: {self.message}"
+        marker = "warning: " if self.warning else ""
+        return f"{display_path(self.path)}:{self.line}: {marker}{self.message}"
 
     def to_json(self) -> dict[str, Any]:
         """Return the problem as a JSON-ready dict."""
-        return {"path": display_path(self.path), "line": self.line, "message": self.message}
+        return {
+            "path": display_path(self.path),
+            "line": self.line,
+            "severity": "warning" if self.warning else "error",
+            "message": self.message,
+        }
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    """Return the problems that keep a role from loading."""
+    return [problem for problem in problems if not problem.warning]
 
 
 @dataclass
@@ -57,6 +72,23 @@ class LoadedRole:
     tools: list[Any]
     intents: dict[type, Any]
 
+    def summary(self) -> dict[str, Any]:
+        """Return what the router and a reader see of this role, JSON-ready."""
+        config = self.config
+        return {
+            "name": self.name,
+            "version": config.get("version"),
+            "description": config.get("description"),
+            "path": str(self.path),
+            "llm_type": config.get("llm_type"),
+            "fast_reply": config.get("fast_reply", False),
+            "when_to_use": config.get("when_to_use"),
+            "parameters": config.get("parameters", {}),
+            "events": sorted(self.event_handlers),
+            "intents": sorted(intent.__name__ for intent in self.intents),
+            "tools": [getattr(tool, "tool_name", "?") for tool in self.tools],
+        }
+
 
 def display_path(path: Path) -> str:
     """Return ``path`` relative to the working folder when it is inside it."""
@@ -67,13 +99,15 @@ def display_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
-def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, list[Problem]]:
-    """Import ``path``, check every rule, and return the role (None if any problem) and problems."""
+def check_role(
+    path: Path, *, fresh: bool = False, allowed_imports: Iterable[str] = ()
+) -> tuple[LoadedRole | None, list[Problem]]:
+    """Check every rule of ``path``; return the role (None if any error) and its problems."""
     path = Path(path)
     problems: list[Problem] = []
 
-    def report(line: int, message: str) -> None:
-        problems.append(Problem(path, line, message))
+    def report(line: int, message: str, warning: bool = False) -> None:
+        problems.append(Problem(path, line, message, warning))
 
     if not ROLE_NAME.fullmatch(path.stem):
         report(
@@ -85,6 +119,26 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         source = path.read_bytes()
     except OSError as err:
         report(1, f"the file cannot be read ({err.strerror}); check that it exists and is readable")
+        return None, problems
+    try:
+        findings = lint_role(source, allowed_imports)
+    except SyntaxError as err:
+        report(
+            err.lineno or 1,
+            f"the file has a syntax error ({err.msg}); fix it so that "
+            f"'python -m py_compile {path.name}' passes",
+        )
+        return None, problems
+    except ValueError as err:  # null bytes: Python 3.11 raises ValueError, not SyntaxError
+        report(
+            1,
+            f"the file cannot be compiled ({err}); fix it so that "
+            f"'python -m py_compile {path.name}' passes",
+        )
+        return None, problems
+    for finding in findings:
+        report(finding.line, finding.message, finding.warning)
+    if any(finding.blocks_import for finding in findings):
         return None, problems
     name = module_name(path)
     previous = sys.modules.get(name)
@@ -105,9 +159,10 @@ def check_role(path: Path, *, fresh: bool = False) -> tuple[LoadedRole | None, l
         )
         return None, problems
     role = _check_module(module, path, report)
-    if problems:
+    problems.sort(key=lambda problem: problem.line)
+    if errors(problems):
         restore_module(name, previous)
-        return None, sorted(problems, key=lambda problem: problem.line)
+        return None, problems
     return role, problems
 
 
@@ -382,12 +437,14 @@ def duplicate_problem(role: LoadedRole, first: Path) -> Problem:
     )
 
 
-def check_paths(paths: list[Path]) -> tuple[list[LoadedRole], list[Problem]]:
+def check_paths(
+    paths: list[Path], allowed_imports: Iterable[str] = ()
+) -> tuple[list[LoadedRole], list[Problem]]:
     """Check role files and folders of role files together, names unique across all of them."""
     roles: dict[str, LoadedRole] = {}
     problems: list[Problem] = []
     for path in expand_paths(paths):
-        role, found = check_role(path, fresh=True)
+        role, found = check_role(path, fresh=True, allowed_imports=allowed_imports)
         problems.extend(found)
         if role is None:
             continue

@@ -5,7 +5,8 @@ Rules kept here:
   imported as module ``roles.<name>``; a file already imported from the same path is reused.
 - Role names equal file names, so one folder cannot hold two roles of the same name.
 - A file that fails the contract checks (llm_provider/role_contract.py) is skipped, logged and
-  published as ROLE_FAILED; every other role runs. Every change is published as a ROLE_* event
+  published as ROLE_FAILED; every other role runs. A role loaded with warnings logs them
+  (``role_warnings``). Every change is published as a ROLE_* event
   (role_announcements.py turns them into notifications).
 - ``check_for_changes()`` (called on the fast heartbeat) compares each file's modification time
   and size, then its content hash, and reloads only files whose content changed. A reload is a
@@ -18,6 +19,7 @@ Rules kept here:
 """
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ from common.events import (
 )
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from common.role_import import file_digest, module_name, restore_module
 from llm_provider.role_contract import LoadedRole, Problem, check_role, registration_problems
-from llm_provider.role_import import file_digest, module_name, restore_module
 
 log = structlog.get_logger("intentd.roles")
 
@@ -48,9 +50,12 @@ class RoleRegistry:
         self,
         roles_directory: str | Path = "roles",
         message_bus: MessageBus | None = None,
+        *,
+        allowed_imports: Iterable[str] = (),
     ):
         self.roles_directory = Path(roles_directory)
         self.message_bus = message_bus
+        self.allowed_imports = tuple(allowed_imports)
         self.roles: dict[str, LoadedRole] = {}
         self.failed: dict[Path, list[Problem]] = {}
         self.quarantined: set[str] = set()
@@ -136,7 +141,8 @@ class RoleRegistry:
 
     def _load(self, path: Path, *, fresh: bool) -> LoadedRole | None:
         live = self._role_at(path)
-        role, problems = check_role(path, fresh=fresh)
+        role, problems = check_role(path, fresh=fresh, allowed_imports=self.allowed_imports)
+        warnings = [str(problem) for problem in problems if problem.warning]
         if role is not None and self.intent_processor is not None:
             problems = registration_problems(role, self.intent_processor)
             if problems:  # refused before anything is unwired: the live version keeps running
@@ -150,6 +156,8 @@ class RoleRegistry:
             self._unwire(live.name)
         self._wire(role)
         log.info("role_loaded", role=role.name, path=str(path), reloaded=live is not None)
+        if warnings:
+            log.warning("role_warnings", role=role.name, path=str(path), problems=warnings)
         self._publish(
             ROLE_LOADED,
             {

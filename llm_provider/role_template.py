@@ -22,6 +22,7 @@ ROLE_CONFIG = {
     "llm_type": "WEAK",
     "fast_reply": True,
     "when_to_use": "When the user asks to note something for later.",
+    "external_events": ["${event}"],  # posted with 'intentd emit' or POST /events
 }
 
 ${event} = "${event}"
@@ -77,51 +78,48 @@ def register_role():
 ''')
 
 TEST_TEMPLATE = string.Template('''\
-"""Tests for roles/${name}.py: call each handler directly and compare with one assert."""
+"""Tests for roles/${name}.py: run them with plain 'python -m pytest' (needs pytest-asyncio)."""
 
 from pathlib import Path
 
-from common.context import EventContext
+import pytest
+
 from common.intents import NotificationIntent
-from common.message_bus import MessageBus
+from common.testing import RoleHarness
 from llm_provider.role_contract import check_role
-from llm_provider.role_import import import_role_module
-from supervisor.store.kv import KVStore, SqliteKV
-from supervisor.services import DaemonServices
-from supervisor.store.sqlite import Store
 
 ROLE_FILE = Path(__file__).resolve().parents[2] / "roles" / "${name}.py"
-role = import_role_module(ROLE_FILE)
-
-
-def make_context(**overrides):
-    fields = {"event_id": "evt-1", "event_type": "${event}", "source": "test", "timestamp": 0.0}
-    return EventContext(**{**fields, "channel_id": "console", "user_id": "U1", **overrides})
 
 
 def test_role_passes_the_contract_checks():
     assert check_role(ROLE_FILE)[1] == []
 
 
-def test_request_is_echoed_to_its_channel():
-    intents = role.handle_${name}_requested({"text": "hello"}, make_context())
+@pytest.mark.asyncio
+async def test_request_is_echoed_to_its_channel():
+    role = RoleHarness(ROLE_FILE)
+    intents = await role.event("${event}", {"text": "hello"}, channel_id="console", user_id="U1")
     expected = NotificationIntent(message="${name}: hello", channel="console", user_id="U1")
     assert intents == [expected]
 
 
-def test_empty_request_asks_for_nothing():
-    assert role.handle_${name}_requested({"text": "  "}, make_context()) == []
+@pytest.mark.asyncio
+async def test_empty_request_asks_for_nothing():
+    assert await RoleHarness(ROLE_FILE).event("${event}", {"text": "  "}) == []
 
 
-async def test_note_intent_is_kept_in_the_role_store():
-    kv = KVStore(SqliteKV(Store(":memory:"))).for_role("${name}")
-    services = DaemonServices(role="${name}", bus=MessageBus(), timers=None, kv=kv)
-    await role.process_${name}_note(role.${cls}NoteIntent(key="k", text="v"), services)
-    assert await services.kv.get("k") == "v"
+@pytest.mark.asyncio
+async def test_note_from_the_tool_is_kept_in_the_role_store():
+    role = RoleHarness(ROLE_FILE)
+    reply = await role.module.${name}_note(key="k", text="v")
+    await role.carry_out(reply["intent"])
+    assert (reply["success"], await role.services.kv.get("k")) == (True, "v")
 
 
+@pytest.mark.asyncio
 async def test_tool_refuses_an_empty_note():
-    assert (await role.${name}_note(key="", text="x"))["success"] is False
+    reply = await RoleHarness(ROLE_FILE).module.${name}_note(key="", text="x")
+    assert (reply["success"], "intent" in reply) == (False, False)
 ''')
 
 

@@ -11,7 +11,15 @@ Rules kept here:
 - A tool call is carried out with ``run_tool`` for this run's channel and user before the model
   reads the reply; calls are recorded on the run, never in shared state.
 - At most ``max_concurrent`` runs talk to models at once, each bounded by ``timeout``. Every run
-  ends in WORKFLOW_COMPLETED or WORKFLOW_FAILED and an audit record with its token usage.
+  ends in WORKFLOW_COMPLETED or WORKFLOW_FAILED and an audit record with its token usage (None
+  when a server did not report it).
+- Every request gets exactly one reply: the answer, "not understood", or one sentence saying why
+  it failed (llm_provider/failures.py), after what the run's tools already did; the detail goes
+  to the log and the audit record. A run cancelled at shutdown tells its user that intentd
+  stopped. An empty answer is a failure, never silence; a router answer cut at max_tokens is "not
+  the expected JSON".
+- Each Agent gets its own ThrottleRetry (llm_provider/retries.py), so concurrent runs never share
+  an attempt count.
 - Without models (``llm.provider: none``) a workflow fails at once, and its channel is told how to
   configure a model.
 """
@@ -20,15 +28,15 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import structlog
-from strands import Agent, ModelRetryStrategy
+from strands import Agent
 from strands.models import Model
 from strands.tools import PythonAgentTool
-from strands.types.exceptions import EventLoopException, ModelThrottledException
+from strands.types.exceptions import MaxTokensReachedException
 from strands.types.tools import ToolResult
 
 from common.errors import BusClosedError, BusFullError, IntentHandlingError, WorkflowError
@@ -36,6 +44,8 @@ from common.events import WORKFLOW_COMPLETED, WORKFLOW_FAILED, WORKFLOW_STARTED
 from common.ids import new_id
 from common.intent_processor import IntentProcessor
 from common.intents import AuditIntent, NotificationIntent, WorkflowIntent
+from llm_provider.failures import EmptyAnswerError, Failure, describe_failure, stopped
+from llm_provider.retries import ThrottleRetry, causes
 from llm_provider.role_contract import LoadedRole
 from llm_provider.routing import choose_route, not_understood, parse_route, routable, router_prompt
 from llm_provider.tool_runner import run_tool
@@ -43,6 +53,7 @@ from llm_provider.tool_runner import run_tool
 log = structlog.get_logger("intentd.workflows")
 
 ROUTE = "route"
+USAGE_KEYS = ("inputTokens", "outputTokens", "totalTokens")
 RUN_KEYS = ("request", "role", "channel_id", "user_id")  # the rest go to the model as parameters
 NO_MODEL = (
     "No language model is configured, so I cannot answer this; set llm.provider and "
@@ -68,11 +79,11 @@ class WorkflowRun:
     state: str = "queued"  # queued, running, completed, failed, cancelled
     role: str | None = None
     answer: str | None = None
-    error: str | None = None
+    error: str | None = None  # the detail, for operators
+    failure: str | None = None  # the Failure kind: throttled, server_error, timeout, ...
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, int] = field(
-        default_factory=lambda: {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
-    )
+    usage: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(USAGE_KEYS, 0))
+    retries: int = 0
     created_at: float = 0.0
     finished_at: float | None = None
 
@@ -81,8 +92,38 @@ class WorkflowRun:
         return {
             "run_id": self.run_id, "workflow_type": self.workflow_type, "role": self.role,
             "state": self.state, "channel_id": self.channel_id, "user_id": self.user_id,
-            "error": self.error, "tool_calls": self.tool_calls, "usage": dict(self.usage),
+            "error": self.error, "failure": self.failure, "tool_calls": self.tool_calls,
+            "usage": dict(self.usage), "retries": self.retries,
         }  # fmt: skip
+
+
+class UsageMeter:
+    """Add up the token usage servers report for one run's model calls (a strands callback).
+
+    The usage is unknown (None) once a model call ended without reporting it, as llama.cpp-style
+    servers do while streaming: 0 would be a lie in the audit and the metrics.
+    """
+
+    def __init__(self, run: WorkflowRun) -> None:
+        self.run = run
+        self.calls = 0
+        self.reported = 0
+        self.totals: Counter[str] = Counter()
+
+    def __call__(self, **event: Any) -> None:
+        """Look at one streamed event of an Agent of this run."""
+        chunk = event.get("event")
+        if not isinstance(chunk, dict):
+            return
+        if "messageStop" in chunk:
+            self.calls += 1
+        usage = (chunk.get("metadata") or {}).get("usage") or {}
+        if all(isinstance(usage.get(key), int) for key in USAGE_KEYS[:2]):
+            self.reported += 1
+            for key in USAGE_KEYS:
+                self.totals[key] += usage.get(key) or 0
+        known = self.reported >= self.calls
+        self.run.usage = {key: self.totals[key] if known else None for key in USAGE_KEYS}
 
 
 class RoleSource(Protocol):
@@ -107,7 +148,9 @@ class WorkflowEngine:
         confidence_threshold: float = 0.6,
         default_role: str | None = None,
         keep_finished: float = 3600.0,
-        retry_strategy: Any = None,
+        retry_attempts: int = 1,
+        retry_delay: float = 0.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.models = models
         self.roles = roles
@@ -118,7 +161,9 @@ class WorkflowEngine:
         self.confidence_threshold = confidence_threshold
         self.default_role = default_role
         self.keep_finished = keep_finished
-        self.retry_strategy = retry_strategy
+        self.retry_attempts = retry_attempts
+        self.retry_delay = retry_delay
+        self.sleep = sleep
         self.runs: dict[str, WorkflowRun] = {}
         self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
@@ -160,7 +205,8 @@ class WorkflowEngine:
         )
         if not self.models:
             self.runs[run.run_id] = run
-            await self._finish(run, "failed", error=NO_MODEL, reply=NO_MODEL)
+            run.failure, run.error = "no_model", NO_MODEL
+            await self._finish(run, "failed", reply=NO_MODEL)
             raise IntentHandlingError(
                 f"workflow {intent.workflow_type!r} cannot run: llm.provider is 'none'; set "
                 "llm.provider and llm.models in config.yaml"
@@ -223,16 +269,12 @@ class WorkflowEngine:
                 async with deadline:
                     answer = await self._answer(run)
         except asyncio.CancelledError:
-            await self._finish(run, "cancelled", error="cancelled because intentd is stopping")
+            await self._finish(run, "cancelled", stopped())
             raise
-        except TimeoutError as err:
-            error = _describe(err)
-            if deadline is not None and deadline.expired():
-                error = f"the workflow took longer than llm.timeout ({self.timeout} s)"
-            await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
         except Exception as err:
-            error = _describe(err)
-            await self._finish(run, "failed", error=error, reply=f"Sorry, {error}.")
+            hit = deadline is not None and deadline.expired()
+            failure = describe_failure(err, timeout=self.timeout, deadline_hit=hit)
+            await self._finish(run, "failed", failure)
         else:
             await self._finish(run, "completed", reply=answer)
 
@@ -244,12 +286,18 @@ class WorkflowEngine:
                 f"workflow {run.workflow_type!r} has no 'request' text in its parameters "
                 f"{sorted(params)}; pass the user's words as parameters['request']"
             )
+        meter = UsageMeter(run)
         named = run.workflow_type if run.workflow_type != ROUTE else None
         role_name = params.get("role") or named
         extra = {k: v for k, v in params.items() if k not in RUN_KEYS}
         if role_name is None:
             configs = {name: role.config for name, role in self.roles.roles.items()}
-            answer = await self._invoke(run, "WEAK", router_prompt(configs), [], request)
+            try:
+                answer = await self._invoke(run, meter, "WEAK", router_prompt(configs), [], request)
+            except Exception as err:
+                if not any(isinstance(e, MaxTokensReachedException) for e in causes(err)):
+                    raise
+                answer = ""  # cut at max_tokens: not the expected JSON, whatever it began with
             decision = parse_route(answer)
             choice = choose_route(
                 decision, routable(configs), self.confidence_threshold, self.default_role
@@ -271,10 +319,19 @@ class WorkflowEngine:
             name=role.name, description=role.config.get("description", "")
         )
         llm_type = role.config.get("llm_type", "DEFAULT")
-        return await self._invoke(run, llm_type, system, tools, prompt)
+        answer = await self._invoke(run, meter, llm_type, system, tools, prompt)
+        if not answer:
+            raise EmptyAnswerError(f"role {role.name!r} ended its turn with no text")
+        return answer
 
     async def _invoke(
-        self, run: WorkflowRun, llm_type: str, system: str, tools: list[Any], prompt: str
+        self,
+        run: WorkflowRun,
+        meter: UsageMeter,
+        llm_type: str,
+        system: str,
+        tools: list[Any],
+        prompt: str,
     ) -> str:
         model = self.models.get(llm_type)
         if model is None:
@@ -282,19 +339,24 @@ class WorkflowEngine:
                 f"no model is configured for llm_type {llm_type!r}; set llm.provider and "
                 "llm.models.DEFAULT in config.yaml"
             )
+        retry = ThrottleRetry(
+            attempts=self.retry_attempts,
+            delay=self.retry_delay,
+            budget=self.timeout,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
         agent = Agent(
             model=model,
             system_prompt=system,
             tools=tools,
-            callback_handler=None,
-            retry_strategy=self.retry_strategy,
+            callback_handler=meter,
+            retry_strategy=retry,
         )
         try:
             result = await agent.invoke_async(prompt)
         finally:
-            usage = cast(dict[str, int], agent.event_loop_metrics.accumulated_usage)
-            for key in run.usage:
-                run.usage[key] += usage.get(key, 0)
+            run.retries += len(retry.waits)
         return str(result).strip()
 
     def _bind(self, run: WorkflowRun, role: LoadedRole, tool: Any) -> PythonAgentTool:
@@ -317,13 +379,21 @@ class WorkflowEngine:
         return PythonAgentTool(tool.tool_name, tool.tool_spec, call)
 
     async def _finish(
-        self, run: WorkflowRun, state: str, *, error: str | None = None, reply: str | None = None
+        self,
+        run: WorkflowRun,
+        state: str,
+        failure: Failure | None = None,
+        *,
+        reply: str | None = None,
     ) -> None:
-        run.state, run.error, run.answer, run.finished_at = state, error, reply, self.clock()
+        if failure is not None:
+            run.failure, run.error = failure.kind, failure.detail
+            reply = failure.reply(run.tool_calls)
+        run.state, run.answer, run.finished_at = state, reply, self.clock()
         self.finished[state] += 1
-        self.tokens[run.role or "", "input"] += run.usage["inputTokens"]
-        self.tokens[run.role or "", "output"] += run.usage["outputTokens"]
-        if state != "cancelled" and reply:
+        for key, name in (("inputTokens", "input"), ("outputTokens", "output")):
+            self.tokens[run.role or "", name] += run.usage[key] or 0
+        if reply:
             await self.processor.carry_out(
                 NotificationIntent(
                     message=reply, channel=run.channel_id, user_id=run.user_id,
@@ -339,7 +409,8 @@ class WorkflowEngine:
         )  # fmt: skip
         self._publish(WORKFLOW_COMPLETED if state == "completed" else WORKFLOW_FAILED, run)
         report = log.info if state == "completed" else log.warning
-        report("workflow_finished", run_id=run.run_id, state=state, role=run.role, error=error,
+        report("workflow_finished", run_id=run.run_id, state=state, role=run.role,
+               failure=run.failure, error=run.error, retries=run.retries,
                **run.usage)  # fmt: skip
 
     def _publish(self, event_type: str, run: WorkflowRun) -> None:
@@ -350,21 +421,3 @@ class WorkflowEngine:
                 "workflow_engine", event_type, run.to_json(), channel_id=run.channel_id,
                 user_id=run.user_id, parent_id=run.parent_id, source="workflow_engine",
             )  # fmt: skip
-
-
-def retry_strategy(attempts: int, delay: float) -> ModelRetryStrategy | None:
-    """Return strands' retry strategy for throttled model calls (None: no retry)."""
-    if attempts <= 1:
-        return None
-    return ModelRetryStrategy(max_attempts=attempts, initial_delay=delay)  # type: ignore[arg-type]
-
-
-def _describe(err: BaseException) -> str:
-    """Return one sentence saying why a run failed (unwrapping strands' wrapper)."""
-    if isinstance(err, EventLoopException) and err.original_exception is not None:
-        err = err.original_exception
-    if isinstance(err, ModelThrottledException) or getattr(err, "status_code", None) == 429:
-        return "the model provider is rate limiting requests (HTTP 429); try again in a minute"
-    if isinstance(err, WorkflowError):
-        return str(err)
-    return f"the workflow failed with {type(err).__name__}: {str(err).strip():.200}"

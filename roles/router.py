@@ -3,12 +3,13 @@
 Reacts to USER_REQUEST (data {"text", "channel_id", "user_id"}; a plain string is the text) and
 asks for WorkflowIntent("route", ...): the workflow engine asks the WEAK model which fast_reply
 role fits, then runs that role's agent (see llm_provider/routing.py and router.* in config.yaml).
+A request without text gets a NotificationIntent asking for some.
 """
 
 from typing import Any
 
 from common.context import context_value
-from common.intents import Intent, WorkflowIntent
+from common.intents import Intent, NotificationIntent, WorkflowIntent
 from common.role_api import Context
 
 ROLE_CONFIG = {
@@ -20,6 +21,8 @@ ROLE_CONFIG = {
     "when_to_use": "Never chosen by the router itself; it handles USER_REQUEST events.",
 }
 
+EMPTY_REPLY = "Your request had no text; write what you would like me to do."
+
 
 # -- event handlers ---------------------------------------------------------------------------
 
@@ -28,13 +31,11 @@ def handle_user_request(event_data: Any, context: Context) -> list[Intent]:
     """Ask for a routed workflow answering the request where it was asked."""
     data = event_data if isinstance(event_data, dict) else {"text": event_data}
     text = data.get("text")
+    channel = data.get("channel_id") or context_value(context, "channel_id") or "default"
+    user_id = data.get("user_id") or context_value(context, "user_id")
     if not isinstance(text, str) or not text.strip():
-        return []
-    parameters = {
-        "request": text.strip(),
-        "channel_id": data.get("channel_id") or context_value(context, "channel_id") or "default",
-        "user_id": data.get("user_id") or context_value(context, "user_id"),
-    }
+        return [NotificationIntent(message=EMPTY_REPLY, channel=channel, user_id=user_id)]
+    parameters = {"request": text.strip(), "channel_id": channel, "user_id": user_id}
     if data.get("role"):
         parameters["role"] = data["role"]
     return [WorkflowIntent(workflow_type="route", parameters=parameters)]

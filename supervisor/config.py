@@ -39,6 +39,7 @@ class SupervisorConfig(ConfigSection):
 class RolesConfig(ConfigSection):
     directory: Path = Path("roles")
     settings: dict[str, dict[str, Any]] = {}
+    allowed_imports: list[str] = []  # modules role files may import besides common and strands
     handler_timeout: Seconds = 1.0
     intent_timeout: Seconds = 5.0
     block_threshold: Seconds = 0.1
@@ -204,6 +205,16 @@ class TimersConfig(ConfigSection):
     alert_after_attempts: Annotated[int, Field(ge=1)] = 5  # then the admin channel is told, once
 
 
+class JournalConfig(ConfigSection):
+    max_backlog: Annotated[int, Field(ge=1)] = 100_000  # then POST /events answers 503
+    max_attempts: Annotated[int, Field(ge=1)] = 5  # deliveries of a failing event, then dead
+    retry_initial: Seconds = 1.0  # seconds before a failed event is delivered again
+    retry_max: Seconds = 300.0  # the retry delay doubles up to this
+    lease: Seconds = 60.0  # how long a claim holds an entry before another process may take it
+    retention: Seconds = 86_400.0  # done entries, and so Idempotency-Keys, are kept this long
+    recheck_interval: Seconds = 30.0  # how soon an event retried from the CLI is picked up
+
+
 class OutboxConfig(ConfigSection):
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_initial: Seconds = 1.0
@@ -231,6 +242,7 @@ class Config(ConfigSection):
     cluster: ClusterConfig = ClusterConfig()
     schedules: list[ScheduleConfig] = []
     timers: TimersConfig = TimersConfig()
+    journal: JournalConfig = JournalConfig()
     slack: SlackConfig = SlackConfig()
     outbox: OutboxConfig = OutboxConfig()
     llm: LLMConfig = LLMConfig()

@@ -1,7 +1,9 @@
 """One structlog configuration for our logs and third-party stdlib logs.
 
-Console rendering on a TTY, JSON lines otherwise. Tracebacks never carry frame locals, and values
-under secret-looking keys are redacted, so tokens do not reach the log.
+Console rendering on a TTY, JSON lines otherwise. Tracebacks never carry frame locals; values
+under secret key names (exact names such as ``bot_token`` or ``api_key``) and token-shaped strings
+(Slack, OpenAI/Anthropic, AWS access keys, bearer tokens) are redacted, so tokens do not reach the
+log while usage counts such as ``inputTokens`` stay visible.
 """
 
 import logging
@@ -13,17 +15,24 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor
 
-_SECRET_KEY = re.compile(r"(token|secret|password|api_key|authorization)", re.IGNORECASE)
+# Exact key names, not substrings: usage counts such as ``inputTokens`` must stay visible.
+_SECRET_KEYS = frozenset({
+    "token", "bot_token", "app_token", "access_token", "refresh_token", "id_token",
+    "session_token", "aws_session_token", "secret", "client_secret", "signing_secret",
+    "aws_secret_access_key", "password", "passwd", "api_key", "apikey", "x-api-key",
+    "authorization", "proxy-authorization", "cookie", "set-cookie",
+})  # fmt: skip
 _SECRET_VALUE = re.compile(
-    r"\b(xox[abpr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9]{8,})"
+    r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16})"
+    r"|(?<=Bearer )[A-Za-z0-9._~+/=-]{8,}"
     r"|(?<=ticket=)[^&\s'\"]+"  # a Socket Mode URL's ticket grants a connection
 )
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
-    """Hide values under secret-looking keys and token-shaped strings anywhere in the event."""
+    """Hide values under secret key names and token-shaped strings anywhere in the event."""
     for key, value in event_dict.items():
-        if _SECRET_KEY.search(key) and value is not None:
+        if key.lower() in _SECRET_KEYS and value is not None:
             event_dict[key] = "[redacted]"
         elif isinstance(value, str) and _SECRET_VALUE.search(value):
             event_dict[key] = _SECRET_VALUE.sub("[redacted]", value)

@@ -24,14 +24,16 @@ from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from llm_provider.role_contract import LoadedRole
 from llm_provider.role_registry import RoleRegistry
-from llm_provider.workflow_engine import WorkflowEngine, retry_strategy
+from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config
 from supervisor.delivery.channels import CommunicationManager, ConsoleChannel, LogChannel
 from supervisor.delivery.outbox import Outbox, OutboxEntry
+from supervisor.event_intake import EventIntake
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
+from supervisor.store.journal import SqliteJournal
 from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
@@ -53,6 +55,7 @@ class Runtime:
     kv: KVStore
     audit: DurableAuditSink
     outbox: Outbox
+    intake: EventIntake
     _services: dict[str, DaemonServices] = field(default_factory=dict)
 
     def services_for(self, role: str) -> DaemonServices:
@@ -65,6 +68,7 @@ class Runtime:
                 settings=self.config.roles.settings.get(role, {}),
                 timers=self.timers,
                 kv=self.kv.for_role(role),
+                events=self.intake if self.processor.event_journal is not None else None,
             )
             self._services[role] = services
         return services
@@ -95,8 +99,16 @@ def build_runtime(
     arms: bool = True,
     on_timer_fired: Callable[[float], None] | None = None,
     alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
+    intake: EventIntake | None = None,
 ) -> Runtime:
-    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only."""
+    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only.
+
+    With an ``intake`` (the daemon's, already feeding Socket Mode) events from schedules and from
+    intents are journaled; without one (``intentd call``) intents publish on the bus.
+    """
+    journaled = intake is not None
+    if intake is None:
+        intake = EventIntake(SqliteJournal(store), bus, clock, config.journal)
     kinds: dict[str, Any] = {"console": ConsoleChannel(stdout), "log": LogChannel()}
     kinds.update(extra_channels or {})
     outbox = Outbox(store, kinds, clock, config.outbox, bus=bus, alert=alert)
@@ -111,7 +123,7 @@ def build_runtime(
         instance=config.cluster.instance or f"{socket.gethostname()}:{os.getpid()}",
         lease=config.cluster.lease,
     )
-    schedules = ScheduleService(store, bus, clock, list(config.schedules))
+    schedules = ScheduleService(store, intake, clock, list(config.schedules))
     kv = KVStore(SqliteKV(store))
     audit = DurableAuditSink(SqliteAudit(store))
     processor = IntentProcessor(
@@ -120,9 +132,12 @@ def build_runtime(
         audit_sink=audit,
         services_factory=lambda role: runtime.services_for(role),
         intent_timeout=config.roles.intent_timeout,
+        event_journal=intake if journaled else None,
     )
     bus.set_intent_processor(processor)  # knot 1: bus -> processor -> bus
-    registry = RoleRegistry(config.resolve(config.roles.directory), bus)
+    registry = RoleRegistry(
+        config.resolve(config.roles.directory), bus, allowed_imports=config.roles.allowed_imports
+    )
     engine = WorkflowEngine(
         models or {},
         registry,
@@ -133,7 +148,9 @@ def build_runtime(
         timeout=config.llm.timeout,
         confidence_threshold=config.router.confidence_threshold,
         default_role=config.router.default_role,
-        retry_strategy=retry_strategy(config.llm.retry_attempts, config.llm.retry_delay),
+        retry_attempts=config.llm.retry_attempts,
+        retry_delay=config.llm.retry_delay,
+        sleep=lambda seconds: clock.sleep_until(clock.time() + seconds),
     )
     processor.workflow_engine = engine  # knot 2: processor -> engine -> processor
     runtime = Runtime(
@@ -149,5 +166,6 @@ def build_runtime(
         kv=kv,
         audit=audit,
         outbox=outbox,
+        intake=intake,
     )
     return runtime

@@ -9,9 +9,12 @@ Rules kept here:
 - ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and rescans the
   roles folder at once (as the fast heartbeat does); a config file that no longer loads is logged
   and changes nothing.
-- ``run()`` opens the store (timers, schedules, audit, outbox) before anything starts and closes
-  it last; timers and schedules are armed only after the roles are loaded, so no expiry finds no
-  handler. With ``slack.enabled`` the Slack tokens are checked before anything starts.
+- ``run()`` opens the store (journal, timers, schedules, audit, outbox) before anything starts
+  and closes it last; the journal's unfinished events are replayed and timers and schedules are
+  armed only after the roles are loaded, so no event finds no handler. With ``slack.enabled``
+  the Slack tokens are checked before anything starts.
+- Stopping leaves nothing accepted behind: what the drain did not finish within
+  ``shutdown_timeout`` stays in the journal and is delivered at the next start.
 """
 
 import asyncio
@@ -39,6 +42,7 @@ from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config, load_config, redact_url
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
+from supervisor.event_intake import EventIntake
 from supervisor.logs import configure_logging
 from supervisor.ops.http_api import HttpApi, check_exposure
 from supervisor.ops.loop_lag import LoopLagMonitor
@@ -58,6 +62,7 @@ from supervisor.scheduling.timer_alerts import make_timer_alerter
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.slack.connection import SlackConnection
+from supervisor.store.journal import SqliteJournal
 from supervisor.store.sqlite import Store, open_store
 
 log = structlog.get_logger("intentd.supervisor")
@@ -157,6 +162,10 @@ class Supervisor:
         self.status.add("outbox_depth", lambda: self.outbox and self.outbox.stats.depth)
         self.status.add("dead_letters", lambda: self.outbox and self.outbox.dead_letter_count())
         self.status.add("loop_lag_ms", lambda: round(self.loop_lag.current * 1000, 1))
+        self.status.add("journal_backlog", lambda: self.intake and self.intake.backlog)
+        self.status.add("journal_oldest_age_s", self._oldest_event_age)
+        self.status.add("dead_events", lambda: self.intake and self.intake.stats.dead)
+        self.status.add("schedules", lambda: self.schedules and self.schedules.next_runs())
 
     # -- the parts of the current run (None before the first run) --------------------------
 
@@ -174,6 +183,11 @@ class Supervisor:
     def schedules(self) -> ScheduleService | None:
         """The schedule service of the current run."""
         return self.runtime.schedules if self.runtime is not None else None
+
+    @property
+    def intake(self) -> EventIntake | None:
+        """The event journal's intake of the current run."""
+        return self.runtime.intake if self.runtime is not None else None
 
     @property
     def outbox(self) -> Outbox | None:
@@ -204,6 +218,14 @@ class Supervisor:
         """Return the services object handed to ``role``'s intent handlers."""
         return self._running().services_for(role)
 
+    def _oldest_event_age(self) -> float | None:
+        if self.intake is None:
+            return None
+        stats = self.intake.stats
+        if not stats.backlog or stats.oldest_at is None:
+            return 0.0
+        return round(self.clock.time() - stats.oldest_at, 3)
+
     def active_workflows(self) -> int:
         """Return how many LLM workflows are running now."""
         return self.runtime.workflow_engine.active_count if self.runtime is not None else 0
@@ -223,16 +245,33 @@ class Supervisor:
         self._ready.clear()
         if self.models.closed:  # a previous run() closed them
             self.models = build_models(self.config.llm)
+        store: Store | None = None
         try:
-            await self._open_slack()
-            runtime = self._build_runtime()
+            if self.config.storage.url is not None:
+                raise StoreError(
+                    f"storage.url {redact_url(self.config.storage.url)!r}: the daemon keeps its "
+                    "journal, outbox and schedules in SQLite only; run it with storage.path"
+                )
+            store = open_store(self.config.storage, self.config.resolve)
+            intake = EventIntake(
+                SqliteJournal(store),
+                self.message_bus,
+                self.clock,
+                self.config.journal,
+                alert=self._alert_dead_event,
+            )
+            await self._open_slack(intake)
+            runtime = self._build_runtime(store, intake)
             self.runtime = runtime
             self._load_roles(runtime)
+            await intake.start()  # unfinished events are replayed once the dispatcher runs
             await self._arm_timers(runtime)
             runtime.channels.check()
         except BaseException:
             if self.runtime is not None:
                 self.runtime.close()
+            elif store is not None:
+                store.close()
             if self.slack is not None:
                 await self.slack.close()
             await self.models.aclose()
@@ -248,6 +287,8 @@ class Supervisor:
             registry=runtime.registry,
             loop_lag=self.loop_lag,
             workflows=runtime.workflow_engine,
+            journal=runtime.intake,
+            clock=self.clock.time,
         )
         self.http = HttpApi(
             self.config.http,
@@ -255,7 +296,7 @@ class Supervisor:
             readiness=self.readiness,
             metrics=self.metrics,
             status=self.status_report,
-            signed_routes=self.slack.http_routes(runtime.store) if self.slack is not None else (),
+            signed_routes=self.slack.http_routes() if self.slack is not None else (),
         )
         self.metrics.add_source("http", self.http.metric_families)
         if self.slack is not None:
@@ -277,34 +318,32 @@ class Supervisor:
             self._dispatcher = None
             if self.slack is not None:
                 await self.slack.close()
+            await self._leave_journal(runtime.intake)
             runtime.close()
             await self.models.aclose()
             log.info("stopped")
 
-    def _build_runtime(self) -> Runtime:
-        cfg = self.config
-        if cfg.storage.url is not None:
-            raise StoreError(
-                f"storage.url {redact_url(cfg.storage.url)!r}: the daemon keeps its outbox and "
-                "schedules in SQLite only; run it with storage.path"
-            )
-        store = open_store(cfg.storage, cfg.resolve)
+    def _build_runtime(self, store: Store, intake: EventIntake) -> Runtime:
+        slack = {"slack": self.slack.out} if self.slack is not None else {}
+        return build_runtime(
+            self.config,
+            self.clock,
+            store,
+            self.message_bus,
+            models=self.models.by_type,
+            extra_channels=slack,
+            stdout=self._stdout,
+            on_timer_fired=self.timer_lateness,
+            alert=self._alert_dead_letter,
+            intake=intake,
+        )
+
+    @staticmethod
+    async def _leave_journal(intake: EventIntake) -> None:
         try:
-            slack = {"slack": self.slack.out} if self.slack is not None else {}
-            return build_runtime(
-                cfg,
-                self.clock,
-                store,
-                self.message_bus,
-                models=self.models.by_type,
-                extra_channels=slack,
-                stdout=self._stdout,
-                on_timer_fired=self.timer_lateness,
-                alert=self._alert_dead_letter,
-            )
-        except BaseException:
-            store.close()
-            raise
+            await intake.shutdown()
+        except StoreError as err:  # the claims are recovered at the next start
+            log.error("journal_shutdown_failed", error=str(err))
 
     async def _arm_timers(self, runtime: Runtime) -> None:
         """Arm pending timers and schedules; they fire once the dispatcher runs."""
@@ -318,14 +357,17 @@ class Supervisor:
                 "or move it aside"
             ) from err
 
-    async def _open_slack(self) -> None:
+    async def _open_slack(self, intake: EventIntake) -> None:
         if not self.config.slack.enabled:
             return
-        self.slack = SlackConnection(self.config.slack, self.message_bus, self.clock)
+        self.slack = SlackConnection(self.config.slack, intake, self.clock)
         await self.slack.open()
 
     async def _alert_dead_letter(self, entry: OutboxEntry) -> None:
         await self._running().channels.alert(alert_text(entry))
+
+    async def _alert_dead_event(self, text: str) -> None:
+        await self._running().channels.alert(text)
 
     def _quarantine(self, role: str, failures: int, window: float, error: str) -> None:
         if self.runtime is not None:
@@ -335,6 +377,8 @@ class Supervisor:
         cfg = self.config
         self.started_at = self.clock.time()
         dispatcher = tasks.create_task(self.message_bus.run(), name="message-bus")
+        intake = runtime.intake
+        journal = tasks.create_task(intake.run(), name="journal")
         workflows = tasks.create_task(runtime.workflow_engine.run(), name="workflow-engine")
         self._dispatcher = dispatcher
         dispatcher.add_done_callback(self._dispatcher_ended)
@@ -379,18 +423,33 @@ class Supervisor:
         runtime.schedules.stop()
         try:
             async with asyncio.timeout(cfg.supervisor.shutdown_timeout):
+                await intake.drain()
                 await self.message_bus.drain()
         except TimeoutError:
             log.warning(
                 "shutdown_drain_timed_out",
                 queued=self.message_bus.queue_depth,
+                left_in_journal=intake.backlog,
                 timeout_s=cfg.supervisor.shutdown_timeout,
             )
-        workflows.cancel()  # cancels and awaits every running workflow
+        intake.close()  # what is left is delivered at the next start
+        workflows.cancel()  # cancels every run; each tells its user that intentd stopped
+        await asyncio.wait({workflows})
+        await self._flush_outbox(runtime.outbox)
         self.message_bus.close()
         dispatcher.cancel()
+        journal.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
         timers.cancel()  # after the drain: the timers' delivery records are written by then
+
+    async def _flush_outbox(self, outbox: Outbox) -> None:
+        """Give the outbox up to supervisor.shutdown_timeout to deliver what shutdown stored."""
+        timeout = self.config.supervisor.shutdown_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await outbox.wait_idle()
+        except TimeoutError:
+            log.warning("shutdown_outbox_not_idle", depth=outbox.stats.depth, timeout_s=timeout)
 
     def _load_roles(self, runtime: Runtime) -> None:
         runtime.load_roles()

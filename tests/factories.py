@@ -1,26 +1,17 @@
 """Factories for test objects: ``make_<thing>(**overrides)``."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from common.context import EventContext
+from common.clock import Clock, SystemClock
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from tests.fakes.clock import START
-
-
-def make_context(**overrides: Any) -> EventContext:
-    """Return an EventContext with readable defaults."""
-    fields: dict[str, Any] = {
-        "event_id": "evt-test-1",
-        "event_type": "TEST_EVENT",
-        "source": "test",
-        "timestamp": START,
-        "channel_id": "console",
-        "user_id": "U1",
-        "parent_id": None,
-    }
-    fields.update(overrides)
-    return EventContext(**fields)
+from supervisor.config import JournalConfig
+from supervisor.event_intake import EventIntake
+from supervisor.store.journal import SqliteJournal
+from supervisor.store.sqlite import Store
 
 
 def make_bus(**overrides: Any) -> tuple[MessageBus, IntentProcessor]:
@@ -29,3 +20,36 @@ def make_bus(**overrides: Any) -> tuple[MessageBus, IntentProcessor]:
     bus = MessageBus(processor, **overrides)
     processor.message_bus = bus
     return bus, processor
+
+
+class RunningIntake:
+    """An EventIntake over a store whose run task the test owns; ``stop()`` is a clean stop."""
+
+    def __init__(self, store: Store, bus: MessageBus, clock: Clock, config: JournalConfig) -> None:
+        self.intake = EventIntake(SqliteJournal(store), bus, clock, config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> EventIntake:
+        await self.intake.start()
+        self._task = asyncio.get_running_loop().create_task(self.intake.run(), name="journal")
+        return self.intake
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            await self.intake.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def running_intake(
+    store: Store, bus: MessageBus, clock: Clock | None = None, **config: Any
+) -> AsyncIterator[EventIntake]:
+    """Yield a started EventIntake whose run task lives for the body of the ``async with``."""
+    running = RunningIntake(store, bus, clock or SystemClock(), JournalConfig(**config))
+    try:
+        yield await running.start()
+    finally:
+        await running.stop()

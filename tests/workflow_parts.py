@@ -71,10 +71,19 @@ class WorkflowParts:
         self.events: list[tuple[str, dict[str, Any]]] = []
         for event in ("WORKFLOW_STARTED", "WORKFLOW_COMPLETED", "WORKFLOW_FAILED"):
             self.bus.subscribe("test", event, self._record)
+        self.waits: list[float] = []  # what runs waited on the clock before a retry
+        self.waiting = asyncio.Event()  # set when a run starts such a wait
+        engine_options.setdefault("sleep", self.sleep)
         self.engine = WorkflowEngine(
             models, self.registry, self.processor, bus=self.bus, clock=self.clock.time,
             **engine_options,
         )  # fmt: skip
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the fake clock, recording the wait."""
+        self.waits.append(seconds)
+        self.waiting.set()
+        await self.clock.sleep_until(self.clock.time() + seconds)
 
     def services(self, role: str) -> DaemonServices:
         """Return the services a role's intent handler gets."""

@@ -22,7 +22,11 @@ STATUS_LINES = (  # (field in GET /status, label printed by `intentd status`)
     ("pending_timers", "pending timers"),
     ("outbox_depth", "outbox depth"),
     ("dead_letters", "dead letters"),
+    ("journal_backlog", "journal backlog"),
+    ("journal_oldest_age_s", "oldest event age (s)"),
+    ("dead_events", "dead events"),
     ("loop_lag_ms", "loop lag (ms)"),
+    ("schedules", "schedules"),
     ("last_heartbeat", "last heartbeat"),
     ("bus_queue_depth", "bus queue depth"),
     ("events_published", "events published"),
@@ -89,7 +93,13 @@ def _show(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
+        return ", ".join(map(_show_item, value)) or "none"
     if isinstance(value, dict):
         return "; ".join(f"{k}: {v}" for k, v in value.items()) or "none"
     return str(value)
+
+
+def _show_item(item: Any) -> str:
+    if isinstance(item, dict):
+        return " ".join(f"{key}={value}" for key, value in item.items())
+    return str(item)

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import difflib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -9,9 +10,10 @@ from common.errors import ConfigError, IntentdError
 from supervisor.cli._config import DEFAULT_CONFIG, config_path, load_cli_config
 from supervisor.cli.call import add_call_command
 from supervisor.cli.dead_letters import add_commands as add_outbox_commands
+from supervisor.cli.events import add_commands as add_event_commands
 from supervisor.cli.records import add_commands as add_store_commands
 from supervisor.cli.roles import add_role_commands
-from supervisor.config import load_config
+from supervisor.config import Config, load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.logs import configure_logging
 
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_role_commands(commands, lambda path: load_cli_config(path))
     add_outbox_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    add_event_commands(commands, f"config file (default: ./{DEFAULT_CONFIG} if present)")
     add_call_command(commands, lambda path: load_cli_config(path))
 
     status = commands.add_parser("status", help="show a running daemon's status (over HTTP)")
@@ -101,8 +104,27 @@ def _check_config(args: argparse.Namespace) -> int:
     if config.slack.enabled:
         channels.add_channel("slack", None)  # only its name counts here; nothing is sent
     channels.check()
+    for warning in role_settings_warnings(config):
+        print(f"{args.path}: warning: {warning}")
     print(f"{args.path}: ok")
     return 0
+
+
+def role_settings_warnings(config: Config) -> list[str]:
+    """Return a warning for each ``roles.settings.<name>`` that names no role file."""
+    folder = config.resolve(config.roles.directory)
+    names = sorted(path.stem for path in folder.glob("*.py") if not path.name.startswith("_"))
+    warnings = []
+    for name in config.roles.settings:
+        if name in names:
+            continue
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        fix = f"did you mean {close[0]!r}?" if close else "rename the key to a role's name"
+        warnings.append(
+            f"roles.settings.{name} names no role file ({name}.py is not in "
+            f"{config.roles.directory}/), so no role reads it; {fix}"
+        )
+    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,16 @@
-"""``intentd timers list`` and ``intentd audit tail``: read the store, with or without a daemon."""
+"""``intentd timers list``, ``audit tail`` and ``kv``: read the store, with or without a daemon."""
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
 from common.clock import utc_iso
+from common.errors import IntentdError
 from supervisor.cli._config import open_existing_store
 from supervisor.store import audit as audit_store
 from supervisor.store import timers
+from supervisor.store.kv import KVStore, SqliteKV
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -32,6 +35,40 @@ def add_commands(commands: Any, config_help: str) -> None:
     tail.add_argument("--json", action="store_true", help="print JSON lines")
     tail.add_argument("--config", default=None, help=config_help)
     tail.set_defaults(handler=tail_audit)
+
+    kv = commands.add_parser("kv", help="print a role's key-value store, or one key's value")
+    kv.add_argument("role", metavar="ROLE", help="the role's name")
+    kv.add_argument("key", metavar="KEY", nargs="?", help="one key (default: every key)")
+    kv.add_argument("--config", default=None, help=config_help)
+    kv.set_defaults(handler=show_kv)
+
+
+def show_kv(args: argparse.Namespace) -> int:
+    """Print ROLE's keys with their JSON values, or the value of KEY."""
+    store = open_existing_store(args.config)
+    values: dict[str, Any] = {}
+    if store is not None:
+        try:
+            values = asyncio.run(_read_kv(KVStore(SqliteKV(store)), args.role))
+        finally:
+            store.close()
+    if args.key is None:
+        for key, value in values.items():
+            print(f"{key}  {json.dumps(value)}")
+        if not values:
+            print(f"role {args.role!r} has no keys")
+        return 0
+    if args.key not in values:
+        raise IntentdError(
+            f"role {args.role!r} has no key {args.key!r}; its keys are {sorted(values)}"
+        )
+    print(json.dumps(values[args.key], indent=2))
+    return 0
+
+
+async def _read_kv(kv: KVStore, role: str) -> dict[str, Any]:
+    role_kv = kv.for_role(role)
+    return {key: await role_kv.get(key) for key in await role_kv.keys()}
 
 
 def list_timers(args: argparse.Namespace) -> int:

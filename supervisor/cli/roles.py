@@ -8,7 +8,8 @@ from pathlib import Path
 
 from common.errors import RoleContractError
 from llm_provider.role_config import ROLE_NAME, suggest_role_name
-from llm_provider.role_contract import LoadedRole, check_paths, display_path
+from llm_provider.role_contract import LoadedRole, display_path, errors
+from llm_provider.role_events import check_with_events
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role, render_test
 from supervisor.config import Config
@@ -35,18 +36,27 @@ def add_role_commands(
 
     roles = commands.add_parser("roles", help="list the roles with their events, tools and intents")
     roles.add_argument("--config", default=None, help="config file naming the roles folder")
+    roles.add_argument("--json", action="store_true", help="print the roles as GET /roles does")
     roles.set_defaults(handler=roles_command, load_config=config_loader)
 
 
 def check_command(args: argparse.Namespace) -> int:
     """Check role files; print one line per problem; return 1 if there is any."""
-    paths = args.paths or [_roles_folder(args.load_config(args.config))]
-    roles, problems = check_paths(paths)
+    config = args.load_config(args.config)
+    folder = _roles_folder(config)
+    paths = args.paths or [folder]
+    roles, problems = check_with_events(
+        paths,
+        allowed_imports=config.roles.allowed_imports,
+        schedule_events=[schedule.event for schedule in config.schedules],
+        publishers=[folder] if folder.is_dir() else [],
+    )
+    failed = errors(problems)
     if args.json:
         print(
             json.dumps(
                 {
-                    "ok": not problems,
+                    "ok": not failed,
                     "roles": [role.name for role in roles],
                     "problems": [problem.to_json() for problem in problems],
                 },
@@ -56,8 +66,10 @@ def check_command(args: argparse.Namespace) -> int:
     else:
         for problem in problems:
             print(problem)
-        print(f"{len(roles)} role(s) ok, {len(problems)} problem(s)")
-    return 1 if problems else 0
+        warnings = len(problems) - len(failed)
+        counted = f", {warnings} warning(s)" if warnings else ""
+        print(f"{len(roles)} role(s) ok, {len(failed)} problem(s){counted}")
+    return 1 if failed else 0
 
 
 def new_role_command(args: argparse.Namespace) -> int:
@@ -86,8 +98,15 @@ def new_role_command(args: argparse.Namespace) -> int:
 def roles_command(args: argparse.Namespace) -> int:
     """List the roles in the roles folder as the daemon loads them, and the files it skips."""
     configure_logging("CRITICAL", stream=sys.stderr)  # the listing says what the logs would
-    registry = RoleRegistry(_roles_folder(args.load_config(args.config)))
-    for role in registry.discover_roles().values():
+    config = args.load_config(args.config)
+    registry = RoleRegistry(_roles_folder(config), allowed_imports=config.roles.allowed_imports)
+    loaded = sorted(registry.discover_roles().values(), key=lambda role: role.name)
+    if args.json:
+        failed = [problem.to_json() for found in registry.failed.values() for problem in found]
+        summaries = [role.summary() for role in loaded]
+        print(json.dumps({"roles": summaries, "failed": failed}, indent=2))
+        return 0
+    for role in loaded:
         print(describe_role(role))
     for problems in registry.failed.values():
         print(f"failed  {problems[0]}" + (f" (+{len(problems) - 1} more)" if problems[1:] else ""))

@@ -6,6 +6,9 @@ Rules kept here:
   compared in constant time. The daemon refuses to listen on a non-loopback address without one.
   The ``signed_routes`` given (Slack's ``/slack/*``) check their sender's signature themselves
   and need no token.
+- ``POST /events/{type}`` answers 202 only once the event is committed to the journal. A request
+  with an ``Idempotency-Key`` the journal still holds (24 h) gets the first answer and stores
+  nothing; a backlog at ``journal.max_backlog`` is 503 with ``Retry-After``.
 - Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing: bodies over 64 KiB
   are 413, a body that is not ``application/json`` 415, invalid JSON 400, a body that is not a
   JSON object or a malformed event name 422. Only a fully checked request publishes an event or
@@ -31,10 +34,11 @@ from prometheus_client.core import Metric
 from common.clock import utc_iso
 from common.errors import (
     BusClosedError,
-    BusFullError,
     ConfigError,
     EventNameError,
+    JournalFullError,
     RequestRejected,
+    StoreError,
     UnknownToolError,
 )
 from common.events import check_event_type
@@ -47,6 +51,8 @@ from supervisor.runtime import Runtime
 log = structlog.get_logger("intentd.http")
 
 MAX_BODY = 64 * 1024
+MAX_KEY = 255  # characters in an Idempotency-Key
+RETRY_AFTER = 1  # seconds a refused POST /events is told to wait: the journal drains fast
 DEFAULT_AUDIT_LIMIT = 50
 MAX_AUDIT_LIMIT = 1000
 PUBLIC_PATHS = frozenset({"/healthz"})
@@ -188,25 +194,19 @@ class HttpApi:
         return web.json_response({"ready": True, "checks": checks})
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._runtime.intake is not None:
+            await self._runtime.intake.refresh()
         body = self._metrics_registry.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _status(self, request: web.Request) -> web.Response:
+        if self._runtime.intake is not None:
+            await self._runtime.intake.refresh()
         return _json(self._status_report())
 
     async def _roles(self, request: web.Request) -> web.Response:
-        roles = [
-            {
-                "name": role.name,
-                "version": role.config.get("version"),
-                "description": role.config.get("description"),
-                "path": str(role.path),
-                "events": sorted(role.event_handlers),
-                "intents": sorted(intent.__name__ for intent in role.intents),
-                "tools": len(role.tools),
-            }
-            for role in sorted(self._runtime.registry.roles.values(), key=lambda r: r.name)
-        ]
+        loaded = sorted(self._runtime.registry.roles.values(), key=lambda role: role.name)
+        roles = [role.summary() for role in loaded]
         return _json({"roles": roles})
 
     async def _timers(self, request: web.Request) -> web.Response:
@@ -229,13 +229,33 @@ class HttpApi:
             event_type = check_event_type(request.match_info["event_type"], "path event type")
         except EventNameError as err:
             raise RequestRejected(422, str(err)) from err
+        key = _idempotency_key(request)
         data = await _json_body(request, "the event data")
+        intake = self._runtime.intake
+        if intake is None:
+            raise RequestRejected(503, "the daemon is starting; the event journal is not open yet")
         try:
-            event_id = self._runtime.bus.publish("http", event_type, data, source="http")
-        except (BusFullError, BusClosedError) as err:
-            raise RequestRejected(503, str(err)) from err
-        log.debug("http_event_accepted", event_type=event_type, event_id=event_id)
-        return web.json_response({"event_id": event_id, "event_type": event_type}, status=202)
+            stored = await intake.accept(
+                "http",
+                event_type,
+                data,
+                source="http",
+                bounded=True,
+                key=f"http:{key}" if key is not None else None,
+            )
+        except (JournalFullError, BusClosedError, StoreError) as err:
+            response = _error(503, str(err))
+            response.headers["Retry-After"] = str(RETRY_AFTER)
+            return response
+        log.debug(
+            "http_event_accepted",
+            event_type=stored.event_type,
+            event_id=stored.event_id,
+            duplicate=stored.duplicate,
+        )
+        answer = {"event_id": stored.event_id, "event_type": stored.event_type}
+        headers = {"Idempotent-Replayed": "true"} if stored.duplicate else None
+        return web.json_response(answer, status=202, headers=headers)
 
     async def _call_tool(self, request: web.Request) -> web.Response:
         role, name = request.match_info["role"], request.match_info["tool"]
@@ -251,6 +271,20 @@ class HttpApi:
         reply = await run_tool(tool, arguments, self._runtime.processor, role, origin)
         log.debug("http_tool_called", role=role, tool=name, success=reply["success"])
         return _json(reply, status=200 if reply["success"] else 422)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """Return the request's Idempotency-Key, or None; raise if it is malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (0 < len(key) <= MAX_KEY and key.isascii() and key.isprintable()):
+        raise RequestRejected(
+            400,
+            f"header Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters, "
+            f"got {key[:40]!r}; send a UUID, for example",
+        )
+    return key
 
 
 def check_exposure(host: str, token: str | None) -> None:

@@ -10,6 +10,7 @@ Rules kept here:
 - Durations are counted into plain histogram buckets as they happen, with no lock.
 """
 
+import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from common.message_bus import BusStats, MessageBus, Subscription
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.delivery.outbox import Outbox
+from supervisor.event_intake import EventIntake
 from supervisor.ops.loop_lag import LoopLagMonitor
 from supervisor.scheduling.timers import TimerService
 
@@ -113,6 +115,12 @@ _BUS_COUNTERS = (  # (metric name, BusStats field, labels, help)
     ("intentd_events_failed", "failed", _BY_ROLE, "Handler calls that raised, timed out or erred."),
     ("intentd_handler_timeouts", "timed_out", _BY_ROLE, "Handler calls cancelled at their budget."),
     ("intentd_handler_blocked", "blocked", _BY_ROLE, "Handler calls that held the loop too long."),
+    (
+        "intentd_events_unsubscribed",
+        "unsubscribed",
+        ("event_type",),
+        "Events delivered to no handler: no role subscribes to their type.",
+    ),
 )
 
 
@@ -173,6 +181,27 @@ def timer_families(timers: TimerService | None) -> Iterator[Metric]:
     if timers is not None:
         pending = timers.pending_count()
         yield gauge("intentd_timers_pending", "Timers stored and not yet fired.", pending)
+
+
+def journal_families(intake: EventIntake | None, now: float) -> Iterator[Metric]:
+    """Yield the event journal's backlog, its oldest entry's age, dead events and replays."""
+    if intake is None:
+        return
+    stats = intake.stats
+    yield gauge("intentd_journal_backlog", "Accepted events not yet handled.", stats.backlog)
+    age = now - stats.oldest_at if stats.oldest_at is not None and stats.backlog else 0.0
+    yield gauge(
+        "intentd_journal_oldest_pending_age_seconds",
+        "Age of the oldest accepted event not yet handled.",
+        age,
+    )
+    yield gauge("intentd_journal_dead_events", "Events parked after failing.", stats.dead)
+    yield counter(
+        "intentd_journal_events",
+        "Events the journal stored, and deliveries that were replays.",
+        ("kind",),
+        {"accepted": intake.accepted, "replayed": intake.replayed},
+    )
 
 
 def outbox_families(outbox: Outbox | None) -> Iterator[Metric]:
@@ -315,6 +344,8 @@ def daemon_metrics(
     registry: RoleRegistry,
     loop_lag: LoopLagMonitor,
     workflows: WorkflowEngine,
+    journal: EventIntake | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Metrics:
     """Build a daemon's Metrics wired to its bus, processor, parts and daemon gauges."""
     metrics = Metrics()
@@ -325,6 +356,7 @@ def daemon_metrics(
     metrics.add_source("timers", lambda: timer_families(timers))
     metrics.add_source("timer_lateness", timer_lateness.metric_families)
     metrics.add_source("outbox", lambda: outbox_families(outbox))
+    metrics.add_source("journal", lambda: journal_families(journal, clock()))
     metrics.add_source("roles", lambda: role_families(registry))
     metrics.add_source("loop_lag", lambda: loop_lag_families(loop_lag))
     metrics.add_source("workflows", lambda: workflow_families(workflows))

@@ -16,7 +16,16 @@ from common.message_bus import MessageBus
 log = structlog.get_logger("intentd.status")
 
 StatusField = Callable[[], Any]
-CONTRIBUTED_FIELDS = ("pending_timers", "outbox_depth", "dead_letters", "loop_lag_ms")
+CONTRIBUTED_FIELDS = (
+    "pending_timers",
+    "outbox_depth",
+    "dead_letters",
+    "loop_lag_ms",
+    "journal_backlog",
+    "journal_oldest_age_s",
+    "dead_events",
+    "schedules",
+)
 
 
 class StatusFields:

@@ -3,19 +3,21 @@
 Rules kept here:
 - Run times are computed from wall-clock time in the schedule's time zone (cron) or on a fixed
   grid (interval), armed with ``clock.call_at`` and persisted; a run counts as done, and the next
-  run time is saved, only once the bus has processed its event.
+  run time is saved, only once its event is committed to the event journal, which delivers it
+  from then on. The event is stored under the key ``schedule:<name>:<run time>`` (its id derived
+  from it), so a run journaled but not yet marked is not journaled twice after a crash.
 - A cron time that a daylight-saving change skips runs at the first instant after the gap; a
   wall-clock time that the change repeats runs once, unless the hour field is a wildcard (so an
   hourly schedule keeps running every real hour), as Vixie cron does.
 - Runs missed while the daemon was down follow the schedule's misfire policy: ``skip`` none,
   ``once`` the latest, ``all`` each of them; only runs within ``grace`` seconds count.
 - A changed cron, interval or time zone starts the schedule afresh from now.
-- A run the bus cannot accept because it is full is offered again a moment later, never dropped.
 """
 
 import json
 import math
 import random
+from asyncio import Future
 from datetime import datetime
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -23,11 +25,12 @@ from zoneinfo import ZoneInfo
 import structlog
 from croniter import croniter
 
-from common.clock import Cancellable, Clock
+from common.clock import Cancellable, Clock, utc_iso
 from common.errors import BusClosedError
-from common.message_bus import EventOutcome, MessageBus
+from common.ids import derived_event_id
 from supervisor.config import ScheduleConfig
-from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
+from supervisor.event_intake import EventIntake
+from supervisor.store.journal import Appended
 from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.schedules")
@@ -73,18 +76,18 @@ class ScheduleService:
     def __init__(
         self,
         store: Store,
-        bus: MessageBus,
+        events: EventIntake,
         clock: Clock,
         schedules: list[ScheduleConfig],
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
-        self.bus = bus
+        self.events = events
         self.clock = clock
         self.schedules = schedules
         self.rng = rng or random.Random()
         self._armed: dict[str, Cancellable] = {}
-        self._deferred: dict[tuple[str, float], Cancellable] = {}  # by schedule name and run time
+        self._next: dict[str, float] = {}  # by schedule name: the run time armed now
         store.migrate("schedules", MIGRATIONS)
 
     def start(self) -> None:
@@ -103,10 +106,10 @@ class ScheduleService:
 
     def stop(self) -> None:
         """Disarm every schedule (their state stays on disk)."""
-        for handle in [*self._armed.values(), *self._deferred.values()]:
+        for handle in self._armed.values():
             handle.cancel()
         self._armed.clear()
-        self._deferred.clear()
+        self._next.clear()
 
     def _catch_up(self, schedule: ScheduleConfig, due: float, now: float) -> float:
         if due > now:
@@ -131,7 +134,26 @@ class ScheduleService:
             self._save(schedule, run, missed[-1] if missed else None)
         return run
 
+    def next_runs(self) -> list[dict[str, str]]:
+        """Return each armed schedule's name, event and next run time (ISO 8601 UTC)."""
+        return [
+            {
+                "name": schedule.name,
+                "event": schedule.event,
+                "next_run": utc_iso(self._next[schedule.name]),
+            }
+            for schedule in self.schedules
+            if schedule.name in self._next
+        ]
+
     def _arm(self, schedule: ScheduleConfig, due: float) -> None:
+        self._next[schedule.name] = due
+        log.info(
+            "schedule_armed",
+            schedule=schedule.name,
+            event_type=schedule.event,
+            next_run=utc_iso(due),
+        )
         delay = self.rng.uniform(0, schedule.jitter) if schedule.jitter else 0.0
         self._armed[schedule.name] = self.clock.call_at(
             due + delay, partial(self._fire, schedule, due)
@@ -152,35 +174,32 @@ class ScheduleService:
             "late_by_s": max(0.0, now - due),
             "missed": missed,
         }
-        publish = partial(
-            self.bus.publish,
-            "schedules",
-            schedule.event,
-            data,
-            source=f"schedule:{schedule.name}",
-            on_done=partial(self._save, schedule, following, due),
-        )
+        key = f"schedule:{schedule.name}:{due!r}"
         try:
-            if try_publish(publish, schedule=schedule.name):
-                return
-        except BusClosedError as err:
+            stored = self.events.submit(
+                "schedules",
+                schedule.event,
+                data,
+                source=f"schedule:{schedule.name}",
+                key=key,
+                event_id=derived_event_id(key),
+            )
+        except BusClosedError as err:  # stopping: the next start catches the run up
             log.warning("schedule_publish_failed", schedule=schedule.name, error=str(err))
             return
-        retry = partial(self._publish_deferred, schedule, due, following, missed)
-        self._deferred[schedule.name, due] = self.clock.call_at(now + RETRY_DELAY, retry)
+        stored.add_done_callback(partial(self._journaled, schedule, following, due))
 
-    def _publish_deferred(
-        self, schedule: ScheduleConfig, due: float, following: float, missed: int
+    def _journaled(
+        self, schedule: ScheduleConfig, following: float, due: float, stored: "Future[Appended]"
     ) -> None:
-        del self._deferred[schedule.name, due]
-        self._publish(schedule, due, following, missed)
+        if stored.cancelled() or stored.exception() is not None:
+            error = "stopped" if stored.cancelled() else str(stored.exception())
+            log.warning("schedule_run_not_stored", schedule=schedule.name, error=error)
+            return  # not marked: the next start catches the run up
+        self._save(schedule, following, due)
 
     def _save(
-        self,
-        schedule: ScheduleConfig,
-        next_run_at: float,
-        last_run_at: float | None,
-        outcome: EventOutcome | None = None,
+        self, schedule: ScheduleConfig, next_run_at: float, last_run_at: float | None
     ) -> None:
         with self.store.transaction() as db:
             db.execute(

@@ -24,7 +24,6 @@ from supervisor.ops.metrics import counter
 from supervisor.slack.events_api import SlackEventsApi
 from supervisor.slack.socket_mode import REFUSED_TOKEN_ERRORS, SlackIn
 from supervisor.slack.web_api import SlackOut
-from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.slack")
 
@@ -32,9 +31,9 @@ log = structlog.get_logger("intentd.slack")
 class SlackConnection:
     """Own the shared session and Slack in and out; ``open`` on the loop, then ``close``."""
 
-    def __init__(self, config: SlackConfig, bus: object, clock: Clock | None = None) -> None:
+    def __init__(self, config: SlackConfig, events: object, clock: Clock | None = None) -> None:
         self.config = config
-        self.bus = bus
+        self.events = events  # the EventIntake, where Slack's events are stored
         self.clock = clock or SystemClock()
         self.session: aiohttp.ClientSession | None = None
         self.out: SlackOut | None = None
@@ -76,7 +75,7 @@ class SlackConnection:
             self.inbound = SlackIn(
                 cfg.app_token,
                 socket_client,
-                self.bus,
+                self.events,
                 bot_user_id=self.bot_user_id,
                 reconnect_interval=cfg.reconnect_interval,
                 reconnect_max=cfg.reconnect_max,
@@ -85,15 +84,14 @@ class SlackConnection:
             )
             await self.inbound.check_token()
 
-    def http_routes(self, store: Store) -> list[web.RouteDef]:
-        """Return the Events API routes (none unless slack.mode is http), seen ids in ``store``."""
+    def http_routes(self) -> list[web.RouteDef]:
+        """Return the Events API routes (none unless slack.mode is http)."""
         cfg = self.config
         if cfg.mode != "http" or not cfg.signing_secret:
             return []
         self.events_api = SlackEventsApi(
             cfg.signing_secret,
-            self.bus,
-            store,
+            self.events,
             self.clock,
             bot_user_id=self.bot_user_id,
             malformed=self.malformed,

@@ -7,15 +7,15 @@ Rules kept here:
   Anything else is 401 and publishes nothing. These routes are authenticated by that signature,
   not by ``http.token``: Slack sends no bearer token.
 - ``POST /slack/events``: ``url_verification`` is answered with its challenge; an
-  ``event_callback`` is published as ``USER_REQUEST`` (the data Socket Mode gives) once per
-  ``event_id``. Seen ids are kept in the store for ``SEEN_FOR`` seconds, so Slack's retries
-  (``X-Slack-Retry-Num``, for minutes) publish nothing new, across a restart too.
+  ``event_callback`` is stored as ``USER_REQUEST`` (the data Socket Mode gives) once per
+  ``event_id``: the journal keys it ``slack:<event_id>`` for ``journal.retention``, so Slack's
+  retries (``X-Slack-Retry-Num``, for minutes) store nothing new, across a restart too.
 - ``POST /slack/commands``: a slash command, published as ``USER_REQUEST`` at the channel's top
   level. ``POST /slack/interactivity``: the form's ``payload``, published as
   ``SLACK_INTERACTION``.
-- The answer goes out once the event is on the bus, before any handler runs, well within
-  Slack's 3 s. A full bus answers 503 (Slack retries); a payload lacking its channel or ts is
-  logged, counted and answered 200, so Slack does not retry it.
+- The answer goes out once the event is committed to the journal, before any handler runs, well
+  within Slack's 3 s. A store that cannot take it answers 503 (Slack retries); a payload lacking
+  its channel or ts is logged, counted and answered 200, so Slack does not retry it.
 """
 
 import hashlib
@@ -29,23 +29,15 @@ import structlog
 from aiohttp import web
 
 from common.clock import Clock
-from common.errors import BusClosedError, BusFullError, RequestRejected
+from common.errors import BusClosedError, RequestRejected, StoreError
 from common.events import SLACK_INTERACTION, USER_REQUEST
 from supervisor.slack.payloads import MalformedPayload, clean, interaction, user_request
-from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.slack")
 
 MAX_SKEW = 300  # seconds a request's timestamp may be from now (Slack's replay window)
-SEEN_FOR = 3600.0  # seconds an event id is remembered; Slack retries for about 5 minutes
 MAX_BODY = 1024 * 1024
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"
-MIGRATIONS = [
-    """
-    CREATE TABLE slack_seen_events (event_id TEXT PRIMARY KEY, seen_at REAL NOT NULL);
-    CREATE INDEX slack_seen_events_by_age ON slack_seen_events (seen_at);
-    """,
-]
 
 
 class SlackEventsApi:
@@ -54,21 +46,18 @@ class SlackEventsApi:
     def __init__(
         self,
         signing_secret: str,
-        bus: Any,
-        store: Store,
+        events: Any,
         clock: Clock,
         *,
         bot_user_id: str | None = None,
         malformed: Counter[str] | None = None,
     ) -> None:
         self._secret = signing_secret.encode()
-        self.bus = bus
-        self.store = store
+        self.events = events  # the EventIntake: ``await events.accept(...)`` stores an event
         self.clock = clock
         self.bot_user_id = bot_user_id
         self.malformed: Counter[str] = Counter() if malformed is None else malformed
         self.received = 0
-        store.migrate("slack_events", MIGRATIONS)
 
     def routes(self) -> list[web.RouteDef]:
         """Return the routes to serve; each checks Slack's signature itself."""
@@ -99,7 +88,7 @@ class SlackEventsApi:
         except MalformedPayload as err:
             return self._bad(str(err), event_id, request)
         if data is not None:
-            self._publish_once(event_id, data, request)
+            await self._store(USER_REQUEST, data, request, event_id)
         return web.Response(status=200)
 
     async def _commands(self, request: web.Request) -> web.StreamResponse:
@@ -109,7 +98,7 @@ class SlackEventsApi:
         except MalformedPayload as err:
             return self._bad(str(err), None, request)
         assert data is not None  # a slash command is always for us
-        self._publish(USER_REQUEST, data)
+        await self._store(USER_REQUEST, data, request)
         return web.Response(status=200)
 
     async def _interactivity(self, request: web.Request) -> web.StreamResponse:
@@ -124,7 +113,7 @@ class SlackEventsApi:
             data = interaction(payload)
         except MalformedPayload as err:
             return self._bad(str(err), None, request)
-        self._publish(SLACK_INTERACTION, data)
+        await self._store(SLACK_INTERACTION, data, request)
         return web.Response(status=200)
 
     async def _verified_body(self, request: web.Request, content_type: str) -> bytes:
@@ -153,32 +142,27 @@ class SlackEventsApi:
             )
         return body
 
-    def _publish_once(self, event_id: str, data: dict[str, Any], request: web.Request) -> None:
-        retry = request.headers.get("X-Slack-Retry-Num")
-        now = self.clock.time()
-        with self.store.transaction() as db:  # a failed publish rolls the id back: Slack retries
-            db.execute("DELETE FROM slack_seen_events WHERE seen_at < ?", (now - SEEN_FOR,))
-            inserted = db.execute(
-                "INSERT INTO slack_seen_events (event_id, seen_at) VALUES (?, ?) "
-                "ON CONFLICT(event_id) DO NOTHING",
-                (event_id, now),
-            ).rowcount
-            if not inserted:
-                log.info(
-                    "slack_event_repeated",
-                    event_id=event_id,
-                    retry_num=retry,
-                    retry_reason=request.headers.get("X-Slack-Retry-Reason"),
-                )
-                return
-            self._publish(USER_REQUEST, data)
-
-    def _publish(self, event_type: str, data: dict[str, Any]) -> None:
+    async def _store(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        request: web.Request,
+        event_id: str | None = None,
+    ) -> None:
+        key = f"slack:{event_id}" if event_id is not None else None
         try:
-            self.bus.publish("slack", event_type, data, source="slack")
-        except (BusFullError, BusClosedError) as err:
+            stored = await self.events.accept("slack", event_type, data, source="slack", key=key)
+        except (BusClosedError, StoreError) as err:
             raise RequestRejected(503, f"{err}; Slack retries this request later") from err
-        self.received += 1
+        if stored.duplicate:
+            log.info(
+                "slack_event_repeated",
+                event_id=event_id,
+                retry_num=request.headers.get("X-Slack-Retry-Num"),
+                retry_reason=request.headers.get("X-Slack-Retry-Reason"),
+            )
+        else:
+            self.received += 1
 
     def _bad(self, reason: str, event_id: str | None, request: web.Request) -> web.Response:
         self.malformed[f"http_{reason}"] += 1

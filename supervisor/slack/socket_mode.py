@@ -1,10 +1,13 @@
 """Slack in: Socket Mode envelopes become USER_REQUEST events, on the daemon's loop.
 
 Rules kept here:
-- Every envelope is acknowledged first, before anything else is done with it, so the ack leaves
-  well within Slack's 3 s even when the bus is busy. Payloads become event data as
-  ``supervisor.slack.payloads`` says; an event Slack re-sends (same ``event_id``) is published
-  once, and a payload lacking its channel or ts is logged and counted, never answered.
+- An envelope is acknowledged once its event is committed to the event journal (Slack does not
+  send an acked envelope again), well within Slack's 3 s: the journal's group commit takes a loop
+  turn, however busy the handlers are. One that cannot be stored is not acked, so Slack sends it
+  again; one that carries no event for us, whatever its body, is acked at once. Payloads become
+  event data as ``supervisor.slack.payloads`` says; an event Slack re-sends (same ``event_id``,
+  the journal key ``slack:<event_id>``) is stored once, and a payload lacking its channel or ts
+  is logged and counted, never answered.
 - ``run()`` keeps one connection open and re-opens it itself: each attempt asks
   ``apps.connections.open`` for a fresh URL (Slack's URLs are good for one connection), so a
   refused handshake is retried with a new URL too. The first attempt after a loss waits
@@ -18,7 +21,7 @@ Rules kept here:
 """
 
 import random as random_module
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from common.backoff import backoff_delay
 from common.clock import Clock, SystemClock
-from common.errors import BusClosedError, BusFullError, SlackAuthError
+from common.errors import BusClosedError, SlackAuthError, StoreError
 from common.events import SLACK_INTERACTION, USER_REQUEST
 from supervisor.slack.payloads import MalformedPayload, interaction, user_request
 from supervisor.slack.socket_connection import CLOSE_TIMEOUT, Ending, SocketModeConnection
@@ -52,7 +55,7 @@ class SlackIn:
         self,
         app_token: str,
         web_client: AsyncWebClient,
-        bus: Any,
+        events: Any,
         *,
         bot_user_id: str | None = None,
         reconnect_interval: float = 5.0,
@@ -63,7 +66,7 @@ class SlackIn:
     ) -> None:
         self.app_token = app_token
         self.web_client = web_client
-        self.bus = bus
+        self.events = events  # the EventIntake: ``await events.accept(...)`` stores an event
         self.bot_user_id = bot_user_id
         self.reconnect_interval = reconnect_interval
         self.reconnect_max = reconnect_max
@@ -73,7 +76,6 @@ class SlackIn:
         self.retry_at: float | None = None  # when the next connection attempt is due, if waiting
         self.malformed: Counter[str] = Counter() if malformed is None else malformed
         self._connection: SocketModeConnection | None = None
-        self._seen: OrderedDict[str, None] = OrderedDict()
 
     @property
     def connected(self) -> bool:
@@ -162,27 +164,22 @@ class SlackIn:
             log.warning("slack_connection_lost", greeted=ending.greeted, reason=ending.disconnect)
         return ending
 
-    def _repeated(self, event_id: str | None) -> bool:
-        if event_id is None:
-            return False
-        if event_id in self._seen:
-            log.info("slack_event_repeated", event_id=event_id)
-            return True
-        self._seen[event_id] = None
-        if len(self._seen) > REMEMBERED_EVENTS:
-            self._seen.popitem(last=False)
-        return False
-
     async def _on_request(self, client: SocketModeConnection, request: SocketModeRequest) -> None:
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
         event_type, data = self._event_for(request)
-        if data is None or self._repeated(request.payload.get("event_id")):
-            return
-        self.received += 1
-        try:
-            self.bus.publish("slack", event_type, data, source="slack")
-        except (BusClosedError, BusFullError) as err:
-            log.warning("user_request_dropped", channel_id=data["channel_id"], error=str(err))
+        if data is not None:
+            slack_id = request.payload.get("event_id") or request.envelope_id
+            try:
+                stored = await self.events.accept(
+                    "slack", event_type, data, source="slack", key=f"slack:{slack_id}"
+                )
+            except (BusClosedError, StoreError) as err:
+                log.warning("slack_event_not_stored", event_type=event_type, error=str(err))
+                return  # not acked: Slack sends the envelope again
+            if stored.duplicate:
+                log.info("slack_event_repeated", event_id=slack_id)
+            else:
+                self.received += 1
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
 
     def _event_for(self, request: SocketModeRequest) -> tuple[str, dict[str, Any] | None]:
         """Return the event an envelope becomes; a malformed payload is logged and counted."""

@@ -8,7 +8,7 @@ of the role and restarts of the daemon.
 import json
 from typing import Any
 
-from common.errors import StoreError
+from common.kv import check_key, encode_value
 from supervisor.store.base import KVBackend
 from supervisor.store.sqlite import Store
 
@@ -22,7 +22,6 @@ MIGRATIONS = [
     )
     """,
 ]
-MAX_KEY_LENGTH = 200
 
 
 class SqliteKV:
@@ -87,14 +86,8 @@ class RoleKV:
 
     async def set(self, key: str, value: Any) -> None:
         """Store ``value`` (anything JSON can hold) under ``key``."""
-        try:
-            text = json.dumps(value)
-        except (TypeError, ValueError) as err:
-            raise StoreError(
-                f"role {self.role!r} kv key {key!r}: value {value!r:.60} is not JSON-serialisable; "
-                "store only dicts, lists, strings, numbers, booleans and None"
-            ) from err
-        await self._backend.set(self.role, self._key(key), text)
+        checked = self._key(key)
+        await self._backend.set(self.role, checked, encode_value(self.role, checked, value))
 
     async def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it existed."""
@@ -105,9 +98,4 @@ class RoleKV:
         return await self._backend.keys(self.role)
 
     def _key(self, key: Any) -> str:
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-            raise StoreError(
-                f"role {self.role!r} kv key {key!r:.60} is not a non-empty string of at most "
-                f"{MAX_KEY_LENGTH} characters; use a short text key"
-            )
-        return key
+        return check_key(self.role, key)

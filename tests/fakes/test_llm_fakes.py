@@ -17,8 +17,8 @@ from strands.models.ollama import OllamaModel
 from strands.models.openai import OpenAIModel
 from strands.types.exceptions import EventLoopException, ModelThrottledException
 
+from llm_provider.scripted_model import ScriptedModel, ScriptError, ToolCall, Turn
 from tests.fakes.llm_servers import FakeOllamaServer, FakeOpenAIServer
-from tests.fakes.scripted_model import ScriptedModel, ScriptError, ToolCall, Turn
 
 SCRIPT = [
     Turn.tool("set_timer", {"duration": "5m"}).with_usage(100, 7),

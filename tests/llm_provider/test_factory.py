@@ -1,5 +1,6 @@
 """build_models: one model per llm_type from the llm section, clear errors when it cannot."""
 
+import sys
 import threading
 
 import pytest
@@ -41,7 +42,8 @@ def test_openai_without_key_or_base_url_names_the_variable() -> None:
         build_models(_llm(provider="openai", models={"DEFAULT": "gpt-4o-mini"}), environ={})
 
 
-def test_a_missing_extra_says_what_to_install() -> None:
+def test_a_missing_extra_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "anthropic", None)  # as if the extra were not installed
     config = _llm(provider="anthropic", models={"DEFAULT": "claude"})
     with pytest.raises(ConfigError, match=r"run pip install 'intentd\[anthropic\]'"):
         build_models(config, environ={"ANTHROPIC_API_KEY": "k"})

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from common.intent_processor import IntentProcessor
+from common.role_import import import_role_module
 from llm_provider.role_contract import Problem, check_paths, check_role
-from llm_provider.role_import import import_role_module
+from llm_provider.role_events import check_with_events
 from llm_provider.role_template import render_role
 
 BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
@@ -20,8 +21,8 @@ EXPECTED = {
     ],
     "import_error.py": [
         "3: importing the file raised ModuleNotFoundError: No module named "
-        "'no_such_module_for_intentd'; roles may import only common, strands and the standard "
-        "library, and do no work at import",
+        "'common.no_such_module_for_intentd'; roles may import only common, strands and the "
+        "standard library, and do no work at import",
     ],
     "no_register_role.py": [
         "1: the file has no register_role() function; add 'def register_role()' returning "
@@ -45,7 +46,8 @@ EXPECTED = {
         "3: ROLE_CONFIG['llm_type'] is 'SMART'; use one of 'WEAK', 'DEFAULT', 'STRONG'",
         "3: ROLE_CONFIG['fast_reply'] is 'yes'; use True or False",
         "3: ROLE_CONFIG has unknown key 'colour'; remove it or use one of name, version, "
-        "description, llm_type, fast_reply, when_to_use, parameters, system_prompt",
+        "description, llm_type, fast_reply, when_to_use, parameters, system_prompt, "
+        "external_events",
     ],
     "duplicate_name.py": [
         "3: ROLE_CONFIG['name'] is 'greeter' but the file is 'duplicate_name.py'; the name must "
@@ -92,17 +94,78 @@ EXPECTED = {
         "accept (event_data, context)",
         "10: event_handlers key 'fast-tick' is not an UPPER_SNAKE_CASE name; use 'FAST_TICK'",
     ],
+    # the mistakes that once passed silently
+    "returns_none_sync.py": [
+        "8: warning: event handler 'handle_tick' can reach its end without 'return', so it "
+        "returns None and asks for nothing; end every path with 'return [...]' ('return []' when "
+        "there is nothing to do)",
+    ],
+    "returns_none_async.py": [
+        "10: warning: event handler 'handle_tick' can reach its end without 'return', so it "
+        "returns None and asks for nothing; end every path with 'return [...]' ('return []' when "
+        "there is nothing to do)",
+    ],
+    "event_unpublished.py": [
+        "21: warning: event_handlers key 'DEPLOY_FINSHED' is published by nothing intentd knows "
+        "of (common/events.py, a schedule, a role's EventIntent or external_events); did you "
+        "mean 'DEPLOY_FINISHED'?",
+    ],
+    "clock_time.py": [
+        "11: warning: event handler 'handle_tick' reads the wall clock with time.time(), so a "
+        "replayed event asks for different intents; use context.timestamp (epoch seconds) instead",
+    ],
+    "clock_datetime.py": [
+        "15: warning: '_stamp', called by event handler 'handle_tick', reads the wall clock with "
+        "datetime.now(), so a replayed event asks for different intents; use context.timestamp "
+        "(epoch seconds) instead",
+    ],
+    "print_in_handler.py": [
+        "7: warning: event handler 'handle_tick' calls print(), whose output is mixed into the "
+        "console channel's stdout; return a NotificationIntent, or log with services.log in an "
+        "intent handler",
+    ],
+    "network_httpx.py": [
+        "3: the file imports 'httpx', which is not common, strands, the standard library or in "
+        "roles.allowed_imports; remove the import, or add 'httpx' to roles.allowed_imports in "
+        "config.yaml",
+        "9: event handler 'handle_tick' calls httpx.get() (network I/O), which blocks the "
+        "daemon's one event loop; event handlers are pure, so return an intent and do the I/O in "
+        "its intent handler",
+    ],
+    "network_urllib.py": [
+        "9: event handler 'handle_tick' calls urlopen() (network I/O), which blocks the daemon's "
+        "one event loop; event handlers are pure, so return an intent and do the I/O in its "
+        "intent handler",
+    ],
+    "module_state.py": [
+        "10: event handler 'handle_disk_alert' declares 'global ALERTS'; handlers keep no state "
+        "between events (a reload loses it), so keep it in services.kv from an intent handler",
+        "12: event handler 'handle_disk_alert' changes the module-level dict 'LAST_ALERT' "
+        "(assigns LAST_ALERT[event_data['host']]); module state is lost on reload and makes the "
+        "handler impure, so keep it in services.kv from an intent handler",
+    ],
+    "imports_other_role.py": [
+        "3: the file imports 'roles.timer', another role; roles never import each other, so "
+        "define what you need in this file or talk to the other role through an event "
+        "(EventIntent)",
+    ],
+    "tool_without_args.py": [
+        "9: warning: tool 'summarise' does not describe argument(s) 'text', 'words' in its "
+        "docstring's 'Args:' section, so the model gets no description of them; add 'Args:' with "
+        "a line 'text: what it is' for each",
+    ],
 }
 
 
 def lines(problems: list[Problem]) -> list[str]:
-    return [f"{problem.line}: {problem.message}" for problem in problems]
+    return [f"{p.line}: {'warning: ' if p.warning else ''}{p.message}" for p in problems]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_broken_file_gives_its_one_line_messages(name):
-    role, problems = check_role(BROKEN / name, fresh=True)
-    assert (role, lines(problems)) == (None, EXPECTED[name])
+    roles, problems = check_with_events([BROKEN / name])
+    loads = all(line.split(": ", 2)[1] == "warning" for line in EXPECTED[name])
+    assert (len(roles), lines(problems)) == (int(loads), EXPECTED[name])
 
 
 def test_every_broken_file_has_an_expected_message():
@@ -114,7 +177,16 @@ def test_problem_reads_path_line_message_relative_to_the_working_folder(tmp_path
     problem = Problem(tmp_path / "roles" / "foo.py", 41, "rule broken")
     assert (str(problem), problem.to_json()) == (
         "roles/foo.py:41: rule broken",
-        {"path": "roles/foo.py", "line": 41, "message": "rule broken"},
+        {"path": "roles/foo.py", "line": 41, "severity": "error", "message": "rule broken"},
+    )
+
+
+def test_warning_reads_path_line_warning_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    problem = Problem(tmp_path / "roles" / "foo.py", 7, "rule bent", warning=True)
+    assert (str(problem), problem.to_json()["severity"]) == (
+        "roles/foo.py:7: warning: rule bent",
+        "warning",
     )
 
 
@@ -233,7 +305,8 @@ def test_intent_defined_in_another_module_is_reported(tmp_path):
         "\nfrom tests.common.test_intent_processor import PingIntent as FarIntent\n\nROLE_CONFIG",
         1,
     )
-    problems = check_role(write_role(tmp_path, "greeter", source), fresh=True)[1]
+    path = write_role(tmp_path, "greeter", source)
+    problems = check_role(path, fresh=True, allowed_imports=["tests.common"])[1]
     assert [p.message for p in problems] == [
         "intents key 'PingIntent' is defined in module 'tests.common.test_intent_processor', not "
         "in this file; handle only intents this file defines, e.g. '@dataclass class "

@@ -2,12 +2,17 @@
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+from structlog.testing import capture_logs
 
 from common.intents import Intent
+from llm_provider.role_contract import display_path
 from llm_provider.role_registry import RoleRegistry
 from tests.factories import make_bus
 from tests.role_files import write_role
 
+BROKEN = Path(__file__).resolve().parents[1] / "roles" / "broken"
 PING_ROLE = '''\
 """Ping: answers PING_SENT with a PingIntent, carried out by its own intent handler."""
 
@@ -144,4 +149,34 @@ async def test_role_the_processor_refuses_at_start_fails_alone(tmp_path):
         ["pong"],
         ["pong"],
         [{"role": "ping", "path": str(path), "problems": [problem]}],
+    )
+
+
+async def test_role_with_warnings_loads_logs_them_and_reports_none_returned_at_run_time(tmp_path):
+    path = write_role(tmp_path, "returns_none_sync", (BROKEN / "returns_none_sync.py").read_text())
+    bus, _ = make_bus()
+    registry = RoleRegistry(tmp_path, bus)
+    with capture_logs() as logs:
+        registry.discover_roles()
+        bus.publish("t", "HEARTBEAT_TICK", {"timestamp": 1.0})
+        bus.publish("t", "HEARTBEAT_TICK", {"timestamp": 2.0})
+        await bus.drain()
+    reported = [
+        (e["event"], e.get("problems") or e.get("where"))
+        for e in logs
+        if e["event"] in ("role_warnings", "handler_returned_none")
+    ]
+    assert (list(registry.roles), reported) == (
+        ["returns_none_sync"],
+        [
+            (
+                "role_warnings",
+                [
+                    f"{display_path(path)}:8: warning: event handler 'handle_tick' can reach "
+                    "its end without 'return', so it returns None and asks for nothing; end "
+                    "every path with 'return [...]' ('return []' when there is nothing to do)"
+                ],
+            ),
+            ("handler_returned_none", f"{path}:8"),
+        ],
     )

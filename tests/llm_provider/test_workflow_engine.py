@@ -7,9 +7,9 @@ import pytest
 
 from common.errors import IntentHandlingError
 from common.intents import WorkflowIntent
+from llm_provider.scripted_model import ScriptedModel, Turn
 from llm_provider.workflow_engine import NO_MODEL
 from tests.fakes.clock import settle
-from tests.fakes.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
 
 THREAD = "slack:C1/1700000000.000100"
@@ -143,9 +143,13 @@ async def test_a_workflow_over_its_timeout_fails_and_says_so_in_the_thread() -> 
     async with WorkflowParts(models(model), timeout=0.05).running() as parts:
         run = await parts.engine.wait(await parts.engine.start_workflow_intent(request()))
         await parts.bus.drain()
-    assert run.state == "failed"
-    assert run.error == "the workflow took longer than llm.timeout (0.05 s)"
-    assert parts.channel.sent == [("C1/1700000000.000100", f"Sorry, {run.error}.", "U1")]
+    assert (run.state, run.failure) == ("failed", "timeout")
+    assert run.error == "the run took longer than llm.timeout (0.05 s)"
+    reply = (
+        "Sorry, the model did not answer within llm.timeout (0.05 s); try again, or ask an "
+        "operator to raise llm.timeout."
+    )
+    assert parts.channel.sent == [("C1/1700000000.000100", reply, "U1")]
     assert [event for event, _ in parts.events] == ["WORKFLOW_STARTED", "WORKFLOW_FAILED"]
     assert (await parts.audit.tail(1, "workflow_failed"))[0].details["run_id"] == run.run_id
 
@@ -158,7 +162,11 @@ async def test_stopping_the_engine_cancels_and_awaits_running_workflows() -> Non
         await settle()
         assert parts.engine.runs[run_id].state == "running"
     run = parts.engine.runs[run_id]
-    assert (run.state, parts.engine.active_count, parts.channel.sent) == ("cancelled", 0, [])
+    assert (run.state, run.failure, parts.engine.active_count) == ("cancelled", "stopped", 0)
+    stopped = (
+        "Sorry, intentd stopped before it could finish this request; ask again once it is back."
+    )
+    assert parts.channel.sent == [("C1/1700000000.000100", stopped, "U1")]
     (record,) = await parts.audit.tail(5, "workflow_failed")
     assert (record.details["run_id"], record.details["state"]) == (run_id, "cancelled")
 
@@ -209,9 +217,9 @@ async def test_a_model_error_fails_the_workflow_with_a_readable_reply() -> None:
     model = ScriptedModel([Turn.throttle()])
     async with WorkflowParts(models(model)).running() as parts:
         run = await parts.engine.wait(await parts.engine.start_workflow_intent(request()))
-    assert run.error == (
-        "the model provider is rate limiting requests (HTTP 429); try again in a minute"
-    )
+    assert (run.failure, run.error) == ("throttled", "ModelThrottledException: rate limit exceeded")
+    reply = "Sorry, the model provider is rate limiting requests (HTTP 429); try again in a minute."
+    assert parts.channel.sent == [("C1/1700000000.000100", reply, "U1")]
 
 
 async def test_an_unknown_role_fails_with_the_loaded_roles() -> None:
@@ -220,6 +228,7 @@ async def test_an_unknown_role_fails_with_the_loaded_roles() -> None:
             await parts.engine.start_workflow_intent(request(role="weather"))
         )
     assert run.error is not None and "no role named 'weather' is loaded" in run.error
+    assert parts.channel.sent[0][1].startswith("Sorry, no role named 'weather' is loaded;")
 
 
 async def test_without_a_model_a_workflow_fails_at_once_saying_how_to_configure_one() -> None:
@@ -247,7 +256,7 @@ async def test_a_role_whose_llm_type_has_no_model_fails_naming_the_config_key() 
             await parts.engine.start_workflow_intent(request(role="incident_notes"))
         )
     assert run.error == (
-        "no model is configured for llm_type 'DEFAULT'; set llm.provider and "
+        "WorkflowError: no model is configured for llm_type 'DEFAULT'; set llm.provider and "
         "llm.models.DEFAULT in config.yaml"
     )
 

@@ -5,6 +5,7 @@ error paths run: USER_REQUEST -> router role -> WEAK model routes -> the timer r
 set_timer -> the timer is in the store -> the answer is posted to the request's channel.
 """
 
+import asyncio
 import io
 import json
 import threading
@@ -13,12 +14,16 @@ from typing import Any
 
 import pytest
 
+from common.intents import WorkflowIntent
+from llm_provider.config import LLMConfig
+from llm_provider.factory import Models, build_models
+from llm_provider.scripted_model import Turn
 from llm_provider.workflow_engine import WorkflowRun
 from supervisor.config import Config
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
 from tests.fakes.llm_servers import FakeOllamaServer, FakeOpenAIServer
-from tests.fakes.scripted_model import Turn
+from tests.workflow_parts import WorkflowParts
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 ROUTE_TO_TIMER = Turn.text('{"route": "timer", "confidence": 0.95, "parameters": {}}')
@@ -96,10 +101,11 @@ async def test_a_429_fails_the_workflow_with_a_readable_reply(tmp_path, server_t
         supervisor = make_supervisor(tmp_path, out, provider=provider, base_url=address)
         async with supervisor.running():
             run = await ask(supervisor, "remind me")
-    assert run.error == (
-        "the model provider is rate limiting requests (HTTP 429); try again in a minute"
-    )
-    assert "thread-7 @U1 Sorry, the model provider is rate limiting" in out.getvalue()
+    assert run.failure == "throttled" and "rate limit exceeded" in (run.error or "")
+    assert (
+        "thread-7 @U1 Sorry, the model provider is rate limiting requests (HTTP 429); try again "
+        "in a minute.\n"
+    ) in out.getvalue()
 
 
 async def test_a_429_is_retried_with_the_configured_zero_delay(tmp_path) -> None:
@@ -159,15 +165,24 @@ async def test_without_a_provider_a_request_is_answered_with_how_to_configure_on
     assert supervisor.workflow_engine.active_count == 0
 
 
-async def test_stopping_the_daemon_cancels_a_running_workflow(tmp_path) -> None:
+async def test_stopping_the_daemon_cancels_each_run_and_tells_its_user(tmp_path) -> None:
     out = io.StringIO()
-    async with FakeOpenAIServer([Turn.hang()]) as server:
+    async with FakeOpenAIServer([Turn.hang(), Turn.hang()]) as server:
         supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
         async with supervisor.running():
-            supervisor.message_bus.publish("test", "USER_REQUEST", {"text": "remind me"})
-            await supervisor.message_bus.drain()
-            (run,) = supervisor.workflow_engine.runs.values()
-    assert (run.state, supervisor.workflow_engine.active_count) == ("cancelled", 0)
+            for user in ("U1", "U2"):
+                supervisor.message_bus.publish(
+                    "test", "USER_REQUEST",
+                    {"text": "remind me", "channel_id": f"console:{user}", "user_id": user},
+                )  # fmt: skip
+            await server.received(2)
+            runs = list(supervisor.workflow_engine.runs.values())
+    assert [run.state for run in runs] == ["cancelled", "cancelled"]
+    assert supervisor.workflow_engine.active_count == 0
+    stopped = (
+        "Sorry, intentd stopped before it could finish this request; ask again once it is back."
+    )
+    assert f"U1 @U1 {stopped}\n" in out.getvalue() and f"U2 @U2 {stopped}\n" in out.getvalue()
 
 
 async def test_the_heartbeat_forgets_workflows_finished_an_hour_ago(tmp_path) -> None:
@@ -245,12 +260,143 @@ async def test_constructing_a_supervisor_with_a_provider_starts_no_thread(tmp_pa
         assert supervisor.models.get("WEAK") is supervisor.workflow_engine.models["WEAK"]
 
 
-async def test_a_server_error_fails_the_workflow_naming_the_error(tmp_path) -> None:
+async def test_a_server_error_is_answered_in_one_sentence_with_the_detail_audited(
+    tmp_path,
+) -> None:
     out = io.StringIO()
     async with FakeOpenAIServer([Turn.fail(RuntimeError("model crashed"), status=500)]) as server:
         supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
         async with supervisor.running():
             run = await ask(supervisor, "remind me")
+    assert run.failure == "server_error"
     assert run.error is not None
-    assert run.error.startswith("the workflow failed with InternalServerError: Error code: 500")
+    assert run.error.startswith("InternalServerError: Error code: 500")
     assert "model crashed" in run.error
+    assert (
+        "thread-7 @U1 Sorry, the model server had an internal error (HTTP 500); try again later.\n"
+    ) in out.getvalue()
+    assert "InternalServerError" not in out.getvalue().split("thread-7 @U1 ")[-1]
+
+
+def throttle_each_request_once(seen: set[str]) -> Any:
+    """Throttle the first call of every request, route it to the timer role, answer 'ok'."""
+
+    def turn(messages: Any, tool_specs: Any, system_prompt: Any) -> Turn:
+        asked = json.dumps(messages[0])
+        if "route" not in (system_prompt or ""):
+            return Turn.text("ok")
+        if asked in seen:
+            return ROUTE_TO_TIMER
+        seen.add(asked)
+        return Turn.throttle(retry_after="0")
+
+    return turn
+
+
+async def test_four_runs_throttled_at_the_same_time_all_complete(tmp_path) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([throttle_each_request_once(set())] * 12) as server:
+        supervisor = make_supervisor(
+            tmp_path, out, provider="openai", base_url=server.base_url,
+            retry_attempts=2, retry_delay=0, max_concurrent=4,
+        )  # fmt: skip
+        async with supervisor.running():
+            engine, bus = supervisor.workflow_engine, supervisor.message_bus
+            for n in range(4):
+                bus.publish("test", "USER_REQUEST", {"text": f"remind me {n}", "user_id": f"U{n}"})
+            await bus.drain()
+            runs = [await engine.wait(run_id) for run_id in list(engine.runs)]
+    assert [(run.state, run.retries) for run in runs] == [("completed", 1)] * 4
+    assert [request.get("tools") is None for request in server.requests].count(True) == 8
+
+
+def openai_parts(server: FakeOpenAIServer, **engine: Any) -> tuple[WorkflowParts, Models]:
+    """Return workflow parts over real OpenAI models pointed at ``server``."""
+    config = LLMConfig(provider="openai", base_url=server.base_url, models={"DEFAULT": "m"})
+    models = build_models(config)
+    return WorkflowParts(models.by_type, **engine), models
+
+
+def request_for(user: str = "U1") -> WorkflowIntent:
+    params = {"request": "remind me", "channel_id": "slack:C1", "user_id": user}
+    return WorkflowIntent(workflow_type="route", parameters=params)
+
+
+async def test_the_retry_waits_what_retry_after_asks_on_the_clock() -> None:
+    turns = [Turn.throttle(retry_after="7"), ROUTE_TO_TIMER, Turn.text("ok")]
+    async with FakeOpenAIServer(turns) as server:
+        parts, models = openai_parts(server, retry_attempts=2, retry_delay=0)
+        async with parts.running():
+            run_id = await parts.engine.start_workflow_intent(request_for())
+            ended = asyncio.ensure_future(parts.engine.wait(run_id))
+            await asyncio.wait({ended, asyncio.ensure_future(parts.waiting.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            await parts.clock.advance(6.9)
+            assert (len(server.requests), ended.done()) == (1, False)
+            await parts.clock.advance(0.1)
+            run = await ended
+        await models.aclose()
+    assert (run.state, run.answer, parts.waits, len(server.requests)) == (
+        "completed",
+        "ok",
+        [7.0],
+        3,
+    )
+
+
+async def test_a_retry_after_longer_than_llm_timeout_is_not_waited_for() -> None:
+    async with FakeOpenAIServer([Turn.throttle(retry_after="600")]) as server:
+        parts, models = openai_parts(server, retry_attempts=3, retry_delay=0, timeout=120)
+        async with parts.running():
+            run = await parts.engine.wait(await parts.engine.start_workflow_intent(request_for()))
+        await models.aclose()
+    assert (run.failure, parts.waits, len(server.requests)) == ("throttled", [], 1)
+
+
+async def test_a_failure_after_set_timer_says_the_timer_is_set(tmp_path) -> None:
+    out = io.StringIO()
+    turns = [ROUTE_TO_TIMER, SET_TIMER, Turn.fail(RuntimeError("model crashed"), status=500)]
+    async with FakeOpenAIServer(turns) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            run = await ask(supervisor, "remind me in 20 minutes to check the deploy")
+            assert supervisor.timers is not None
+            (timer,) = await supervisor.timers.list()
+    assert (run.state, run.failure) == ("failed", "server_error")
+    (reply,) = [line for line in out.getvalue().splitlines() if "thread-7 @U1" in line]
+    assert f"thread-7 @U1 Timer {timer.timer_id} set for " in reply
+    assert reply.endswith(
+        "Then the model server had an internal error (HTTP 500), so I stopped there; "
+        "what is listed here is done."
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reply"),
+    [
+        (401, "Sorry, the model provider refused intentd's credentials (HTTP 401); ask an "
+              "operator to check llm.api_key."),
+        (400, "Sorry, the model server rejected the request (HTTP 400); an operator can find why "
+              "in the log."),
+        (503, "Sorry, the model server had an internal error (HTTP 503); try again later."),
+    ],
+)  # fmt: skip
+async def test_each_refusal_is_told_in_one_sentence(tmp_path, status, reply) -> None:
+    out = io.StringIO()
+    async with FakeOpenAIServer([Turn.fail(RuntimeError("no"), status=status)]) as server:
+        supervisor = make_supervisor(tmp_path, out, provider="openai", base_url=server.base_url)
+        async with supervisor.running():
+            await ask(supervisor, "remind me")
+    assert f"thread-7 @U1 {reply}\n" in out.getvalue()
+
+
+async def test_an_unreachable_server_is_told_in_one_sentence(tmp_path) -> None:
+    out = io.StringIO()
+    supervisor = make_supervisor(tmp_path, out, provider="openai", base_url="http://127.0.0.1:9/v1")
+    async with supervisor.running():
+        run = await ask(supervisor, "remind me")
+    assert run.failure == "unreachable"
+    assert (
+        "thread-7 @U1 Sorry, the model server cannot be reached; ask an operator to check that "
+        "it runs at llm.base_url.\n"
+    ) in out.getvalue()

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from common.intents import WorkflowIntent
+from llm_provider.scripted_model import ScriptedModel, Turn
 from roles.incident_notes import (
     IncidentNoteIntent,
     _key,
@@ -15,7 +16,6 @@ from roles.incident_notes import (
 from supervisor.services import DaemonServices
 from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
-from tests.fakes.scripted_model import ScriptedModel, Turn
 from tests.workflow_parts import WorkflowParts
 
 

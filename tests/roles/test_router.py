@@ -1,8 +1,8 @@
 """The router role: USER_REQUEST becomes a "route" workflow for the same channel and user."""
 
-from common.intents import WorkflowIntent
+from common.intents import NotificationIntent, WorkflowIntent
+from common.testing import make_context
 from roles.router import handle_user_request
-from tests.factories import make_context
 
 
 def test_a_request_becomes_a_route_workflow_for_its_thread() -> None:
@@ -34,6 +34,18 @@ def test_an_explicit_role_is_passed_on() -> None:
     assert intent.parameters["role"] == "timer"
 
 
-def test_an_empty_request_asks_for_nothing() -> None:
-    assert handle_user_request({"text": "  "}, make_context()) == []
-    assert handle_user_request(None, make_context()) == []
+def test_an_empty_request_gets_a_reply_asking_for_text() -> None:
+    data = {"text": "  ", "channel_id": "slack:C1/17.5", "user_id": "U7"}
+    assert handle_user_request(data, make_context()) == [
+        NotificationIntent(
+            message="Your request had no text; write what you would like me to do.",
+            channel="slack:C1/17.5",
+            user_id="U7",
+        )
+    ]
+
+
+def test_a_request_without_text_is_answered_where_it_came_from() -> None:
+    context = make_context(channel_id="console", user_id="U2")
+    (reply,) = handle_user_request(None, context)
+    assert (type(reply), reply.channel, reply.user_id) == (NotificationIntent, "console", "U2")

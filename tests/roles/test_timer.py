@@ -262,6 +262,12 @@ async def test_list_timers_returns_the_users_real_pending_timers(setup: Setup) -
     assert reply["message"] == "2 pending timer(s)."
 
 
+async def test_list_timers_says_nothing_about_other_users_timers(setup: Setup) -> None:
+    await setup.timers.create(duration=30, label="someone else's", user_id="U8")
+    reply = await setup.tool(list_timers)
+    assert reply["result"] == {"pending": 0, "timers": [], "message": "No pending timers."}
+
+
 async def test_a_timer_set_by_tool_notifies_its_channel_when_it_expires(setup: Setup) -> None:
     await setup.tool(set_timer, duration="90s", label="tea")
     await setup.clock.advance(90)

@@ -52,6 +52,35 @@ def test_a_secret_field_and_a_token_inside_a_stdlib_message_are_redacted():
     assert theirs["event"] == "connecting with [redacted] now"
 
 
+def test_token_usage_counts_stay_visible_while_secret_names_are_redacted():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    structlog.get_logger("intentd.workflows").info(
+        "workflow_finished", inputTokens=140, outputTokens=10, totalTokens=150, api_key="k1",
+        Authorization="Bearer abcdefgh12345678", app_token="xapp-1-A1-secret",
+    )  # fmt: skip
+    (record,) = records(stream)
+    counts = (record["inputTokens"], record["outputTokens"], record["totalTokens"])
+    assert counts == (140, 10, 150)
+    assert [record[k] for k in ("api_key", "Authorization", "app_token")] == ["[redacted]"] * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("key sk-ant-api03-abcdEFGH1234", "key [redacted]"),
+        ("aws AKIAABCDEFGHIJKLMNOP here", "aws [redacted] here"),
+        ("header Bearer abc.def-ghi_jkl", "header Bearer [redacted]"),
+        ("10 tokens used", "10 tokens used"),
+    ],
+)
+def test_token_shaped_strings_are_redacted_anywhere(text, shown):
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("openai").warning(text)
+    assert records(stream)[0]["event"] == shown
+
+
 @pytest.mark.parametrize("fmt", ["json", "console"])
 def test_a_logged_exception_shows_no_frame_locals(fmt):
     stream = io.StringIO()

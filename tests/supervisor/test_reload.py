@@ -13,15 +13,15 @@ from tests.supervisor.http_daemon import ECHO_ROLE, write_role
 
 NEW_ROLE = '''
 """Reacts to PONG."""
+from common.intents import AuditIntent
+
 ROLE_CONFIG = {
     "name": "late", "version": "1.0.0", "description": "Added while running", "llm_type": "WEAK"
 }
-SEEN = []
 
 
 def handle_pong(event_data, context):
-    SEEN.append(event_data)
-    return []
+    return [AuditIntent(action="pong_seen", details=event_data)]
 
 
 def register_role():
@@ -88,7 +88,8 @@ async def test_reload_loads_a_role_file_added_while_running(config_file):
         sup.message_bus.publish("test", "PONG", {"n": 1})
         await sup.message_bus.drain()
         assert sorted(sup.role_registry.roles) == ["echo", "late"]
-        assert sup.role_registry.roles["late"].module.SEEN == [{"n": 1}]
+        records = await sup.intent_processor.audit_sink.recent(5)
+        assert [(r.role, r.action, r.details) for r in records] == [("late", "pong_seen", {"n": 1})]
         assert len(sup.message_bus.subscriptions("PING")) == 1
 
 

@@ -10,6 +10,7 @@ from structlog.testing import capture_logs
 
 from common.errors import RoleContractError
 from common.message_bus import MessageBus
+from llm_provider.role_contract import check_role
 from llm_provider.role_registry import RoleRegistry
 from llm_provider.role_template import render_role
 from llm_provider.tool_runner import run_tool
@@ -55,14 +56,16 @@ async def test_good_role_serves_next_to_every_broken_file(tmp_path, daemon, out)
     for path in BROKEN.glob("*.py"):
         shutil.copy(path, roles / path.name)
     write_role(roles, "echo", echo_role("v1"))
+    only_warned = sorted(path.stem for path in BROKEN.glob("*.py") if check_role(path)[0])
     async with daemon().running() as supervisor:
         await ping(supervisor)
-        assert list(supervisor.role_registry.roles) == ["echo"]
-        assert sorted(p.name for p in supervisor.role_registry.failed) == sorted(
-            p.name for p in BROKEN.glob("*.py")
+        assert sorted(supervisor.role_registry.roles) == sorted(["echo", *only_warned])
+        assert sorted(p.stem for p in supervisor.role_registry.failed) == sorted(
+            path.stem for path in BROKEN.glob("*.py") if path.stem not in only_warned
         )
     announced = [line for line in lines(out) if line.startswith("admin role ")]
-    assert len(announced) == len(list(BROKEN.glob("*.py")))
+    assert len(announced) == len(list(BROKEN.glob("*.py"))) - len(only_warned)
+    assert len(only_warned) == 7
     assert "v1 hi" in lines(out)
 
 
@@ -261,7 +264,9 @@ async def test_intent_handler_gets_the_role_kv_and_settings(tmp_path, clock, out
 async def test_sync_handler_blocking_the_loop_is_reported_by_name(tmp_path, daemon):
     blocking = echo_role("v1").replace(
         "def handle_ping(event_data, context):\n",
-        "import time\n\n\ndef handle_ping(event_data, context):\n    time.sleep(0.2)\n",
+        "import time\n\n\ndef handle_ping(event_data, context):\n"
+        "    started = time.perf_counter()\n"
+        "    while time.perf_counter() - started < 0.2:\n        pass\n",
     )
     write_role(tmp_path / "roles", "echo", blocking)
     async with daemon().running() as supervisor:

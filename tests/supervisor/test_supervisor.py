@@ -181,7 +181,13 @@ async def test_shutdown_timeout_bounds_the_drain_of_a_handler_that_never_returns
     assert run.result() is None
     timed_out = [entry for entry in logs if entry["event"] == "shutdown_drain_timed_out"]
     assert timed_out == [
-        {"event": "shutdown_drain_timed_out", "log_level": "warning", "queued": 0, "timeout_s": 0.2}
+        {
+            "event": "shutdown_drain_timed_out",
+            "log_level": "warning",
+            "queued": 0,
+            "left_in_journal": 0,
+            "timeout_s": 0.2,
+        }
     ]
     assert asyncio.all_tasks() == tasks_before  # no task the daemon created is left pending
 

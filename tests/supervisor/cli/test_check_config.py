@@ -23,3 +23,23 @@ def test_check_config_resolves_the_channel_settings(
     assert main(["check-config", str(path)]) == code
     err = capsys.readouterr().err
     assert ("which names no channel" in err) == (code == 2)
+
+
+def test_check_config_warns_of_settings_for_a_role_that_has_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "roles").mkdir()
+    (tmp_path / "roles" / "deploys.py").write_text("")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "roles:\n  settings:\n    deploy: {channel: ops}\n    deploys: {channel: ops}\n"
+        "    zzz: {}\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: warning: roles.settings.deploy names no role file (deploy.py is not in "
+        "roles/), so no role reads it; did you mean 'deploys'?",
+        f"{path}: warning: roles.settings.zzz names no role file (zzz.py is not in roles/), so "
+        "no role reads it; rename the key to a role's name",
+        f"{path}: ok",
+    ]

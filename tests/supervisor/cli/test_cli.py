@@ -8,8 +8,8 @@ import pytest
 from supervisor.cli.main import main
 
 COMMANDS = [
-    "run", "check-config", "timers", "audit", "check", "new-role", "roles", "dead-letters",
-    "call", "status", "emit",
+    "run", "check-config", "timers", "audit", "kv", "check", "new-role", "roles", "dead-letters",
+    "events", "call", "status", "emit",
 ]  # fmt: skip
 
 

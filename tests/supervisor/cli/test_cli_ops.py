@@ -32,10 +32,14 @@ async def test_status_prints_one_field_per_line(tmp_path):
         "pending timers": "0",
         "outbox depth": "0",
         "dead letters": "0",
+        "journal backlog": "0",
+        "oldest event age (s)": "0.0",
+        "dead events": "0",
         "last heartbeat": "n/a",
         "bus queue depth": "0",
         "events published": "1",  # ROLE_LOADED
         "active workflows": "0",
+        "schedules": "none",
     }
 
 

@@ -1,6 +1,8 @@
 """intentd check, new-role, roles and run --strict, run as a user runs them."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,23 +26,22 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_new_role_writes_a_role_and_a_test_that_pass(project, capsys):
+def test_new_role_writes_a_role_and_a_test_that_pass_outside_the_checkout(
+    project, capsys, tmp_path_factory
+):
     assert main(["new-role", "memo"]) == 0
     assert capsys.readouterr().out == "wrote roles/memo.py\nwrote tests/roles/test_memo.py\n"
     assert main(["check"]) == 0
     assert capsys.readouterr().out == "1 role(s) ok, 0 problem(s)\n"
+    copy = tmp_path_factory.mktemp("elsewhere") / "project"
+    shutil.copytree(project / "roles", copy / "roles")
+    shutil.copytree(project / "tests", copy / "tests")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    environment.pop("PYTHONPATH", None)
     generated = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-c",
-            str(REPO / "pyproject.toml"),
-            "--rootdir",
-            str(project),
-            "tests/roles/test_memo.py",
-        ],
+        [sys.executable, "-m", "pytest", "-q"],
+        cwd=copy,
+        env=environment,
         capture_output=True,
         text=True,
         check=False,
@@ -48,7 +49,8 @@ def test_new_role_writes_a_role_and_a_test_that_pass(project, capsys):
     assert (generated.returncode, generated.stdout.splitlines()[-1].split(" in ")[0]) == (
         0,
         "5 passed",
-    )
+    ), generated.stdout
+    assert "supervisor" not in (copy / "tests" / "roles" / "test_memo.py").read_text()
 
 
 def test_new_role_refuses_to_overwrite_and_writes_nothing(project, capsys):
@@ -87,11 +89,28 @@ def test_check_json_is_machine_readable(project, capsys):
     write_role(project / "roles", "echo", echo_role())
     assert main(["check", "roles", str(BROKEN / "returns_list.py"), "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
-    assert (result["ok"], result["roles"], [p["line"] for p in result["problems"]]) == (
+    found = [(p["path"].rsplit("/", 1)[1], p["line"], p["severity"]) for p in result["problems"]]
+    assert (result["ok"], result["roles"], found) == (
         False,
         ["echo"],
-        [6],
+        [("returns_list.py", 6, "error"), ("echo.py", 15, "warning")],
     )
+
+
+def test_check_warns_of_a_subscription_nothing_publishes_unless_a_schedule_does(project, capsys):
+    write_role(project / "roles", "echo", echo_role())
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "roles/echo.py:15: warning: event_handlers key 'PING' is published by nothing intentd "
+        "knows of (common/events.py, a schedule, a role's EventIntent or external_events); if it "
+        "is posted from outside (POST /events, intentd emit), list it in "
+        "ROLE_CONFIG['external_events'], else check its spelling",
+        "1 role(s) ok, 0 problem(s), 1 warning(s)",
+    ]
+    with (project / "config.yaml").open("a") as config:
+        config.write("schedules:\n  - {name: pinger, event: PING, every: 60}\n")
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out == "1 role(s) ok, 0 problem(s)\n"
 
 
 def test_roles_lists_loaded_roles_and_skipped_files(project):
@@ -103,6 +122,22 @@ def test_roles_lists_loaded_roles_and_skipped_files(project):
         "failed  roles/returns_list.py:6: register_role() returned a list, not a dict; return "
         "{'config': ..., 'event_handlers': ..., 'tools': ..., 'intents': ...}",
     ]
+
+
+def test_roles_json_shows_routing_fields_and_tool_names(project, capsys):
+    assert main(["new-role", "memo"]) == 0
+    (project / "roles" / "returns_list.py").write_text((BROKEN / "returns_list.py").read_text())
+    capsys.readouterr()
+    assert main(["roles", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    (memo,) = listed["roles"]
+    assert {key: memo[key] for key in ("llm_type", "fast_reply", "when_to_use", "tools")} == {
+        "llm_type": "WEAK",
+        "fast_reply": True,
+        "when_to_use": "When the user asks to note something for later.",
+        "tools": ["memo_note"],
+    }
+    assert [(p["path"], p["line"]) for p in listed["failed"]] == [("roles/returns_list.py", 6)]
 
 
 def test_run_strict_refuses_to_start_with_a_broken_role(project):

@@ -12,6 +12,7 @@ from common.message_bus import MessageBus
 from supervisor.cli.main import main
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import SqliteAudit
+from supervisor.store.kv import KVStore, SqliteKV
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock
@@ -125,3 +126,41 @@ def test_audit_tail_refuses_a_negative_count(
     assert capsys.readouterr().err.endswith(
         "argument -n: -n must be a whole number of records, 0 or more; got '-1'\n"
     )
+
+
+def _fill_kv(config: Path) -> None:
+    store = Store(config.parent / "var" / "intentd.db")
+    kv = KVStore(SqliteKV(store))
+
+    async def fill() -> None:
+        await kv.for_role("standup").set("notes", ["db upgrade", "on-call"])
+        await kv.for_role("standup").set("last_run", 1.5)
+        await kv.for_role("other").set("secret", "not shown")
+
+    asyncio.run(fill())
+    store.close()
+
+
+def test_kv_prints_one_roles_keys_with_their_json_values(config, capsys):
+    _fill_kv(config)
+    assert main(["kv", "standup", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == ('last_run  1.5\nnotes  ["db upgrade", "on-call"]\n')
+
+
+def test_kv_prints_one_keys_value(config, capsys):
+    _fill_kv(config)
+    assert main(["kv", "standup", "notes", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out) == ["db upgrade", "on-call"]
+
+
+def test_kv_names_the_keys_when_the_key_is_missing(config, capsys):
+    _fill_kv(config)
+    assert main(["kv", "standup", "note", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == (
+        "intentd: role 'standup' has no key 'note'; its keys are ['last_run', 'notes']\n"
+    )
+
+
+def test_kv_of_a_role_without_keys_or_without_a_store_says_so(config, capsys):
+    assert main(["kv", "standup", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == "role 'standup' has no keys\n"

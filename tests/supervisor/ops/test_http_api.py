@@ -7,10 +7,11 @@ import threading
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from common.errors import ConfigError
 from llm_provider.role_announcements import ANNOUNCED_EVENTS
-from supervisor.config import HTTPConfig
+from supervisor.config import HTTPConfig, ScheduleConfig
 from supervisor.ops.http_api import MAX_BODY
 from supervisor.supervisor import Supervisor
 from tests.fakes.clock import FakeClock
@@ -283,9 +284,13 @@ async def test_roles_lists_each_loaded_role(tmp_path):
             "version": "1.0.0",
             "description": "Echo test role",
             "path": str(tmp_path / "roles" / "echo.py"),
+            "llm_type": "WEAK",
+            "fast_reply": False,
+            "when_to_use": None,
+            "parameters": {},
             "events": ["BAD_INTENT", "BOOM", "PING"],
             "intents": [],
-            "tools": 0,
+            "tools": [],
         }
     ]
 
@@ -371,7 +376,35 @@ async def test_status_reports_uptime_roles_heartbeat_and_contributed_fields(tmp_
         "pending_timers": 0,
         "outbox_depth": 4,
         "dead_letters": 0,
+        "journal_backlog": 0,
+        "journal_oldest_age_s": 0.0,
+        "dead_events": 0,
+        "schedules": [],
     }
+
+
+async def test_status_lists_each_schedule_with_its_next_run(tmp_path):
+    config = make_config(tmp_path).model_copy(
+        update={"schedules": [ScheduleConfig(name="standup", event="STANDUP_DUE", every=90.0)]}
+    )
+    clock = FakeClock()
+    with capture_logs() as logs:
+        async with running_daemon(config, clock=clock) as daemon:
+            await clock.advance(100)
+            async with daemon.session.get(daemon.url("/status")) as response:
+                status = await response.json()
+    armed = [
+        (e["schedule"], e["event_type"], e["next_run"])
+        for e in logs
+        if e["event"] == "schedule_armed"
+    ]
+    assert status["schedules"] == [
+        {"name": "standup", "event": "STANDUP_DUE", "next_run": "2027-01-15T08:03:00Z"}
+    ]
+    assert armed == [
+        ("standup", "STANDUP_DUE", "2027-01-15T08:01:30Z"),
+        ("standup", "STANDUP_DUE", "2027-01-15T08:03:00Z"),
+    ]
 
 
 def test_the_daemon_refuses_a_non_loopback_address_without_a_token(tmp_path):

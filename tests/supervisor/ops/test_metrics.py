@@ -63,6 +63,19 @@ async def test_a_handled_event_counts_publish_handling_duration_and_intents(tmp_
     assert key("intentd_events_failed_total", **by_role) not in after  # no failure counted
 
 
+async def test_an_event_no_role_subscribes_to_is_counted_by_type(tmp_path):
+    async with running_daemon(make_config(tmp_path)) as daemon:
+        await post(daemon, "DEPLOY_FINSHED", {})
+        await post(daemon, "DEPLOY_FINSHED", {})
+        await post(daemon, "PING", {})
+        samples = await scrape(daemon)
+    unheard = "intentd_events_unsubscribed_total"
+    assert (
+        value(samples, unheard, event_type="DEPLOY_FINSHED"),
+        key(unheard, event_type="PING") in samples,
+    ) == (2, False)
+
+
 async def test_a_raising_handler_counts_as_a_failed_event(tmp_path):
     async with running_daemon(make_config(tmp_path)) as daemon:
         await post(daemon, "BOOM", {})

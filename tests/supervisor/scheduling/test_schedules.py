@@ -10,10 +10,10 @@ import pytest
 from common.context import EventContext
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
-from supervisor.config import ScheduleConfig
-from supervisor.scheduling.bus_retry import RETRY_DELAY
+from supervisor.config import JournalConfig, ScheduleConfig
 from supervisor.scheduling.schedules import ScheduleService, next_run
 from supervisor.store.sqlite import Store
+from tests.factories import RunningIntake
 from tests.fakes.clock import START, FakeClock
 
 
@@ -28,26 +28,25 @@ def make_schedule(**overrides: Any) -> ScheduleConfig:
 
 
 class Daemon:
-    """A bus and a schedule service over one database file."""
+    """A bus, the event journal and a schedule service over one database file."""
 
-    def __init__(
-        self,
-        path: Path,
-        clock: FakeClock,
-        *schedules: ScheduleConfig,
-        seed: int = 1,
-        max_queue: int = 10_000,
-    ):
+    def __init__(self, path: Path, clock: FakeClock, *schedules: ScheduleConfig, seed: int = 1):
         self.clock = clock
         self.store = Store(path)
-        self.bus = MessageBus(IntentProcessor(), clock=clock.time, max_queue=max_queue)
+        self.bus = MessageBus(IntentProcessor(), clock=clock.time)
+        self.journal = RunningIntake(self.store, self.bus, clock, JournalConfig())
         self.events: list[dict[str, Any]] = []
         for event in {s.event for s in schedules}:
             self.bus.subscribe("test", event, self._record)
         self.service = ScheduleService(
-            self.store, self.bus, clock, list(schedules), random.Random(seed)
+            self.store, self.journal.intake, clock, list(schedules), random.Random(seed)
         )
+
+    async def start(self) -> "Daemon":
+        await self.journal.start()
+        self.bus.start()
         self.service.start()
+        return self
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
         self.events.append(data)
@@ -55,15 +54,24 @@ class Daemon:
 
     async def advance(self, seconds: float) -> None:
         await self.clock.advance(seconds)
+        await self.journal.intake.drain()
         await self.bus.drain()
 
-    def crash(self) -> None:
+    async def crash(self) -> None:
+        """Stop without handling what is queued (the bus is dropped, the journal keeps it)."""
         self.service.stop()
+        self.bus.close()
+        await self.journal.stop()
+        await self.bus.stop()
         self.store.close()
 
 
+async def daemon(path: Path, clock: FakeClock, *schedules: ScheduleConfig) -> Daemon:
+    return await Daemon(path, clock, *schedules).start()
+
+
 async def test_an_interval_schedule_publishes_its_event_on_a_fixed_grid(tmp_path: Path) -> None:
-    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(data={"kind": "daily"}))
+    d = await daemon(tmp_path / "s.db", FakeClock(), make_schedule(data={"kind": "daily"}))
     await d.advance(150)
     assert d.events == [
         {
@@ -89,7 +97,7 @@ async def test_a_cron_schedule_keeps_local_time_across_the_spring_dst_change(
     tmp_path: Path,
 ) -> None:
     clock = FakeClock(utc(2027, 3, 27, 0, 0))  # Berlin moves to CEST on 2027-03-28
-    d = Daemon(
+    d = await daemon(
         tmp_path / "s.db",
         clock,
         make_schedule(every=None, cron="0 9 * * *", timezone="Europe/Berlin"),
@@ -120,15 +128,15 @@ def test_a_sub_hourly_cron_keeps_running_through_the_repeated_hour() -> None:
     assert next_run(schedule, first, previous=first) == first + 3600  # 02:00 CET
 
 
-def _down_for(tmp_path: Path, seconds: float, **overrides: Any) -> Daemon:
+async def _down_for(tmp_path: Path, seconds: float, **overrides: Any) -> Daemon:
     schedule = make_schedule(**overrides)
-    first = Daemon(tmp_path / "s.db", FakeClock(), schedule)
-    first.crash()
-    return Daemon(tmp_path / "s.db", FakeClock(START + seconds), schedule)
+    first = await daemon(tmp_path / "s.db", FakeClock(), schedule)
+    await first.crash()
+    return await daemon(tmp_path / "s.db", FakeClock(START + seconds), schedule)
 
 
 async def test_misfire_skip_fires_nothing_missed_and_resumes_on_the_grid(tmp_path: Path) -> None:
-    d = _down_for(tmp_path, 330, misfire="skip")
+    d = await _down_for(tmp_path, 330, misfire="skip")
     await d.advance(0)
     assert d.events == []
     await d.advance(30)
@@ -136,7 +144,7 @@ async def test_misfire_skip_fires_nothing_missed_and_resumes_on_the_grid(tmp_pat
 
 
 async def test_misfire_once_fires_the_latest_missed_run_once(tmp_path: Path) -> None:
-    d = _down_for(tmp_path, 330, misfire="once")
+    d = await _down_for(tmp_path, 330, misfire="once")
     await d.advance(0)
     assert [(e["scheduled_for"], e["late_by_s"], e["missed"]) for e in d.events] == [
         (START + 300, 30.0, 5)
@@ -144,13 +152,13 @@ async def test_misfire_once_fires_the_latest_missed_run_once(tmp_path: Path) -> 
 
 
 async def test_misfire_all_fires_each_missed_run_in_order(tmp_path: Path) -> None:
-    d = _down_for(tmp_path, 330, misfire="all")
+    d = await _down_for(tmp_path, 330, misfire="all")
     await d.advance(0)
     assert [e["scheduled_for"] for e in d.events] == [START + 60 * k for k in range(1, 6)]
 
 
 async def test_misfire_all_only_counts_runs_within_the_grace_period(tmp_path: Path) -> None:
-    d = _down_for(tmp_path, 7200, misfire="all", grace=300)
+    d = await _down_for(tmp_path, 7200, misfire="all", grace=300)
     await d.advance(0)
     assert [e["scheduled_for"] for e in d.events] == [START + 60 * k for k in range(116, 121)]
 
@@ -158,7 +166,7 @@ async def test_misfire_all_only_counts_runs_within_the_grace_period(tmp_path: Pa
 async def test_misfire_once_fires_nothing_when_every_missed_run_is_past_grace(
     tmp_path: Path,
 ) -> None:
-    d = _down_for(tmp_path, 7230, misfire="once", grace=10, every=3600)
+    d = await _down_for(tmp_path, 7230, misfire="once", grace=10, every=3600)
     await d.advance(0)
     assert d.events == []
     await d.advance(3600)
@@ -166,24 +174,47 @@ async def test_misfire_once_fires_nothing_when_every_missed_run_is_past_grace(
 
 
 async def test_a_restart_before_the_next_run_keeps_the_persisted_run_time(tmp_path: Path) -> None:
-    d = _down_for(tmp_path, 30)
+    d = await _down_for(tmp_path, 30)
     await d.advance(30)
     assert [(e["scheduled_for"], e["missed"]) for e in d.events] == [(START + 60, 1)]
 
 
-async def test_a_run_whose_event_was_not_processed_counts_as_missed(tmp_path: Path) -> None:
+async def test_a_run_stored_but_not_handled_before_a_crash_is_delivered_after_it(
+    tmp_path: Path,
+) -> None:
     schedule = make_schedule(misfire="once")
     clock = FakeClock()
-    first = Daemon(tmp_path / "s.db", clock, schedule)
-    await clock.advance(60)  # published, never processed
-    first.crash()
-    second = Daemon(tmp_path / "s.db", clock, schedule)
+    first = await daemon(tmp_path / "s.db", clock, schedule)
+    await first.advance(0)
+    first.bus.close()  # the dispatcher refuses events: the run is journaled, never handled
+    await clock.advance(60)
+    await first.crash()
+    second = await daemon(tmp_path / "s.db", clock, schedule)
     await second.advance(0)
-    assert [e["scheduled_for"] for e in second.events] == [START + 60]
+    assert (first.events, [e["scheduled_for"] for e in second.events]) == ([], [START + 60])
+
+
+async def test_a_run_journaled_whose_ran_mark_was_lost_is_not_delivered_twice(
+    tmp_path: Path,
+) -> None:
+    schedule = make_schedule(misfire="all")
+    clock = FakeClock()
+    first = await daemon(tmp_path / "s.db", clock, schedule)
+    await first.advance(61)
+    first.store.db.execute(  # as if the daemon died between the journal commit and the mark
+        "UPDATE schedule_state SET next_run_at = ?, last_run_at = NULL", (START + 60,)
+    )
+    await first.crash()
+    second = await daemon(tmp_path / "s.db", clock, schedule)
+    await second.advance(0)
+    assert [e["scheduled_for"] for e in first.events] == [START + 60]
+    assert second.events == []
+    await second.advance(60)
+    assert [e["scheduled_for"] for e in second.events] == [START + 120]
 
 
 async def test_jitter_delays_the_run_within_its_bound(tmp_path: Path) -> None:
-    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(jitter=10))
+    d = await daemon(tmp_path / "s.db", FakeClock(), make_schedule(jitter=10))
     await d.advance(60)
     assert d.events == []
     await d.advance(10)
@@ -192,32 +223,11 @@ async def test_jitter_delays_the_run_within_its_bound(tmp_path: Path) -> None:
 
 
 async def test_a_changed_schedule_starts_afresh_from_now(tmp_path: Path) -> None:
-    first = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(every=60))
-    first.crash()
-    d = Daemon(tmp_path / "s.db", FakeClock(START + 1000), make_schedule(every=600))
+    first = await daemon(tmp_path / "s.db", FakeClock(), make_schedule(every=60))
+    await first.crash()
+    d = await daemon(tmp_path / "s.db", FakeClock(START + 1000), make_schedule(every=600))
     await d.advance(600)
     assert [e["scheduled_for"] for e in d.events] == [START + 1600]
-
-
-async def test_a_full_bus_defers_the_run_instead_of_dropping_it(tmp_path: Path) -> None:
-    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
-    d.bus.publish("test", "HEARTBEAT_TICK", {})  # fills the queue until the next drain
-    await d.advance(60)
-    assert d.events == []
-    await d.advance(RETRY_DELAY)
-    await d.advance(60)
-    assert [(e["scheduled_for"], e["fired_at"]) for e in d.events] == [
-        (START + 60, START + 60 + RETRY_DELAY),
-        (START + 120, START + 120),
-    ]
-
-
-async def test_stop_cancels_a_deferred_run(tmp_path: Path) -> None:
-    d = Daemon(tmp_path / "s.db", FakeClock(), make_schedule(), max_queue=1)
-    d.bus.publish("test", "HEARTBEAT_TICK", {})
-    await d.clock.advance(60)
-    d.service.stop()
-    assert d.clock.pending == 0
 
 
 @pytest.mark.parametrize(

@@ -19,31 +19,48 @@ ROLES = Path(__file__).resolve().parents[3] / "roles"
 REMIND_ROLE = '''"""Test role: "remind me in <duration> to <label>" sets a timer in its thread."""
 
 import re
+from dataclasses import dataclass
 
-from common.intents import NotificationIntent
-from roles.timer import TimerIntent
+from common.intents import Intent, NotificationIntent
 
 ROLE_CONFIG = {"name": "remind", "version": "0.1.0", "description": "Test-only reminders.",
                "llm_type": "WEAK", "fast_reply": True, "when_to_use": "In tests."}
-_ASK = re.compile(r"remind me in (.+?) to (.+)", re.IGNORECASE)
+_ASK = re.compile(r"remind me in (\\d+) minutes? to (.+)", re.IGNORECASE)
+
+
+@dataclass
+class RemindIntent(Intent):
+    minutes: int
+    label: str
+    channel_id: str
+    user_id: str
+
+    def validate(self):
+        return self.minutes > 0
 
 
 def handle_user_request(event_data, context):
     match = _ASK.search(event_data.get("text", ""))
     if match is None:
         return []
-    duration, label = match.groups()
+    minutes, label = match.groups()
     who = {"channel_id": context.channel_id, "user_id": context.user_id}
     return [
-        TimerIntent(action="create", duration=duration, label=label, **who),
-        NotificationIntent(message=f"OK, in {duration}.", channel=context.channel_id,
+        RemindIntent(minutes=int(minutes), label=label, **who),
+        NotificationIntent(message=f"OK, in {minutes} minutes.", channel=context.channel_id,
                            user_id=context.user_id),
     ]
 
 
+async def process_remind(intent, services):
+    await services.timers.create(duration=intent.minutes * 60, label=intent.label,
+                           channel_id=intent.channel_id, user_id=intent.user_id,
+                           role=services.role)
+
+
 def register_role():
     return {"config": ROLE_CONFIG, "event_handlers": {"USER_REQUEST": handle_user_request},
-            "tools": [], "intents": {}}
+            "tools": [], "intents": {RemindIntent: process_remind}}
 '''
 
 

@@ -16,7 +16,8 @@ from common.events import SLACK_INTERACTION, USER_REQUEST
 from supervisor.slack.payloads import MalformedPayload, clean, interaction, user_request
 from supervisor.slack.socket_connection import Frame, read_frame
 from supervisor.slack.socket_mode import SlackIn
-from tests.factories import make_bus
+from supervisor.store.sqlite import Store
+from tests.factories import make_bus, running_intake
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
 APP = "xapp-test"
@@ -140,80 +141,87 @@ async def test_malformed_frames_are_logged_once_counted_and_envelopes_with_an_id
     slack: FakeSlack, web: AsyncWebClient
 ) -> None:
     bus, _ = make_bus()
-    no_channel = slack.app_mention("where?")
-    del no_channel["event"]["channel"]
-    with capture_logs() as logs:
-        async with connected(SlackIn(APP, web, bus, bot_user_id=BOT_USER_ID), slack) as slack_in:
-            for frame in ("not json", "[1]", b"\x00\x01", '{"type": "surprise"}'):
-                await slack.send_raw(frame)
-            no_payload = await slack.send_frame(
-                '{"envelope_id": "e-1", "type": "events_api"}', envelope_id="e-1"
-            )
-            no_type = await slack.send_frame(
-                '{"envelope_id": "e-2", "payload": {}}', envelope_id="e-2"
-            )
-            bad_event = await slack.send_envelope("events_api", no_channel)
-            good = await slack.send_envelope("events_api", slack.app_mention("still here"))
-            await until(lambda: bus.queue_depth == 1)
-            still_connected = slack_in.connected
-    bad = [
-        (e["reason"], e["type"], e["envelope_id"])
-        for e in logs
-        if e["event"] == "slack_frame_malformed"
-    ]
-    assert [ack.envelope_id for ack in slack.acks] == [
-        "e-1",
-        "e-2",
-        bad_event.envelope_id,
-        good.envelope_id,
-    ]
-    assert (no_payload.payload, no_type.payload, still_connected) == (None, None, True)
-    assert bad == [
-        ("not_json", None, None),
-        ("not_an_object", None, None),
-        ("binary", None, None),
-        ("no_envelope_id", "surprise", None),
-        ("no_payload", "events_api", "e-1"),
-        ("no_type", None, "e-2"),
-        ("no_channel", "events_api", bad_event.envelope_id),
-    ]
-    assert "where?" not in repr(logs)
-    assert slack_in.malformed == {
-        "socket_not_json": 1,
-        "socket_not_an_object": 1,
-        "socket_binary": 1,
-        "socket_no_envelope_id": 1,
-        "socket_no_payload": 1,
-        "socket_no_type": 1,
-        "socket_no_channel": 1,
-    }
+    async with running_intake(Store(":memory:"), bus) as intake:
+        no_channel = slack.app_mention("where?")
+        del no_channel["event"]["channel"]
+        with capture_logs() as logs:
+            async with connected(
+                SlackIn(APP, web, intake, bot_user_id=BOT_USER_ID), slack
+            ) as slack_in:
+                for frame in ("not json", "[1]", b"\x00\x01", '{"type": "surprise"}'):
+                    await slack.send_raw(frame)
+                no_payload = await slack.send_frame(
+                    '{"envelope_id": "e-1", "type": "events_api"}', envelope_id="e-1"
+                )
+                no_type = await slack.send_frame(
+                    '{"envelope_id": "e-2", "payload": {}}', envelope_id="e-2"
+                )
+                bad_event = await slack.send_envelope("events_api", no_channel)
+                good = await slack.send_envelope("events_api", slack.app_mention("still here"))
+                await until(lambda: bus.queue_depth == 1)
+                still_connected = slack_in.connected
+        bad = [
+            (e["reason"], e["type"], e["envelope_id"])
+            for e in logs
+            if e["event"] == "slack_frame_malformed"
+        ]
+        assert [ack.envelope_id for ack in slack.acks] == [
+            "e-1",
+            "e-2",
+            bad_event.envelope_id,
+            good.envelope_id,
+        ]
+        assert (no_payload.payload, no_type.payload, still_connected) == (None, None, True)
+        assert bad == [
+            ("not_json", None, None),
+            ("not_an_object", None, None),
+            ("binary", None, None),
+            ("no_envelope_id", "surprise", None),
+            ("no_payload", "events_api", "e-1"),
+            ("no_type", None, "e-2"),
+            ("no_channel", "events_api", bad_event.envelope_id),
+        ]
+        assert "where?" not in repr(logs)
+        assert slack_in.malformed == {
+            "socket_not_json": 1,
+            "socket_not_an_object": 1,
+            "socket_binary": 1,
+            "socket_no_envelope_id": 1,
+            "socket_no_payload": 1,
+            "socket_no_type": 1,
+            "socket_no_channel": 1,
+        }
 
 
 async def test_a_text_with_a_lone_surrogate_is_published_storable(
     slack: FakeSlack, web: AsyncWebClient
 ) -> None:
     bus, _ = make_bus()
-    seen: list[dict[str, Any]] = []
-    bus.subscribe("test", USER_REQUEST, lambda data, ctx: seen.append(data))
-    payload = slack.app_mention("broken \ud800 emoji")
-    envelope = {"envelope_id": "e-3", "type": "events_api", "payload": payload}
-    async with connected(SlackIn(APP, web, bus, bot_user_id=BOT_USER_ID), slack):
-        await slack.send_frame(json.dumps(envelope), envelope_id="e-3")  # "\ud800", as JSON has it
-        await until(lambda: bus.queue_depth == 1)
-        await bus.drain()
-    [data] = seen
-    stored = sqlite3.connect(":memory:").execute("SELECT ?", (data["text"],)).fetchone()[0]
-    assert (data["text"], stored) == ("broken \ufffd emoji", "broken \ufffd emoji")
+    async with running_intake(Store(":memory:"), bus) as intake:
+        seen: list[dict[str, Any]] = []
+        bus.subscribe("test", USER_REQUEST, lambda data, ctx: seen.append(data))
+        payload = slack.app_mention("broken \ud800 emoji")
+        envelope = {"envelope_id": "e-3", "type": "events_api", "payload": payload}
+        async with connected(SlackIn(APP, web, intake, bot_user_id=BOT_USER_ID), slack):
+            await slack.send_frame(
+                json.dumps(envelope), envelope_id="e-3"
+            )  # "\ud800", as JSON has it
+            await until(lambda: bus.queue_depth == 1)
+            await bus.drain()
+        [data] = seen
+        stored = sqlite3.connect(":memory:").execute("SELECT ?", (data["text"],)).fetchone()[0]
+        assert (data["text"], stored) == ("broken \ufffd emoji", "broken \ufffd emoji")
 
 
 async def test_an_interactive_envelope_becomes_a_slack_interaction_acked_at_once(
     slack: FakeSlack, web: AsyncWebClient
 ) -> None:
     bus, _ = make_bus()  # no dispatcher: the ack waits for nothing
-    seen: list[dict[str, Any]] = []
-    bus.subscribe("test", SLACK_INTERACTION, lambda data, ctx: seen.append(data))
-    async with connected(SlackIn(APP, web, bus), slack):
-        ack = await slack.send_envelope("interactive", slack.block_action("approve", "yes"))
-        await until(lambda: bus.queue_depth == 1)
-        await bus.drain()
-    assert (ack.payload, [d["actions"][0]["value"] for d in seen]) == (None, ["yes"])
+    async with running_intake(Store(":memory:"), bus) as intake:
+        seen: list[dict[str, Any]] = []
+        bus.subscribe("test", SLACK_INTERACTION, lambda data, ctx: seen.append(data))
+        async with connected(SlackIn(APP, web, intake), slack):
+            ack = await slack.send_envelope("interactive", slack.block_action("approve", "yes"))
+            await until(lambda: bus.queue_depth == 1)
+            await bus.drain()
+        assert (ack.payload, [d["actions"][0]["value"] for d in seen]) == (None, ["yes"])

@@ -9,11 +9,16 @@ import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from common.clock import SystemClock
 from common.errors import SlackAuthError
 from common.events import USER_REQUEST
+from common.message_bus import MessageBus
+from supervisor.config import JournalConfig
+from supervisor.event_intake import EventIntake
 from supervisor.slack.payloads import user_request
 from supervisor.slack.socket_mode import SlackIn
-from tests.factories import make_bus
+from supervisor.store.sqlite import Store
+from tests.factories import RunningIntake, make_bus
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
 
@@ -32,6 +37,27 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def web(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
     async with aiohttp.ClientSession() as session:
         yield AsyncWebClient(base_url=slack.base_url, session=session, retry_handlers=[])
+
+
+@pytest.fixture
+async def journal(tmp_path: Any) -> AsyncIterator[RunningIntake]:
+    """An event journal feeding a bus whose dispatcher is not running (``bus``)."""
+    store = Store(tmp_path / "intentd.db")
+    running = RunningIntake(store, make_bus()[0], SystemClock(), JournalConfig())
+    await running.start()
+    yield running
+    await running.stop()
+    store.close()
+
+
+@pytest.fixture
+def intake(journal: RunningIntake) -> EventIntake:
+    return journal.intake
+
+
+@pytest.fixture
+def bus(intake: EventIntake) -> MessageBus:
+    return intake.bus
 
 
 @contextlib.asynccontextmanager
@@ -106,12 +132,11 @@ def test_own_messages_bots_edits_and_other_events_are_ignored(
 
 
 async def test_an_envelope_is_acked_and_published_as_user_request(
-    slack: FakeSlack, web: AsyncWebClient
+    slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
 ) -> None:
-    bus, _ = make_bus()
     seen: list[tuple[Any, Any]] = []
     bus.subscribe("test", USER_REQUEST, lambda data, ctx: seen.append((data, ctx.channel_id)))
-    async with connected(SlackIn(APP, web, bus, bot_user_id=BOT_USER_ID), slack) as slack_in:
+    async with connected(SlackIn(APP, web, intake, bot_user_id=BOT_USER_ID), slack) as slack_in:
         ack = await slack.send_envelope("events_api", slack.app_mention("ping", thread_ts="1.2"))
         await published(bus, 1)
         await bus.drain()
@@ -132,9 +157,10 @@ async def test_an_envelope_is_acked_and_published_as_user_request(
     )
 
 
-async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: AsyncWebClient) -> None:
-    bus, _ = make_bus()  # no dispatcher runs: nothing handles the event
-    async with connected(SlackIn(APP, web, bus), slack):
+async def test_the_ack_does_not_wait_for_any_handler(
+    slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
+) -> None:
+    async with connected(SlackIn(APP, web, intake), slack):  # no dispatcher handles the events
         acks = [
             await slack.send_envelope("slash_commands", slack.slash_command("/x", str(n)))
             for n in range(3)
@@ -143,10 +169,32 @@ async def test_the_ack_does_not_wait_for_any_handler(slack: FakeSlack, web: Asyn
     assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
 
 
-async def test_every_envelope_is_acked_while_a_handler_is_stuck_and_the_bus_is_full(
-    slack: FakeSlack, web: AsyncWebClient
+async def test_an_envelope_is_acked_only_once_its_event_is_committed_to_the_journal(
+    slack: FakeSlack, web: AsyncWebClient, tmp_path: Any
 ) -> None:
-    bus, _ = make_bus(max_queue=2, handler_timeout=60)
+    store = Store(tmp_path / "held.db")
+    held = RunningIntake(store, make_bus()[0], SystemClock(), JournalConfig())
+    await held.intake.start()  # accepting, but no run task commits anything yet
+    payload = slack.direct_message("keep me")
+    try:
+        async with connected(SlackIn(APP, web, held.intake), slack):
+            sending = asyncio.create_task(slack.send_envelope("events_api", payload))
+            await until(lambda: held.intake.uncommitted == 1)
+            acked_before_commit = len(slack.acks)
+            await held.start()  # the first turn commits, then the listener acks
+            await sending
+            stored = store.db.execute("SELECT key, event_type FROM journal").fetchall()
+    finally:
+        await held.stop()
+        store.close()
+    assert acked_before_commit == 0
+    assert [tuple(row) for row in stored] == [(f"slack:{payload['event_id']}", USER_REQUEST)]
+
+
+async def test_every_envelope_is_acked_while_a_handler_is_stuck(
+    slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
+) -> None:
+    bus.handler_timeout = 60
     release, started, finished = asyncio.Event(), [], []
 
     async def slow(data: dict[str, Any], ctx: Any) -> list[Any]:
@@ -158,9 +206,9 @@ async def test_every_envelope_is_acked_while_a_handler_is_stuck_and_the_bus_is_f
     bus.subscribe("slow", USER_REQUEST, slow)
     bus.start()
     try:
-        async with connected(SlackIn(APP, web, bus), slack) as slack_in:
+        async with connected(SlackIn(APP, web, intake), slack) as slack_in:
             acks = []
-            for n in range(4):  # one handled and stuck, two queued, one refused by the full bus
+            for n in range(4):  # one handled and stuck, three waiting behind it
                 acks.append(await slack.send_envelope("events_api", slack.direct_message(str(n))))
                 if n == 0:
                     await until(lambda: bool(started))
@@ -168,12 +216,12 @@ async def test_every_envelope_is_acked_while_a_handler_is_stuck_and_the_bus_is_f
             # Every ack is in while the handler is still stuck on the first event.
             in_while_stuck = (len(slack.acks), bus.queue_depth, started[:], finished[:])
             release.set()
-            await bus.drain()
+            await intake.drain()
     finally:
         await bus.stop()
-    assert in_while_stuck == (4, 2, ["0"], [])
+    assert in_while_stuck == (4, 3, ["0"], [])
     assert [ack.envelope_id for ack in acks] == [ack.envelope_id for ack in slack.acks]
-    assert (started, finished) == (["0", "1", "2"], ["0", "1", "2"])
+    assert (started, finished) == (["0", "1", "2", "3"], ["0", "1", "2", "3"])
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -184,11 +232,10 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
-    slack: FakeSlack, web: AsyncWebClient
+    slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
 ) -> None:
-    bus, _ = make_bus()
     payload = slack.app_mention("once")
-    async with connected(SlackIn(APP, web, bus), slack):
+    async with connected(SlackIn(APP, web, intake), slack):
         await slack.send_envelope("events_api", payload)
         await slack.send_envelope("events_api", payload)
         await slack.send_envelope("events_api", slack.app_mention("twice"))
@@ -200,10 +247,9 @@ async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
 
 
 async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
-    slack: FakeSlack, web: AsyncWebClient
+    slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
 ) -> None:
-    bus, _ = make_bus()
-    async with connected(SlackIn(APP, web, bus), slack) as slack_in:
+    async with connected(SlackIn(APP, web, intake), slack) as slack_in:
         await slack.disconnect_clients()
         await slack.wait_connected(2)
         await slack.send_envelope("events_api", slack.direct_message("still there?"))

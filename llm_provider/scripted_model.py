@@ -49,6 +49,8 @@ class Turn:
     hangs: bool = False
     input_tokens: int = 10
     output_tokens: int = 5
+    reports_usage: bool = True
+    truncated: bool = False
 
     @classmethod
     def text(cls, reply: str) -> "Turn":
@@ -86,6 +88,11 @@ class Turn:
         return cls.fail(error, status=429, retry_after=retry_after)
 
     @classmethod
+    def cut(cls, reply: str) -> "Turn":
+        """Answer with text that stops at the token limit (max_tokens / finish_reason length)."""
+        return cls(reply=reply, truncated=True)
+
+    @classmethod
     def hang(cls) -> "Turn":
         """Never answer, until cancelled."""
         return cls(hangs=True)
@@ -94,9 +101,15 @@ class Turn:
         """Return this turn reporting the given token usage."""
         return replace(self, input_tokens=input_tokens, output_tokens=output_tokens)
 
+    def without_usage(self) -> "Turn":
+        """Return this turn reporting no token usage at all (as some servers do when streaming)."""
+        return replace(self, reports_usage=False)
+
     @property
     def stop_reason(self) -> StopReason:
         """Return the strands stop reason this turn ends with."""
+        if self.truncated:
+            return "max_tokens"
         return "tool_use" if self.calls else "end_turn"
 
 
@@ -202,6 +215,8 @@ class ScriptedModel(Model):
             yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(call.input)}}}}
             yield {"contentBlockStop": {}}
         yield {"messageStop": {"stopReason": turn.stop_reason}}
+        if not turn.reports_usage:
+            return
         usage: Usage = {
             "inputTokens": turn.input_tokens,
             "outputTokens": turn.output_tokens,

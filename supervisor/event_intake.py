@@ -1,0 +1,374 @@
+"""The event intake: events from outside are journaled first, then fed to the bus in order.
+
+Rules kept here:
+- ``accept`` returns only once the event is committed to the journal; that is when HTTP answers
+  202, Socket Mode acks and a schedule marks its run. Every event submitted during one loop turn
+  shares one transaction (a group commit), and so do the done marks.
+- One task, ``run()``, does the journal's work in turns: commit what was submitted, commit the
+  done marks and failures, claim what is due (at most ``MAX_IN_FLIGHT`` events in the bus at
+  once) and publish it with the journal's event id, timestamp and attempt number.
+- An entry is finished only after the bus reports that its handlers ran and every intent they
+  returned was carried out, with no failure. Its intents get the ids ``f"{event_id}:{role}:{n}"``,
+  so a replay after a crash finds the audit record, the outbox entry and the chained event
+  (keyed by that intent id) already there.
+- A delivery that failed is retried, the wait doubling from ``journal.retry_initial`` to
+  ``journal.retry_max``; after ``journal.max_attempts`` the entry is parked dead and the admin
+  channel is told once. ``intentd events retry`` replays it.
+- ``accept(..., bounded=True)`` (HTTP) refuses an event with JournalFullError once the backlog
+  reaches ``journal.max_backlog``; events chained by intents are never refused.
+- Stopping: with the outside sources stopped, ``drain()`` delivers the backlog (chained events
+  included) until ``supervisor.shutdown_timeout``; ``close()`` then refuses events and claims no
+  more, and once the run task is cancelled ``shutdown()`` commits the last marks and returns
+  unfinished claims to pending: what was not handled is replayed at the next start.
+"""
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import structlog
+
+from common.backoff import backoff_delay
+from common.clock import Clock
+from common.errors import BusClosedError, BusFullError, JournalFullError, StoreError
+from common.events import check_event_type, seen_valid
+from common.ids import new_id
+from common.message_bus import EventOutcome, MessageBus
+from supervisor.config import JournalConfig
+from supervisor.store.journal import Appended, Journal, JournalEntry, JournalStats, NewEvent
+
+log = structlog.get_logger("intentd.journal")
+
+MAX_IN_FLIGHT = 512  # claimed events waiting in the bus at once
+PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
+FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
+_Submitted = tuple[NewEvent, "asyncio.Future[Appended]"]  # an event and who waits for its commit
+
+
+class EventIntake:
+    """Journal events from outside the process and deliver each until it is done or dead."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        bus: MessageBus,
+        clock: Clock,
+        config: JournalConfig | None = None,
+        *,
+        alert: Callable[[str], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.bus = bus
+        self.clock = clock
+        self.config = config or JournalConfig()
+        self.alert = alert
+        self.owner = new_id("owner")
+        self.stats = JournalStats()  # refreshed by ``refresh()``; backlog kept current by turns
+        self.accepted = 0
+        self.replayed = 0  # deliveries with an attempt number above 1
+        self._appends: list[_Submitted] = []
+        self._done: list[str] = []
+        self._failed: list[tuple[JournalEntry, str]] = []
+        self._in_flight: set[str] = set()
+        self._unpublished: deque[JournalEntry] = deque()  # claimed, refused by a full bus
+        self._accepting = False
+        self._claiming = False
+        self._more = True  # the journal may hold due entries not claimed yet
+        self._due_at: float | None = None
+        self._pruned_at = 0.0
+        self._wakeup: asyncio.Future[None] | None = None
+        self._idle: list[asyncio.Future[None]] = []
+
+    @property
+    def backlog(self) -> int:
+        """Return how many accepted events are not done or dead."""
+        return self.stats.backlog
+
+    @property
+    def uncommitted(self) -> int:
+        """Return how many submitted events wait for the next group commit."""
+        return len(self._appends)
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        publisher: str,
+        event_type: str,
+        data: Any = None,
+        *,
+        source: str | None = None,
+        channel_id: str | None = None,
+        user_id: str | None = None,
+        parent_id: str | None = None,
+        key: str | None = None,
+        event_id: str | None = None,
+        bounded: bool = False,
+    ) -> asyncio.Future[Appended]:
+        """Queue an event for the next group commit; the future resolves once it is stored."""
+        if not seen_valid(event_type):
+            check_event_type(event_type, f"{publisher!r} published event type")
+        if not self._accepting:
+            raise BusClosedError(
+                f"the daemon is not accepting events now (starting or stopping); event "
+                f"{event_type!r} from {publisher!r} was not stored"
+            )
+        if bounded and self.backlog + len(self._appends) >= self.config.max_backlog:
+            raise JournalFullError(
+                f"the event journal holds {self.backlog} unfinished events, its "
+                f"journal.max_backlog; event {event_type!r} was not accepted; retry later or "
+                "raise journal.max_backlog"
+            )
+        if isinstance(data, dict):
+            channel_id = channel_id or data.get("channel_id")
+            user_id = user_id or data.get("user_id")
+        event = NewEvent(
+            event_id=event_id or new_id("evt"),
+            event_type=event_type,
+            data=data,
+            publisher=publisher,
+            source=source or publisher,
+            created_at=self.clock.time(),
+            channel_id=channel_id,
+            user_id=user_id,
+            parent_id=parent_id,
+            key=key,
+        )
+        future: asyncio.Future[Appended] = asyncio.get_running_loop().create_future()
+        self._appends.append((event, future))
+        self._wake()
+        return future
+
+    async def accept(
+        self, publisher: str, event_type: str, data: Any = None, **options: Any
+    ) -> Appended:
+        """Store an event (see ``submit`` for the options); return once it is committed."""
+        return await self.submit(publisher, event_type, data, **options)
+
+    def close(self) -> None:
+        """Refuse new events and claim no more (stopping); stored events wait for the next start."""
+        self._accepting = self._claiming = False
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Return dead processes' claims to pending and accept events (before ``run``)."""
+        recovered = await self.journal.recover(self.clock.time())
+        await self.refresh()
+        if recovered or self.backlog:
+            log.info("journal_replaying", backlog=self.backlog, recovered=recovered)
+        self._accepting = True
+        self._claiming = True
+        self._more = True
+
+    async def run(self) -> None:
+        """Commit, claim and publish in turns until cancelled; the supervisor owns this task."""
+        while True:
+            await self._turn()
+            if self._appends or self._done or self._failed or self._can_claim():
+                await asyncio.sleep(0)  # let handlers and requests run between turns
+                continue
+            self._wake_idle()
+            await self._sleep()
+
+    async def drain(self) -> None:
+        """Return once nothing due is left: every stored event handled, failed or dead."""
+        while self._appends or self._done or self._failed or self._in_flight or self._more:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await waiter
+
+    async def shutdown(self) -> None:
+        """Commit the last marks and put unfinished claims back (after ``run`` is cancelled)."""
+        self._accepting = self._claiming = False
+        for _, future in self._appends:
+            future.cancel()  # not stored: nobody was told it was accepted
+        self._appends.clear()
+        await self._commit_marks()
+        released = await self.journal.release(self.owner)
+        self._in_flight.clear()
+        self._unpublished.clear()
+        if released:
+            log.info("journal_left_for_next_start", released=released, backlog=self.backlog)
+
+    async def refresh(self) -> JournalStats:
+        """Read the journal's stats (backlog, oldest entry, dead count) from the store."""
+        self.stats = await self.journal.stats(self.clock.time())
+        return self.stats
+
+    # -- one turn ---------------------------------------------------------------------------
+
+    async def _turn(self) -> None:
+        now = self.clock.time()
+        appends, self._appends = self._appends, []
+        if appends:
+            await self._commit_appends(appends)
+        await self._commit_marks()
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            pruned = await self.journal.prune(now - self.config.retention)
+            if pruned:
+                log.info("journal_pruned", entries=pruned)
+        while self._unpublished and self._publish(self._unpublished[0]):
+            self._unpublished.popleft()
+        if self._can_claim():
+            room = MAX_IN_FLIGHT - len(self._in_flight)
+            claimed = await self.journal.claim(self.owner, room, self.config.lease, now)
+            self._more = len(claimed) == room
+            if not self._more:
+                self._due_at = (await self.refresh()).next_due_at
+            for entry in claimed:
+                self._in_flight.add(entry.event_id)
+                if self._unpublished or not self._publish(entry):
+                    self._unpublished.append(entry)
+
+    def _can_claim(self) -> bool:
+        if not self._claiming or len(self._in_flight) >= MAX_IN_FLIGHT or self._unpublished:
+            return False
+        return self._more or (self._due_at is not None and self._due_at <= self.clock.time())
+
+    async def _commit_appends(self, appends: list[_Submitted]) -> None:
+        try:
+            results = await self.journal.append([event for event, _ in appends])
+        except StoreError as err:
+            log.error("journal_append_failed", events=len(appends), error=str(err))
+            for _, future in appends:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        added = 0
+        for (_, future), result in zip(appends, results, strict=True):
+            added += not result.duplicate
+            if not future.done():
+                future.set_result(result)
+        self.accepted += added
+        self._set_backlog(self.backlog + added)
+        self._more = self._more or added > 0
+
+    async def _commit_marks(self) -> None:
+        now = self.clock.time()
+        done, self._done = self._done, []
+        if done:
+            finished = await self.journal.finish(self.owner, done, now)
+            self._in_flight.difference_update(done)
+            self._set_backlog(self.backlog - finished)
+        failed, self._failed = self._failed, []
+        for entry, error in failed:
+            self._in_flight.discard(entry.event_id)
+            if entry.attempts >= self.config.max_attempts:
+                await self._park(entry, error, now)
+                continue
+            delay = backoff_delay(
+                entry.attempts, self.config.retry_initial, self.config.retry_max, random.random
+            )
+            await self.journal.fail(self.owner, entry.event_id, error, now + delay)
+            log.warning(
+                "event_delivery_failed",
+                event_id=entry.event_id,
+                event_type=entry.event.event_type,
+                attempt=entry.attempts,
+                retry_in_s=round(delay, 3),
+            )
+            self._due_at = min(self._due_at or now + delay, now + delay)
+
+    async def _park(self, entry: JournalEntry, error: str, now: float) -> None:
+        if not await self.journal.park(self.owner, entry.event_id, error, now):
+            return
+        self._set_backlog(self.backlog - 1, dead=self.stats.dead + 1)
+        log.error(
+            "event_dead",
+            event_id=entry.event_id,
+            event_type=entry.event.event_type,
+            attempts=entry.attempts,
+            error=error,
+        )
+        if self.alert is not None:
+            try:
+                await self.alert(
+                    f"event {entry.event.event_type} {entry.event_id} failed {entry.attempts} "
+                    f"times and was parked ({error}); see 'intentd events list'"
+                )
+            except Exception as err:  # an alert that cannot be sent must not stop the journal
+                log.error("event_dead_alert_failed", event_id=entry.event_id, error=str(err))
+
+    def _set_backlog(self, backlog: int, dead: int | None = None) -> None:
+        stats = self.stats
+        self.stats = JournalStats(
+            backlog=max(0, backlog),
+            oldest_at=stats.oldest_at,
+            dead=stats.dead if dead is None else dead,
+            next_due_at=stats.next_due_at,
+        )
+
+    def _publish(self, entry: JournalEntry) -> bool:
+        event = entry.event
+        try:
+            self.bus.publish(
+                event.publisher,
+                event.event_type,
+                event.data,
+                channel_id=event.channel_id,
+                user_id=event.user_id,
+                parent_id=event.parent_id,
+                source=event.source,
+                attempt=entry.attempts,
+                idempotency_key=event.event_id,
+                on_done=partial(self._delivered, entry),
+                event_id=event.event_id,
+                timestamp=event.created_at,
+            )
+        except BusFullError:
+            self._due_at = self.clock.time() + FULL_BUS_RETRY
+            return False
+        except BusClosedError:
+            self._claiming = False
+            return True  # stopping: the claim is released at shutdown
+        if entry.attempts > 1:
+            self.replayed += 1
+        return True
+
+    def _delivered(self, entry: JournalEntry, outcome: EventOutcome) -> None:
+        if outcome.failures == 0:
+            self._done.append(entry.event_id)
+        else:
+            self._failed.append(
+                (
+                    entry,
+                    f"{outcome.failures} handler or intent failure(s) on attempt {entry.attempts}; "
+                    "see handler_failed and intent_failed in the log",
+                )
+            )
+        self._wake()
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _wake_idle(self) -> None:
+        waiters, self._idle = self._idle, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _sleep(self) -> None:
+        now = self.clock.time()
+        until = now + self.config.recheck_interval
+        if self._due_at is not None:
+            until = min(until, self._due_at)
+        self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+        handle = self.clock.call_at(until, self._due)
+        try:
+            await wakeup
+        finally:
+            handle.cancel()
+            self._wakeup = None
+
+    def _due(self) -> None:
+        self._more = True  # look again: something is due, or the CLI retried a dead event
+        self._wake()

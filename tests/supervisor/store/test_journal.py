@@ -1,0 +1,215 @@
+"""The event journal's contract: states, transitions, claims with leases, keys, dead events.
+
+Written against the ``Journal`` interface only, so another backend can run the same tests.
+"""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from common.errors import StoreError
+from common.ids import derived_event_id
+from supervisor.store.journal import (
+    TRANSITIONS,
+    EntryState,
+    Journal,
+    NewEvent,
+    SqliteJournal,
+    next_state,
+)
+from supervisor.store.sqlite import Store
+
+NOW = 1_800_000_000.0
+LEASE = 60.0
+
+
+def make_event(n: int, **overrides: object) -> NewEvent:
+    fields: dict[str, object] = {
+        "event_id": f"evt-{n}",
+        "event_type": "PING",
+        "data": {"n": n},
+        "publisher": "http",
+        "source": "http",
+        "created_at": NOW - 10 + n / 1000,
+    }
+    return NewEvent(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    store = Store(tmp_path / "intentd.db")
+    yield SqliteJournal(store)
+    store.close()
+
+
+def test_every_operation_names_its_start_states_and_its_end_state() -> None:
+    assert {op: (sorted(src), dst) for op, (src, dst) in TRANSITIONS.items()} == {
+        "claim": ([EntryState.CLAIMED, EntryState.PENDING], EntryState.CLAIMED),
+        "finish": ([EntryState.CLAIMED], EntryState.DONE),
+        "fail": ([EntryState.CLAIMED], EntryState.PENDING),
+        "park": ([EntryState.CLAIMED], EntryState.DEAD),
+        "release": ([EntryState.CLAIMED], EntryState.PENDING),
+        "recover": ([EntryState.CLAIMED], EntryState.PENDING),
+        "retry": ([EntryState.DEAD], EntryState.PENDING),
+    }
+
+
+def test_a_done_entry_cannot_move_again() -> None:
+    assert next_state(EntryState.CLAIMED, "finish") is EntryState.DONE
+    for operation in TRANSITIONS:
+        with pytest.raises(StoreError, match=f"{operation!r} is not allowed .* state 'done'"):
+            next_state(EntryState.DONE, operation)
+
+
+def test_derived_event_ids_are_stable_and_distinct() -> None:
+    assert derived_event_id("a") == derived_event_id("a") != derived_event_id("b")
+
+
+async def test_claim_takes_entries_in_append_order_and_counts_the_attempt(journal: Journal) -> None:
+    await journal.append([make_event(n) for n in range(5)])
+    first = await journal.claim("me", 3, LEASE, NOW)
+    rest = await journal.claim("me", 10, LEASE, NOW)
+    assert [e.event_id for e in first] == ["evt-0", "evt-1", "evt-2"]
+    assert [e.event_id for e in rest] == ["evt-3", "evt-4"]
+    assert {(e.state, e.attempts, e.owner, e.lease_until) for e in first + rest} == {
+        (EntryState.CLAIMED, 1, "me", NOW + LEASE)
+    }
+    assert first[0].event.data == {"n": 0}
+    assert await journal.claim("me", 10, LEASE, NOW) == []
+
+
+async def test_an_append_with_a_known_key_stores_nothing_and_names_the_first_event(
+    journal: Journal,
+) -> None:
+    [first] = await journal.append([make_event(1, key="k")])
+    [again, other] = await journal.append([make_event(2, key="k"), make_event(3, key="j")])
+    assert (first.duplicate, again.duplicate, other.duplicate) == (False, True, False)
+    assert again.event_id == "evt-1"
+    assert [e.event_id for e in await journal.claim("me", 10, LEASE, NOW)] == ["evt-1", "evt-3"]
+
+
+async def test_an_append_of_a_known_event_id_is_a_duplicate(journal: Journal) -> None:
+    await journal.append([make_event(1)])
+    [again] = await journal.append([make_event(1)])
+    assert again.duplicate and (await journal.stats(NOW)).backlog == 1
+
+
+async def test_finish_needs_the_owner_and_a_claim(journal: Journal) -> None:
+    await journal.append([make_event(1), make_event(2)])
+    await journal.claim("me", 10, LEASE, NOW)
+    assert await journal.finish("someone-else", ["evt-1"], NOW) == 0
+    assert await journal.finish("me", ["evt-1"], NOW + 1) == 1
+    assert await journal.finish("me", ["evt-1"], NOW + 2) == 0  # done already
+    entry = await journal.get("evt-1")
+    assert entry is not None and (entry.state, entry.finished_at) == (EntryState.DONE, NOW + 1)
+    assert (await journal.stats(NOW)).backlog == 1
+
+
+async def test_a_failed_entry_is_due_again_at_its_retry_time_with_the_next_attempt(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1)])
+    await journal.claim("me", 10, LEASE, NOW)
+    assert await journal.fail("me", "evt-1", "handler raised", NOW + 5)
+    assert await journal.claim("me", 10, LEASE, NOW + 4.9) == []
+    assert (await journal.stats(NOW)).next_due_at == NOW + 5
+    [entry] = await journal.claim("me", 10, LEASE, NOW + 5)
+    assert (entry.attempts, entry.last_error) == (2, "handler raised")
+
+
+async def test_another_owner_takes_over_a_claim_only_after_its_lease_ran_out(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1)])
+    await journal.claim("dead-process", 10, LEASE, NOW)
+    assert await journal.claim("me", 10, LEASE, NOW + LEASE - 1) == []
+    assert await journal.claim("dead-process", 10, LEASE, NOW + LEASE) == []  # not its own again
+    [entry] = await journal.claim("me", 10, LEASE, NOW + LEASE)
+    assert (entry.owner, entry.attempts) == ("me", 2)
+    assert not await journal.fail("dead-process", "evt-1", "late", NOW)  # it lost the claim
+
+
+async def test_release_and_recover_put_claims_back_in_order(journal: Journal) -> None:
+    await journal.append([make_event(n) for n in range(3)])
+    await journal.claim("me", 2, LEASE, NOW)
+    assert await journal.release("other") == 0
+    assert await journal.release("me") == 2
+    await journal.claim("old", 3, LEASE, NOW)
+    assert await journal.recover(NOW) == 3
+    entries = await journal.claim("me", 10, LEASE, NOW)
+    assert [(e.event_id, e.attempts) for e in entries] == [("evt-0", 3), ("evt-1", 3), ("evt-2", 2)]
+
+
+async def test_a_parked_entry_is_listed_dead_until_retried(journal: Journal) -> None:
+    await journal.append([make_event(1), make_event(2)])
+    await journal.claim("me", 10, LEASE, NOW)
+    assert await journal.park("me", "evt-1", "gave up after 5 attempts", NOW)
+    assert not await journal.park("me", "evt-1", "again", NOW)
+    [dead] = await journal.dead()
+    assert (dead.event_id, dead.state, dead.last_error) == (
+        "evt-1",
+        EntryState.DEAD,
+        "gave up after 5 attempts",
+    )
+    stats = await journal.stats(NOW)
+    assert (stats.backlog, stats.dead) == (1, 1)
+    assert await journal.retry(["evt-1", "evt-2", "evt-9"], NOW + 1) == ["evt-1"]
+    [again] = await journal.claim("me", 10, LEASE, NOW + 1)
+    assert (again.event_id, again.attempts) == ("evt-1", 1)
+    assert await journal.dead() == []
+
+
+async def test_retry_without_ids_retries_every_dead_entry(journal: Journal) -> None:
+    await journal.append([make_event(1), make_event(2)])
+    await journal.claim("me", 10, LEASE, NOW)
+    for event_id in ("evt-1", "evt-2"):
+        await journal.park("me", event_id, "no", NOW)
+    assert await journal.retry(None, NOW) == ["evt-1", "evt-2"]
+
+
+async def test_stats_show_the_backlog_and_its_oldest_entry(journal: Journal) -> None:
+    assert (await journal.stats(NOW)).oldest_at is None
+    await journal.append([make_event(n) for n in range(3)])
+    await journal.claim("me", 1, LEASE, NOW)
+    await journal.finish("me", ["evt-0"], NOW)
+    stats = await journal.stats(NOW)
+    assert (stats.backlog, stats.oldest_at, stats.dead) == (2, make_event(1).created_at, 0)
+
+
+async def test_prune_drops_old_done_entries_and_frees_their_keys(journal: Journal) -> None:
+    await journal.append([make_event(1, key="k"), make_event(2, key="j")])
+    await journal.claim("me", 10, LEASE, NOW)
+    await journal.finish("me", ["evt-1"], NOW)
+    await journal.finish("me", ["evt-2"], NOW + 100)
+    assert await journal.prune(NOW + 50) == 1
+    [reused, kept] = await journal.append([make_event(3, key="k"), make_event(4, key="j")])
+    assert (reused.duplicate, kept.duplicate) == (False, True)
+
+
+async def test_entries_survive_reopening_the_store(tmp_path: Path) -> None:
+    store = Store(tmp_path / "intentd.db")
+    await SqliteJournal(store).append([make_event(1, channel_id="C1", parent_id="int-1")])
+    store.close()
+    store = Store(tmp_path / "intentd.db")
+    try:
+        [entry] = await SqliteJournal(store).claim("me", 10, LEASE, NOW)
+    finally:
+        store.close()
+    assert entry.event == make_event(1, channel_id="C1", parent_id="int-1")
+
+
+async def test_a_batch_mixing_new_known_and_keyed_events_answers_in_order(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1), make_event(2, key="k")])
+    results = await journal.append(
+        [make_event(3), make_event(1), make_event(4, key="k"), make_event(5, key="j")]
+    )
+    assert [(r.event_id, r.duplicate) for r in results] == [
+        ("evt-3", False),
+        ("evt-1", True),
+        ("evt-2", True),
+        ("evt-5", False),
+    ]
+    assert (await journal.stats(NOW)).backlog == 4
