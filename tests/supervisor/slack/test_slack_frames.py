@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,7 @@ from supervisor.slack.socket_mode import SlackIn
 from supervisor.store.sqlite import Store
 from tests.factories import make_bus, running_intake
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
+from tests.supervisor.slack.socket_mode_driver import until
 
 APP = "xapp-test"
 
@@ -45,12 +46,6 @@ async def connected(slack_in: SlackIn, slack: FakeSlack) -> AsyncIterator[SlackI
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(3):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize(

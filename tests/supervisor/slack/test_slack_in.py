@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,7 @@ from supervisor.store.sqlite import Store
 from tests.factories import RunningIntake, make_bus
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import BOT_USER_ID, FakeSlack
+from tests.supervisor.slack.socket_mode_driver import next_wait, opens, until
 
 BOT, APP = "xoxb-test", "xapp-test"
 CHANNELS = {"C0GEN": "general"}
@@ -224,13 +225,6 @@ async def test_every_envelope_is_acked_while_a_handler_is_stuck(
     assert (started, finished) == (["0", "1", "2", "3"], ["0", "1", "2", "3"])
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition`` holds; the SDK's listener and the dispatcher run as tasks."""
-    async with asyncio.timeout(3):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0)
-
-
 async def test_an_event_slack_sends_again_is_acked_again_but_published_once(
     slack: FakeSlack, web: AsyncWebClient, intake: EventIntake, bus: MessageBus
 ) -> None:
@@ -257,22 +251,6 @@ async def test_a_server_side_disconnect_reconnects_and_keeps_receiving(
         assert slack_in.connected
     opened = [call.method for call in slack.calls].count("apps.connections.open")
     assert (slack.connections, opened, slack_in.connected) == (2, 2, False)
-
-
-def opens(slack: FakeSlack) -> int:
-    return [call.method for call in slack.calls].count("apps.connections.open")
-
-
-async def next_wait(slack_in: SlackIn, clock: FakeClock, slack: FakeSlack) -> float:
-    """Return how long SlackIn waits before its next attempt, having checked it waits that long."""
-    await until(lambda: slack_in.retry_at is not None and slack_in.retry_at > clock.now)
-    assert slack_in.retry_at is not None
-    wait, before = slack_in.retry_at - clock.now, opens(slack)
-    await clock.advance(wait - 0.001)
-    assert opens(slack) == before, "no attempt before the wait is over"
-    await clock.advance(0.001)
-    await slack.wait_calls("apps.connections.open", before + 1)
-    return wait
 
 
 async def test_a_lost_connection_is_retried_with_growing_capped_waits_reset_by_success(

@@ -1,10 +1,8 @@
 """Socket Mode reconnects judged by each connection's own hello and pongs, on the fake clock."""
 
-import asyncio
-import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -15,6 +13,7 @@ from supervisor.slack.socket_mode import SlackIn
 from tests.factories import make_bus
 from tests.fakes.clock import FakeClock
 from tests.fakes.slack import FakeSlack
+from tests.supervisor.slack.socket_mode_driver import next_wait, opens, running, until
 
 BOT, APP = "xoxb-test", "xapp-1-A0FAKE-42-secretsecret"
 
@@ -48,40 +47,6 @@ def slack_in(web: AsyncWebClient, clock: FakeClock) -> SlackIn:
         clock=clock,
         random=lambda: 0.5,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(slack_in: SlackIn) -> AsyncIterator[SlackIn]:
-    task = asyncio.create_task(slack_in.run())
-    try:
-        yield slack_in
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition`` holds; SlackIn's connection runs as its own task."""
-    async with asyncio.timeout(3):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0)
-
-
-def opens(slack: FakeSlack) -> int:
-    return [call.method for call in slack.calls].count("apps.connections.open")
-
-
-async def next_wait(slack_in: SlackIn, clock: FakeClock, slack: FakeSlack) -> float:
-    """Return how long SlackIn waits before its next attempt, having checked it waits that long."""
-    await until(lambda: slack_in.retry_at is not None and slack_in.retry_at > clock.now)
-    assert slack_in.retry_at is not None
-    wait, before = slack_in.retry_at - clock.now, opens(slack)
-    await clock.advance(wait - 0.001)
-    assert opens(slack) == before, "no attempt before the wait is over"
-    await clock.advance(0.001)
-    await slack.wait_calls("apps.connections.open", before + 1)
-    return wait
 
 
 async def test_a_drop_soon_after_a_long_outage_is_reopened_within_reconnect_interval(
