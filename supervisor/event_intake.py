@@ -14,6 +14,9 @@ Rules kept here:
 - A delivery that failed is retried, the wait doubling from ``journal.retry_initial`` to
   ``journal.retry_max``; after ``journal.max_attempts`` the entry is parked dead and the admin
   channel is told once. ``intentd events retry`` replays it.
+- A claim holds its entries for ``journal.lease`` seconds and is renewed every third of that
+  while they run, so another process sharing the journal takes an entry over only when this one
+  died. A turn that fails (the database is away) is logged and tried again a second later.
 - ``accept(..., bounded=True)`` (HTTP) refuses an event with JournalFullError once the backlog
   reaches ``journal.max_backlog``; events chained by intents are never refused.
 - Stopping: with the outside sources stopped, ``drain()`` delivers the backlog (chained events
@@ -45,6 +48,7 @@ log = structlog.get_logger("intentd.journal")
 MAX_IN_FLIGHT = 512  # claimed events waiting in the bus at once
 PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
 FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
+TURN_RETRY = 1.0  # seconds before a turn that failed (the store is away) is tried again
 _Submitted = tuple[NewEvent, "asyncio.Future[Appended]"]  # an event and who waits for its commit
 
 
@@ -59,13 +63,15 @@ class EventIntake:
         config: JournalConfig | None = None,
         *,
         alert: Callable[[str], Awaitable[Any]] | None = None,
+        owner: str | None = None,
     ) -> None:
+        """``owner`` names this process's claims (unique per run; a new id by default)."""
         self.journal = journal
         self.bus = bus
         self.clock = clock
         self.config = config or JournalConfig()
         self.alert = alert
-        self.owner = new_id("owner")
+        self.owner = owner or new_id("owner")
         self.stats = JournalStats()  # refreshed by ``refresh()``; backlog kept current by turns
         self.accepted = 0
         self.replayed = 0  # deliveries with an attempt number above 1
@@ -79,6 +85,8 @@ class EventIntake:
         self._more = True  # the journal may hold due entries not claimed yet
         self._due_at: float | None = None
         self._pruned_at = 0.0
+        self._renew_at = 0.0
+        self._watching = False
         self._wakeup: asyncio.Future[None] | None = None
         self._idle: list[asyncio.Future[None]] = []
 
@@ -156,6 +164,9 @@ class EventIntake:
 
     async def start(self) -> None:
         """Return dead processes' claims to pending and accept events (before ``run``)."""
+        if not self._watching:
+            self.journal.watch(self._due)
+            self._watching = True
         recovered = await self.journal.recover(self.clock.time())
         await self.refresh()
         if recovered or self.backlog:
@@ -167,7 +178,13 @@ class EventIntake:
     async def run(self) -> None:
         """Commit, claim and publish in turns until cancelled; the supervisor owns this task."""
         while True:
-            await self._turn()
+            try:
+                await self._turn()
+            except Exception as err:  # the store is away: keep what is queued, try again soon
+                log.error("journal_turn_failed", error=str(err), retry_in_s=TURN_RETRY)
+                self._due_at = self.clock.time() + TURN_RETRY
+                await self._sleep()
+                continue
             if self._appends or self._done or self._failed or self._can_claim():
                 await asyncio.sleep(0)  # let handlers and requests run between turns
                 continue
@@ -207,6 +224,9 @@ class EventIntake:
         if appends:
             await self._commit_appends(appends)
         await self._commit_marks()
+        if self._in_flight and now >= self._renew_at:
+            self._renew_at = now + self.config.lease / 3
+            await self.journal.renew(self.owner, sorted(self._in_flight), now + self.config.lease)
         if now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
             pruned = await self.journal.prune(now - self.config.retention)
@@ -217,6 +237,8 @@ class EventIntake:
         if self._can_claim():
             room = MAX_IN_FLIGHT - len(self._in_flight)
             claimed = await self.journal.claim(self.owner, room, self.config.lease, now)
+            if claimed and not self._in_flight:
+                self._renew_at = now + self.config.lease / 3
             self._more = len(claimed) == room
             if not self._more:
                 self._due_at = (await self.refresh()).next_due_at
@@ -252,19 +274,28 @@ class EventIntake:
         now = self.clock.time()
         done, self._done = self._done, []
         if done:
-            finished = await self.journal.finish(self.owner, done, now)
+            try:
+                finished = await self.journal.finish(self.owner, done, now)
+            except BaseException:
+                self._done[:0] = done  # marked at the next turn
+                raise
             self._in_flight.difference_update(done)
             self._set_backlog(self.backlog - finished)
         failed, self._failed = self._failed, []
-        for entry, error in failed:
+        for index, (entry, error) in enumerate(failed):
+            try:
+                if entry.attempts >= self.config.max_attempts:
+                    await self._park(entry, error, now)
+                    self._in_flight.discard(entry.event_id)
+                    continue
+                delay = backoff_delay(
+                    entry.attempts, self.config.retry_initial, self.config.retry_max, random.random
+                )
+                await self.journal.fail(self.owner, entry.event_id, error, now + delay)
+            except BaseException:
+                self._failed[:0] = failed[index:]  # recorded at the next turn
+                raise
             self._in_flight.discard(entry.event_id)
-            if entry.attempts >= self.config.max_attempts:
-                await self._park(entry, error, now)
-                continue
-            delay = backoff_delay(
-                entry.attempts, self.config.retry_initial, self.config.retry_max, random.random
-            )
-            await self.journal.fail(self.owner, entry.event_id, error, now + delay)
             log.warning(
                 "event_delivery_failed",
                 event_id=entry.event_id,
@@ -361,6 +392,8 @@ class EventIntake:
         until = now + self.config.recheck_interval
         if self._due_at is not None:
             until = min(until, self._due_at)
+        if self._in_flight:
+            until = min(until, self._renew_at)
         self._wakeup = wakeup = asyncio.get_running_loop().create_future()
         handle = self.clock.call_at(until, self._due)
         try:

@@ -32,6 +32,7 @@ from prometheus_client.core import Metric
 from common.clock import Clock, SystemClock
 from common.errors import ConfigError, RoleContractError, StoreError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK, TIMER_DELIVERY_FAILING
+from common.ids import new_id
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from llm_provider.factory import build_models
@@ -39,7 +40,7 @@ from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
 from llm_provider.workflow_engine import WorkflowEngine
-from supervisor.config import Config, load_config, redact_url
+from supervisor.config import Config, load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
 from supervisor.event_intake import EventIntake
@@ -55,15 +56,15 @@ from supervisor.ops.metrics import (
 )
 from supervisor.ops.readiness import Readiness
 from supervisor.ops.status import StatusFields, status_report
-from supervisor.runtime import Runtime, build_runtime
+from supervisor.runtime import Runtime, build_runtime, instance_name
 from supervisor.scheduling.heartbeat import tick_forever
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timer_alerts import make_timer_alerter
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.slack.connection import SlackConnection
-from supervisor.store.journal import SqliteJournal
-from supervisor.store.sqlite import Store, open_store
+from supervisor.store.backends import StoreParts, open_parts
+from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -245,23 +246,28 @@ class Supervisor:
         self._ready.clear()
         if self.models.closed:  # a previous run() closed them
             self.models = build_models(self.config.llm)
-        store: Store | None = None
+        parts: StoreParts | None = None
         try:
-            if self.config.storage.url is not None:
-                raise StoreError(
-                    f"storage.url {redact_url(self.config.storage.url)!r}: the daemon keeps its "
-                    "journal, outbox and schedules in SQLite only; run it with storage.path"
+            instance = instance_name(self.config)
+            parts = await open_parts(self.config.storage, self.config.resolve, instance)
+            journal_config = self.config.journal
+            if parts.shared:  # claims are renewed, so a short lease only bounds a takeover
+                journal_config = journal_config.model_copy(
+                    update={
+                        "lease": self.config.cluster.lease,
+                        "recheck_interval": self.config.cluster.sweep,
+                    }
                 )
-            store = open_store(self.config.storage, self.config.resolve)
             intake = EventIntake(
-                SqliteJournal(store),
+                parts.journal,
                 self.message_bus,
                 self.clock,
-                self.config.journal,
+                journal_config,
                 alert=self._alert_dead_event,
+                owner=f"{instance}/{new_id('run')}",
             )
             await self._open_slack(intake)
-            runtime = self._build_runtime(store, intake)
+            runtime = self._build_runtime(parts, intake)
             self.runtime = runtime
             self._load_roles(runtime)
             await intake.start()  # unfinished events are replayed once the dispatcher runs
@@ -269,9 +275,9 @@ class Supervisor:
             runtime.channels.check()
         except BaseException:
             if self.runtime is not None:
-                self.runtime.close()
-            elif store is not None:
-                store.close()
+                await self.runtime.close()
+            elif parts is not None:
+                await parts.close()
             if self.slack is not None:
                 await self.slack.close()
             await self.models.aclose()
@@ -319,16 +325,16 @@ class Supervisor:
             if self.slack is not None:
                 await self.slack.close()
             await self._leave_journal(runtime.intake)
-            runtime.close()
+            await runtime.close()
             await self.models.aclose()
             log.info("stopped")
 
-    def _build_runtime(self, store: Store, intake: EventIntake) -> Runtime:
+    def _build_runtime(self, parts: StoreParts, intake: EventIntake) -> Runtime:
         slack = {"slack": self.slack.out} if self.slack is not None else {}
         return build_runtime(
             self.config,
             self.clock,
-            store,
+            parts,
             self.message_bus,
             models=self.models.by_type,
             extra_channels=slack,
@@ -342,14 +348,14 @@ class Supervisor:
     async def _leave_journal(intake: EventIntake) -> None:
         try:
             await intake.shutdown()
-        except StoreError as err:  # the claims are recovered at the next start
+        except Exception as err:  # the claims are recovered at the next start or lease end
             log.error("journal_shutdown_failed", error=str(err))
 
     async def _arm_timers(self, runtime: Runtime) -> None:
         """Arm pending timers and schedules; they fire once the dispatcher runs."""
         try:
             await runtime.timers.start()
-            runtime.schedules.start()
+            await runtime.schedules.start()
         except sqlite3.DatabaseError as err:
             raise StoreError(
                 f"storage.path {str(self.config.resolve(self.config.storage.path))!r}: cannot "
@@ -384,6 +390,10 @@ class Supervisor:
         dispatcher.add_done_callback(self._dispatcher_ended)
         outbox = tasks.create_task(runtime.outbox.run(), name="outbox")
         timers = tasks.create_task(runtime.timers.run(), name="timers")
+        store_work = [
+            tasks.create_task(runtime.schedules.run(), name="schedules"),
+            tasks.create_task(runtime.parts.run(), name="store"),
+        ]
         sources = [
             tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
@@ -441,6 +451,12 @@ class Supervisor:
         journal.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
         timers.cancel()  # after the drain: the timers' delivery records are written by then
+        try:
+            await runtime.schedules.save_pending()
+        except Exception as err:  # the runs are journaled; the next start catches them up
+            log.error("schedule_save_failed", error=str(err))
+        for task in store_work:
+            task.cancel()
 
     async def _flush_outbox(self, outbox: Outbox) -> None:
         """Give the outbox up to supervisor.shutdown_timeout to deliver what shutdown stored."""

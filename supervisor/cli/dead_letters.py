@@ -13,7 +13,7 @@ from typing import Any
 from common.clock import utc_iso
 from common.errors import IntentdError
 from supervisor.cli._config import open_existing_store
-from supervisor.delivery import outbox
+from supervisor.store import outbox
 
 
 def add_commands(commands: Any, config_help: str) -> None:

@@ -12,6 +12,7 @@ from common.intents import NotificationIntent
 from supervisor.cli.main import main
 from supervisor.config import OutboxConfig
 from supervisor.delivery.outbox import Outbox
+from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock
 
@@ -39,11 +40,13 @@ def config(tmp_path: Path) -> Path:
 
 async def _dead(config: Path, capsys: pytest.CaptureFixture[str], count: int) -> list[int]:
     store = Store(config.parent / "var" / "intentd.db")
-    outbox = Outbox(store, {"slack": Refusing()}, FakeClock(), OutboxConfig(per_channel_rate=0))
+    outbox = Outbox(
+        SqliteOutbox(store), {"slack": Refusing()}, FakeClock(), OutboxConfig(per_channel_rate=0)
+    )
     ids = []
     for n in range(count):
         intent = NotificationIntent(message=f"note {n}", channel="slack:#gone")
-        ids.append(outbox.enqueue("slack", "#gone", intent.message, intent))
+        ids.append(await outbox.enqueue("slack", "#gone", intent.message, intent))
     worker = asyncio.create_task(outbox.run())
     async with asyncio.timeout(5):
         await outbox.wait_idle()  # one attempt each: a permanent error
