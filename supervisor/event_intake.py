@@ -6,7 +6,9 @@ Rules kept here:
   shares one transaction (a group commit), and so do the done marks.
 - One task, ``run()``, does the journal's work in turns: commit what was submitted, commit the
   done marks and failures, claim what is due (at most ``MAX_IN_FLIGHT`` events in the bus at
-  once) and publish it with the journal's event id, timestamp and attempt number.
+  once, ``SHARED_IN_FLIGHT`` on a shared store, so a busy process still has room to take over a
+  dead one's entries and leaves new ones to idle processes) and publish it with the journal's
+  event id, timestamp and attempt number.
 - An entry is finished only after the bus reports that its handlers ran and every intent they
   returned was carried out, with no failure. Its intents get the ids ``f"{event_id}:{role}:{n}"``,
   so a replay after a crash finds the audit record, the outbox entry and the chained event
@@ -46,6 +48,7 @@ from supervisor.store.journal import Appended, Journal, JournalEntry, JournalSta
 log = structlog.get_logger("intentd.journal")
 
 MAX_IN_FLIGHT = 512  # claimed events waiting in the bus at once
+SHARED_IN_FLIGHT = 64  # the same on a shared store: a busy process leaves work for the others
 PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
 FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
 TURN_RETRY = 1.0  # seconds before a turn that failed (the store is away) is tried again
@@ -64,14 +67,17 @@ class EventIntake:
         *,
         alert: Callable[[str], Awaitable[Any]] | None = None,
         owner: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        """``owner`` names this process's claims (unique per run; a new id by default)."""
+        """``owner`` names this process's claims (unique per run; a new id by default);
+        at most ``max_in_flight`` claimed events wait in the bus at once."""
         self.journal = journal
         self.bus = bus
         self.clock = clock
         self.config = config or JournalConfig()
         self.alert = alert
         self.owner = owner or new_id("owner")
+        self.max_in_flight = max_in_flight
         self.stats = JournalStats()  # refreshed by ``refresh()``; backlog kept current by turns
         self.accepted = 0
         self.replayed = 0  # deliveries with an attempt number above 1
@@ -235,7 +241,7 @@ class EventIntake:
         while self._unpublished and self._publish(self._unpublished[0]):
             self._unpublished.popleft()
         if self._can_claim():
-            room = MAX_IN_FLIGHT - len(self._in_flight)
+            room = self.max_in_flight - len(self._in_flight)
             claimed = await self.journal.claim(self.owner, room, self.config.lease, now)
             if claimed and not self._in_flight:
                 self._renew_at = now + self.config.lease / 3
@@ -248,7 +254,7 @@ class EventIntake:
                     self._unpublished.append(entry)
 
     def _can_claim(self) -> bool:
-        if not self._claiming or len(self._in_flight) >= MAX_IN_FLIGHT or self._unpublished:
+        if not self._claiming or len(self._in_flight) >= self.max_in_flight or self._unpublished:
             return False
         return self._more or (self._due_at is not None and self._due_at <= self.clock.time())
 

@@ -43,7 +43,7 @@ from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config, load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
-from supervisor.event_intake import EventIntake
+from supervisor.event_intake import MAX_IN_FLIGHT, SHARED_IN_FLIGHT, EventIntake
 from supervisor.logs import configure_logging
 from supervisor.ops.http_api import HttpApi, check_exposure
 from supervisor.ops.loop_lag import LoopLagMonitor
@@ -265,6 +265,7 @@ class Supervisor:
                 journal_config,
                 alert=self._alert_dead_event,
                 owner=f"{instance}/{new_id('run')}",
+                max_in_flight=SHARED_IN_FLIGHT if parts.shared else MAX_IN_FLIGHT,
             )
             await self._open_slack(intake)
             runtime = self._build_runtime(parts, intake)
@@ -533,7 +534,9 @@ class Supervisor:
         return None if self._roles_discovered else "the roles folder has not been loaded yet"
 
     def _store_not_ready(self) -> str | None:
-        return self.store.not_ready() if self.store is not None else "the store is not open yet"
+        if self.runtime is None:
+            return "the store is not open yet"
+        return self.runtime.parts.health()
 
     def _slack_not_ready(self) -> str | None:
         return self.slack.not_ready() if self.slack is not None else "Slack is not connected yet"

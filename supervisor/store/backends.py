@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from supervisor.config import StorageConfig, redact_url
 from supervisor.store.audit import SqliteAudit
 from supervisor.store.base import (
@@ -34,6 +36,8 @@ from supervisor.store.schedules import SqliteSchedules
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
 
+log = structlog.get_logger("intentd.store")
+
 
 @dataclass
 class StoreParts:
@@ -49,6 +53,7 @@ class StoreParts:
     run: Callable[[], Coroutine[Any, Any, None]]  # the store's own background work, until cancelled
     not_ready: Callable[[], Awaitable[str | None]]
     close: Callable[[], Awaitable[None]]
+    health: Callable[[], str | None]  # why the store cannot be used now, as last checked
     sqlite: Store | None = None  # the SQLite connection, for the parts that use it directly
     listener: Listener | None = None  # PostgreSQL's LISTEN connection
     pool: Any = None  # PostgreSQL's asyncpg pool
@@ -73,9 +78,15 @@ async def open_parts(
         await pool.close()
         raise
     listener = Listener(config.url, shown, connect_timeout=config.connect_timeout)
+    health = _Health(pool, shown)
 
     async def not_ready() -> str | None:
         return await pool_not_ready(pool, shown)
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(listener.run(), name="postgres-listener")
+            tasks.create_task(health.run(), name="postgres-health")
 
     return StoreParts(
         "postgres",
@@ -85,9 +96,10 @@ async def open_parts(
         PostgresJournal(pool, listener),
         PostgresOutbox(pool, listener),
         PostgresSchedules(pool),
-        listener.run,
+        run,
         not_ready,
         pool.close,
+        lambda: health.problem,
         listener=listener,
         pool=pool,
     )
@@ -116,5 +128,29 @@ def sqlite_parts(store: Store) -> StoreParts:
         run,
         not_ready,
         close,
+        store.not_ready,
         sqlite=store,
     )
+
+
+HEALTH_CHECK_EVERY = 5.0  # seconds between the cheap queries behind /readyz on PostgreSQL
+
+
+class _Health:
+    """The last answer of ``SELECT 1`` on the pool, so a readiness probe never waits on it."""
+
+    def __init__(self, pool: Any, shown: str) -> None:
+        self.pool = pool
+        self.shown = shown
+        self.problem: str | None = None
+
+    async def run(self) -> None:
+        """Check the database every HEALTH_CHECK_EVERY seconds until cancelled."""
+        while True:
+            problem = await pool_not_ready(self.pool, self.shown)
+            if problem and not self.problem:
+                log.warning("postgres_unreachable", url=self.shown)
+            elif self.problem and not problem:
+                log.info("postgres_reachable", url=self.shown)
+            self.problem = problem
+            await asyncio.sleep(HEALTH_CHECK_EVERY)
