@@ -14,17 +14,19 @@ Rules kept here:
   after a crash chains the event once.
 """
 
-import asyncio
 import functools
 import itertools
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
+from common.budget import resume_within
 from common.context import cause_sequence, current_cause
 from common.errors import IntentHandlingError, RoleContractError
 from common.guard import ROLE_ERRORS, reraise_if_ours
@@ -40,6 +42,16 @@ from common.intents import (
 from common.types import IntentHandler, ServicesFactory, intent_handler_arity
 
 log = structlog.get_logger("intentd.intents")
+
+
+def _log_context_vars() -> tuple[ContextVar[Any], ContextVar[Any], ContextVar[Any]]:
+    """Return structlog's context variables for ``role``, ``intent_id`` and ``parent_id``."""
+    tokens = structlog.contextvars.bind_contextvars(role=None, intent_id=None, parent_id=None)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens["role"].var, tokens["intent_id"].var, tokens["parent_id"].var
+
+
+_LOG_ROLE, _LOG_INTENT_ID, _LOG_PARENT_ID = _log_context_vars()
 
 
 class NotificationSender(Protocol):
@@ -272,20 +284,32 @@ class IntentProcessor:
                     "IntentProcessor was built without a services_factory"
                 )
             args = (intent, self.services_factory(entry.role or ""))
+        # The handler's log lines carry its role and intent: structlog's own context variables,
+        # set directly (bound_contextvars copies the whole context on every call).
+        deadline = time.monotonic() + self.intent_timeout  # the loop's clock
         cause = current_cause.set(intent.intent_id)
         sequence = cause_sequence.set(itertools.count())
+        bound = (
+            _LOG_ROLE.set(entry.role),
+            _LOG_INTENT_ID.set(intent.intent_id),
+            _LOG_PARENT_ID.set(intent.parent_id),
+        )
         try:
-            with structlog.contextvars.bound_contextvars(
-                role=entry.role, intent_id=intent.intent_id, parent_id=intent.parent_id
-            ):
-                async with asyncio.timeout(self.intent_timeout):
-                    return await entry.handler(*args)
+            coro = cast(Coroutine[Any, Any, Any], entry.handler(*args))  # async def, checked
+            try:
+                waited = coro.send(None)
+            except StopIteration as done:
+                return done.value  # finished without waiting: no timer was needed for its budget
+            return await resume_within(coro, waited, deadline)
         except TimeoutError as err:
             raise IntentHandlingError(
                 f"intent handler {entry.handler.__qualname__!r} exceeded its "
                 f"{self.intent_timeout} s budget and was cancelled"
             ) from err
         finally:
+            _LOG_PARENT_ID.reset(bound[2])
+            _LOG_INTENT_ID.reset(bound[1])
+            _LOG_ROLE.reset(bound[0])
             cause_sequence.reset(sequence)
             current_cause.reset(cause)
 
