@@ -39,6 +39,11 @@ def row(path: str, figure: str, anchor: str, ratio: float, aim: str, met: bool) 
     )
 
 
+def median(values: list[float]) -> float:
+    """Return the median of one contender's figures over the rounds."""
+    return statistics.median(values)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Return the ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from _rounds import interleave, median_ratio, percentile, row
+from _rounds import interleave, median, median_ratio, percentile, row
 from blinker import Signal
 from pyee import EventEmitter
 
@@ -192,7 +192,7 @@ async def main(events: int, rounds: int) -> None:
             "blinker": lambda: with_blinker(events),
         },
     )
-    fig = {name: sorted(values)[len(values) // 2] for name, values in rates.items()}
+    fig = {name: median(values) for name, values in rates.items()}
     slowdown = median_ratio(rates["floor"], rates["intentd"])
     row(
         "publish -> pure handler -> one role intent -> async role intent handler, 1 subscriber",
@@ -218,8 +218,8 @@ async def main(events: int, rounds: int) -> None:
     late = median_ratio(p99s["intentd"], p99s["queue"])
     row(
         "publish -> handled latency, one at a time, p99",
-        f"{sorted(p99s['intentd'])[rounds // 2] * 1e6:.1f} us",
-        f"asyncio.Queue bus {sorted(p99s['queue'])[rounds // 2] * 1e6:.1f} us",
+        f"{median(p99s['intentd']) * 1e6:.1f} us",
+        f"asyncio.Queue bus {median(p99s['queue']) * 1e6:.1f} us",
         late,
         "<= 2x",
         late <= 2,
