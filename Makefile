@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 # the Performance table's rows, each beside its anchor; the other bench/ scripts run by hand
-BENCH_ROWS := bench/dispatch.py bench/audit_batch.py
+BENCH_ROWS := bench/dispatch.py bench/timers.py bench/idle.py bench/http_ingest.py bench/audit_batch.py
 CONFIG ?= config.yaml
 
 .PHONY: run test lint bench clean
