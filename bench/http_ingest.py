@@ -3,7 +3,7 @@
 The daemon (``intentd run`` on a copy of config.yaml with an API token, the shipped roles and its
 own store) and the anchor (a bare aiohttp app that parses the JSON body and answers 202) run as
 child processes; the same client posts to each in turn, one round each per interval. The path
-measured is today's: the event is queued on the bus and answered 202 (no durable journal yet).
+measured is the durable one: the event is committed to the journal before the 202.
 Run: .venv/bin/python bench/http_ingest.py [seconds_per_round] [rounds]
 """
 
@@ -103,7 +103,7 @@ async def main(seconds: float, rounds: int) -> None:
                 proc.wait(timeout=20)
     ratio = median_ratio(rates["intentd"], rates["bare"])
     row(
-        f"HTTP POST /events, {CLIENTS} keep-alive clients (today's path: queued, no journal)",
+        f"HTTP POST /events, {CLIENTS} keep-alive clients (journaled before the 202)",
         f"{median(rates['intentd']):,.0f} req/s, p99 {median(p99s['intentd']) * 1e3:.1f} ms",
         f"bare aiohttp parsing JSON and answering 202: {median(rates['bare']):,.0f} req/s, "
         f"p99 {median(p99s['bare']) * 1e3:.1f} ms",

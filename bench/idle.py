@@ -20,6 +20,8 @@ from _rounds import median, median_ratio, row
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR = """
+import asyncio
+
 
 async def beat(interval):
     while True:
@@ -72,6 +74,7 @@ def main(window: float, windows: int) -> None:
         try:
             time.sleep(8)  # start-up (imports, migrations, role loading) is not idling
             assert daemon.poll() is None, "the daemon did not start"
+            assert anchor.poll() is None, "the anchor loop did not start"
             cpu: dict[str, list[float]] = {"intentd": [], "anchor": []}
             wakes: dict[str, list[float]] = {"intentd": [], "anchor": []}
             for _ in range(windows):
