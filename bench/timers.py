@@ -1,203 +1,207 @@
-"""Timer lateness on the real loop, re-arm cost at start, and durable audit append rates.
+"""Timer rows: lateness, creation cost and memory per pending timer, each beside its anchors.
 
-Run: .venv/bin/python bench/timers.py   (prints figures; no thresholds)
+- lateness p99 of 10,000 timers spread over 5 s: durable timers (SQLite store, the bus, a
+  TIMER_EXPIRED handler; lateness read in the handler) against bare ``loop.call_at`` callbacks and
+  APScheduler's AsyncIOScheduler (date jobs, an async job function, run on the loop);
+- creation: ``TimerService.create`` (committed to disk) against APScheduler's ``add_job`` (memory);
+- memory held per pending timer (tracemalloc): the armed service against ``loop.call_at`` handles
+  and APScheduler jobs.
+Run: .venv/bin/python bench/timers.py [rounds]
 """
 
 import asyncio
 import gc
-import statistics
+import logging
 import sys
 import tempfile
 import time
 import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from typing import Any, ClassVar
 
 import structlog
+from _rounds import interleave, median, median_ratio, percentile, row
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from common.audit import AuditRecord
 from common.clock import SystemClock
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from supervisor.scheduling.timers import TimerService
-from supervisor.store.audit import DurableAuditSink, SqliteAudit
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
 
-LATENESS_TIMERS = 10_000
+TIMERS = 10_000
 SPREAD_S = 5.0
-REARM_TIMERS = 100_000
+LEAD_S = 2.0  # time to create them all before the first is due
+HELD = 10_000
 
 
-def p99(values: list[float]) -> float:
-    return sorted(values)[int(len(values) * 0.99) - 1]
+def deadlines() -> list[float]:
+    start = time.time() + LEAD_S
+    return [start + SPREAD_S * i / TIMERS for i in range(TIMERS)]
 
 
-def ms(values: list[float]) -> str:
-    p50, worst = statistics.median(values), max(values)
-    return f"p50 {p50 * 1e3:6.2f} ms  p99 {p99(values) * 1e3:6.2f} ms  max {worst * 1e3:6.2f} ms"
-
-
-async def bare_call_at_lateness() -> list[float]:
-    """Baseline: the same deadlines as bare loop.call_at callbacks."""
+async def call_at_lateness() -> float:
     loop = asyncio.get_running_loop()
     late: list[float] = []
     done = loop.create_future()
-    start = time.time() + 0.2
 
     def fire(due: float) -> None:
         late.append(time.time() - due)
-        if len(late) == LATENESS_TIMERS:
+        if len(late) == TIMERS:
             done.set_result(None)
 
-    for i in range(LATENESS_TIMERS):
-        due = start + SPREAD_S * i / LATENESS_TIMERS
+    for due in deadlines():
         loop.call_at(loop.time() + (due - time.time()), fire, due)
     await done
-    return late
+    return percentile(late, 0.99)
 
 
-async def timer_service_lateness(folder: Path) -> tuple[list[float], list[float]]:
-    """Durable timers through the service and the bus, to a TIMER_EXPIRED handler."""
-    store = Store(folder / "lateness.db")
+class Created:
+    """Per-timer creation times of the last run of each scheduler."""
+
+    intentd: ClassVar[list[float]] = []
+    apscheduler: ClassVar[list[float]] = []
+
+
+async def intentd_lateness(folder: Path) -> float:
+    store = Store(folder / f"timers-{time.perf_counter_ns()}.db")
     bus = MessageBus(IntentProcessor())
     service = TimerService(SqliteTimers(store), bus, SystemClock())
     runner = asyncio.get_running_loop().create_task(service.run())
-    fired: list[float] = []
-    handled: list[float] = []
-    all_handled = asyncio.Event()
+    late: list[float] = []
+    done = asyncio.get_running_loop().create_future()
 
     def on_expiry(data: dict[str, Any], context: Any) -> list[Any]:
-        handled.append(time.time() - data["due_at"])
-        fired.append(data["late_by_s"])
-        if len(handled) == LATENESS_TIMERS:
-            all_handled.set()
+        late.append(time.time() - data["due_at"])
+        if len(late) == TIMERS:
+            done.set_result(None)
         return []
 
     bus.subscribe("bench", "TIMER_EXPIRED", on_expiry)
     bus.start()
-    start = time.time() + 5.0  # leave time to create them all (2,000/s on a loaded machine)
-    wall_offset = time.time() - time.monotonic()  # a step of the wall clock shows as a change
-    created = time.perf_counter()
-    for i in range(LATENESS_TIMERS):
-        await service.create(deadline=start + SPREAD_S * i / LATENESS_TIMERS, label=str(i))
-    created = time.perf_counter() - created
-    rate = LATENESS_TIMERS / created
-    print(f"  create (one commit each)        {rate:,.0f} timers/s", flush=True)
-    try:
-        await asyncio.wait_for(all_handled.wait(), timeout=SPREAD_S + 60)
-    except TimeoutError:
-        print(
-            f"  TIMED OUT: handled {len(handled):,} of {LATENESS_TIMERS:,}; pending "
-            f"{service.pending_count():,}, armed {len(service._armed):,}, retry_at "
-            f"{len(service._retry_at):,}, in flight {len(service._in_flight):,}, "
-            f"bus queue {bus.queue_depth:,}, wall clock stepped by "
-            f"{time.time() - time.monotonic() - wall_offset:+.3f} s",
-            flush=True,
-        )
-        raise
+    started = time.perf_counter()
+    for due in deadlines():
+        await service.create(deadline=due, label="tea")
+    Created.intentd.append((time.perf_counter() - started) / TIMERS)
+    await asyncio.wait_for(done, SPREAD_S + LEAD_S + 60)
     await bus.stop()
     await service.settled()
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
-    pending = len(await service.list())
-    store.close()
-    assert pending == 0, f"{pending} timers still pending"
-    return fired, handled
-
-
-def seed(path: Path, count: int) -> None:
-    store = Store(path)
-    SqliteTimers(store)  # creates the table
-    due = time.time() + 3600
-    with store.transaction() as db:
-        db.executemany(
-            "INSERT INTO timers (timer_id, label, due_at, created_at) VALUES (?, ?, ?, ?)",
-            ((f"tmr-bench-{i}", f"t{i}", due + i * 0.01, due - 3600) for i in range(count)),
-        )
-    store.close()
-
-
-async def rearm(path: Path) -> tuple[float, int, int]:
-    """Return seconds to open the store and arm every pending timer, and memory (current, peak)."""
-    gc.collect()
-    started = time.perf_counter()
-    store = Store(path)
-    service = TimerService(SqliteTimers(store), MessageBus(), SystemClock())
-    armed = await service.start()
-    elapsed = time.perf_counter() - started
-    assert armed == REARM_TIMERS
     service.stop()
     store.close()
+    return percentile(late, 0.99)
+
+
+async def apscheduler_lateness() -> float:
+    late: list[float] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def fire(due: float) -> None:
+        late.append(time.time() - due)
+        if len(late) == TIMERS:
+            done.set_result(None)
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    started = time.perf_counter()
+    for due in deadlines():
+        when = datetime.fromtimestamp(due, UTC)
+        scheduler.add_job(fire, "date", run_date=when, args=[due], misfire_grace_time=None)
+    Created.apscheduler.append((time.perf_counter() - started) / TIMERS)
+    await asyncio.wait_for(done, SPREAD_S + LEAD_S + 60)
+    scheduler.shutdown(wait=False)
+    return percentile(late, 0.99)
+
+
+async def held(make: Any) -> float:
+    """Return bytes held per pending timer by what ``make(count)`` keeps alive."""
     gc.collect()
     tracemalloc.start()
-    store = Store(path)
-    service = TimerService(SqliteTimers(store), MessageBus(), SystemClock())
-    await service.start()
-    current, peak = tracemalloc.get_traced_memory()
+    keep = await make(HELD)
+    used, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    service.stop()
-    store.close()
-    return elapsed, current, peak
+    del keep
+    return used / HELD
 
 
-async def audit_rates(folder: Path, synchronous: str) -> tuple[float, float]:
-    record = AuditRecord(
-        "timer_expired",
-        {"timer_id": "tmr-1", "label": "tea" * 10},
-        "U1",
-        "timer",
-        "int-1",
-        "evt-1",
-        datetime.now(UTC),
-    )
-    backend = SqliteAudit(Store(folder / f"audit-{synchronous}.db", synchronous=synchronous))
-    sink = DurableAuditSink(backend)
-    single = 5_000
-    started = time.perf_counter()
-    for _ in range(single):
-        await sink.append(record)
-    one_by_one = single / (time.perf_counter() - started)
-    batches, size = 500, 100
-    started = time.perf_counter()
-    for _ in range(batches):
-        await sink.append_many([record] * size)
-    batched = batches * size / (time.perf_counter() - started)
-    backend.store.close()
-    return one_by_one, batched
+async def memory(folder: Path) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    far = time.time() + 3600
+
+    async def call_at(count: int) -> list[asyncio.TimerHandle]:
+        return [loop.call_at(loop.time() + 3600 + i, print, far + i) for i in range(count)]
+
+    store = Store(folder / "held.db")
+    seed = TimerService(SqliteTimers(store), MessageBus(), SystemClock(), arms=False)
+    for i in range(HELD):
+        await seed.create(deadline=far + i, label="tea")
+
+    async def intentd(count: int) -> TimerService:
+        service = TimerService(SqliteTimers(store), MessageBus(), SystemClock())
+        assert await service.start() == count
+        return service
+
+    async def apscheduler(count: int) -> AsyncIOScheduler:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.start(paused=True)
+        for i in range(count):
+            when = datetime.fromtimestamp(far + i, UTC)
+            scheduler.add_job(print, "date", run_date=when, args=[far + i])
+        return scheduler
+
+    return {
+        "call_at": await held(call_at),
+        "intentd": await held(intentd),
+        "apscheduler": await held(apscheduler),
+    }
 
 
-async def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+async def main(rounds: int) -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print(f"timer lateness, {LATENESS_TIMERS:,} timers spread over {SPREAD_S:.0f} s:")
-        bare = await bare_call_at_lateness()
-        print(f"  bare loop.call_at               {ms(bare)}")
-        fired, handled = await timer_service_lateness(folder)
-        print(f"  TimerService, at fire (late_by) {ms(fired)}")
-        print(f"  TimerService, in the handler    {ms(handled)}")
-        ratio = p99(handled) / p99(bare)
-        print(f"  handler p99 / bare call_at p99  {ratio:.1f}x  (a 5 s poller: p99 ~5 s)")
-
-        seed(folder / "rearm.db", REARM_TIMERS)
-        elapsed, current, peak = await rearm(folder / "rearm.db")
-        print(
-            f"re-arm {REARM_TIMERS:,} pending timers at start: {elapsed:.3f} s, "
-            f"{current / REARM_TIMERS:.0f} B per armed timer held, peak {peak / 2**20:.1f} MiB"
+        p99 = await interleave(
+            rounds,
+            {
+                "call_at": call_at_lateness,
+                "intentd": lambda: intentd_lateness(folder),
+                "apscheduler": apscheduler_lateness,
+            },
         )
-
-        for synchronous in ("NORMAL", "FULL"):
-            one, many = await audit_rates(folder, synchronous)
-            print(
-                f"audit append, synchronous={synchronous:<6}: one commit per record "
-                f"{one:9,.0f} records/s; 100 per commit {many:9,.0f} records/s "
-                f"({many / one:.1f}x)"
-            )
+        held_bytes = await memory(folder)
+    late = median_ratio(p99["intentd"], p99["call_at"])
+    row(
+        f"timer lateness p99, {TIMERS:,} timers over {SPREAD_S:.0f} s",
+        f"{median(p99['intentd']) * 1e3:.2f} ms (durable, read in the TIMER_EXPIRED handler)",
+        f"loop.call_at {median(p99['call_at']) * 1e3:.2f} ms; "
+        f"APScheduler {median(p99['apscheduler']) * 1e3:.2f} ms",
+        late,
+        "<= 1.5x call_at",
+        late <= 1.5,
+    )
+    create = median_ratio(Created.intentd, Created.apscheduler)
+    row(
+        "timer creation",
+        f"{median(Created.intentd) * 1e6:.0f} us (committed to disk)",
+        f"APScheduler add_job {median(Created.apscheduler) * 1e6:.0f} us (in memory)",
+        create,
+        "<= 0.5x",
+        create <= 0.5,
+    )
+    mem = held_bytes["intentd"] / held_bytes["call_at"]
+    row(
+        "memory per pending timer",
+        f"{held_bytes['intentd']:.0f} B",
+        f"call_at {held_bytes['call_at']:.0f} B; APScheduler {held_bytes['apscheduler']:.0f} B",
+        mem,
+        "<= 1.5x call_at",
+        mem <= 1.5,
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 3))

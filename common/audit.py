@@ -1,5 +1,6 @@
 """Audit records and the in-memory sink (the durable one lives in the store)."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +24,10 @@ class AuditSink(Protocol):
 
     async def append(self, record: AuditRecord) -> None: ...
 
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Append several records at once: all of them, or none (one transaction)."""
+        ...
+
     async def recent(self, limit: int) -> list[AuditRecord]: ...
 
 
@@ -35,6 +40,10 @@ class MemoryAuditSink:
     async def append(self, record: AuditRecord) -> None:
         """Add ``record`` to the list."""
         self.records.append(record)
+
+    async def append_many(self, records: Sequence[AuditRecord]) -> None:
+        """Add ``records`` to the list."""
+        self.records.extend(records)
 
     async def recent(self, limit: int) -> list[AuditRecord]:
         """Return the last ``limit`` records, newest first."""

@@ -14,17 +14,19 @@ Rules kept here:
   after a crash chains the event once.
 """
 
-import asyncio
 import functools
 import itertools
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
 from common.audit import AuditRecord, AuditSink, MemoryAuditSink
+from common.budget import resume_within
 from common.context import cause_sequence, current_cause
 from common.errors import IntentHandlingError, RoleContractError
 from common.guard import ROLE_ERRORS, reraise_if_ours
@@ -40,6 +42,16 @@ from common.intents import (
 from common.types import IntentHandler, ServicesFactory, intent_handler_arity
 
 log = structlog.get_logger("intentd.intents")
+
+
+def _log_context_vars() -> tuple[ContextVar[Any], ContextVar[Any], ContextVar[Any]]:
+    """Return structlog's context variables for ``role``, ``intent_id`` and ``parent_id``."""
+    tokens = structlog.contextvars.bind_contextvars(role=None, intent_id=None, parent_id=None)
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens["role"].var, tokens["intent_id"].var, tokens["parent_id"].var
+
+
+_LOG_ROLE, _LOG_INTENT_ID, _LOG_PARENT_ID = _log_context_vars()
 
 
 class NotificationSender(Protocol):
@@ -136,7 +148,7 @@ class IntentProcessor:
         self.stats = ProcessorStats()
         self._role_handlers: dict[str, _RoleHandler] = {}
         self._role_types: dict[str, type[Intent]] = {}
-        self._routes: dict[type, tuple[Route, str]] = {}
+        self._routes: dict[type, tuple[Route, str, bool]] = {}
 
     # -- registration -----------------------------------------------------------------------
 
@@ -185,49 +197,106 @@ class IntentProcessor:
     async def process_intents(
         self, intents: Iterable[Any], role: str | None = None
     ) -> dict[str, Any]:
-        """Carry out each intent; return ``{"processed", "failed", "errors"}`` and never raise."""
+        """Carry out each intent; return ``{"processed", "failed", "errors"}`` and never raise.
+
+        Intents run in order. A run of consecutive AuditIntents is appended in one transaction,
+        before the next other intent runs; if that append fails, each of them fails.
+        """
         processed = failed = 0
         errors: list[str] = []
+        audits: list[tuple[AuditIntent, str]] = []
         for intent in intents:
-            outcome = await self.carry_out(intent, role=role)
-            if outcome.ok:
-                processed += 1
-            else:
+            checked = self._check(intent, role)
+            if isinstance(checked, str):
                 failed += 1
-                errors.append(outcome.error or "unknown error")
+                errors.append(checked)
+                continue
+            route, stored_name, batched = checked
+            if batched:
+                audits.append((intent, stored_name))
+                continue
+            if audits:
+                audit_errors = await self._append_audits(audits, role)
+                processed += len(audits) - len(audit_errors)
+                failed += len(audit_errors)
+                errors.extend(audit_errors)
+                audits = []
+            try:
+                await route(intent, role)
+            except ROLE_ERRORS as err:
+                reraise_if_ours(err)
+                failed += 1
+                errors.append(
+                    self._failed(intent, role, f"{type(intent).__name__} failed: {err}", err)
+                )
+                continue
+            self.stats.processed[stored_name] += 1
+            processed += 1
+        if audits:
+            audit_errors = await self._append_audits(audits, role)
+            processed += len(audits) - len(audit_errors)
+            failed += len(audit_errors)
+            errors.extend(audit_errors)
         return {"processed": processed, "failed": failed, "errors": errors}
 
     async def carry_out(self, intent: Any, role: str | None = None) -> IntentOutcome:
         """Carry out one intent and say what happened; never raises for a bad intent."""
+        checked = self._check(intent, role)
+        if isinstance(checked, str):
+            return IntentOutcome(intent, False, error=checked)
+        route, stored_name, _ = checked
+        try:
+            result = await route(intent, role)
+        except ROLE_ERRORS as err:
+            reraise_if_ours(err)
+            error = self._failed(intent, role, f"{type(intent).__name__} failed: {err}", err)
+            return IntentOutcome(intent, False, error=error)
+        self.stats.processed[stored_name] += 1
+        return IntentOutcome(intent, True, result=result)
+
+    def _check(self, intent: Any, role: str | None) -> tuple[Route, str, bool] | str:
+        """Return the intent's route, stored type name and whether audits batch it; or the error."""
         if not is_intent(intent):
             self.stats.failed["<not an intent>"] += 1
             error = (
                 f"{intent!r:.80} is not an Intent; handlers and tools must return Intent objects"
             )
             log.warning("intent_failed", error=error, role=role)
-            return IntentOutcome(intent, False, error=error)
-        type_name = type(intent).__name__
+            return error
         try:
             problems = intent.problems()
         except Exception as err:
-            problems = [f"{type_name}.validate() raised {type(err).__name__}: {err}"]
+            problems = [f"{type(intent).__name__}.validate() raised {type(err).__name__}: {err}"]
         if problems:
-            return self._failed(intent, role, f"invalid {type_name}: " + "; ".join(problems))
+            return self._failed(
+                intent, role, f"invalid {type(intent).__name__}: " + "; ".join(problems)
+            )
         cached = self._routes.get(type(intent))
         if cached is None:
-            cached = self._routes[type(intent)] = (self._route(type(intent)), intent.type_name())
-        route, stored_name = cached
+            route = self._route(type(intent))
+            cached = self._routes[type(intent)] = (route, intent.type_name(), route == self._audit)
+        return cached
+
+    async def _append_audits(
+        self, audits: list[tuple[AuditIntent, str]], role: str | None
+    ) -> list[str]:
+        """Append the audit intents' records in one transaction; return the errors (all or none)."""
+        records = [_audit_record(intent, role) for intent, _ in audits]
         try:
-            result = await route(intent, role)
-        except ROLE_ERRORS as err:
-            reraise_if_ours(err)
-            return self._failed(intent, role, f"{type_name} failed: {err}", err)
-        self.stats.processed[stored_name] += 1
-        return IntentOutcome(intent, True, result=result)
+            await self.audit_sink.append_many(records)
+        except Exception as err:
+            return [
+                self._failed(intent, role, f"{type(intent).__name__} failed: {err}", err)
+                for intent, _ in audits
+            ]
+        processed = self.stats.processed
+        for _, stored_name in audits:
+            processed[stored_name] += 1
+        return []
 
     def _failed(
         self, intent: Intent, role: str | None, error: str, exc: BaseException | None = None
-    ) -> IntentOutcome:
+    ) -> str:
         self.stats.failed[intent.type_name()] += 1
         log.warning(
             "intent_failed",
@@ -238,7 +307,7 @@ class IntentProcessor:
             error=error,
             exc_info=exc if exc is not None and not isinstance(exc, IntentHandlingError) else None,
         )
-        return IntentOutcome(intent, False, error=error)
+        return error
 
     def _route(self, intent_type: type[Intent]) -> Route:
         for cls in intent_type.__mro__:
@@ -272,20 +341,32 @@ class IntentProcessor:
                     "IntentProcessor was built without a services_factory"
                 )
             args = (intent, self.services_factory(entry.role or ""))
+        # The handler's log lines carry its role and intent: structlog's own context variables,
+        # set directly (bound_contextvars copies the whole context on every call).
+        deadline = time.monotonic() + self.intent_timeout  # the loop's clock
         cause = current_cause.set(intent.intent_id)
         sequence = cause_sequence.set(itertools.count())
+        bound = (
+            _LOG_ROLE.set(entry.role),
+            _LOG_INTENT_ID.set(intent.intent_id),
+            _LOG_PARENT_ID.set(intent.parent_id),
+        )
         try:
-            with structlog.contextvars.bound_contextvars(
-                role=entry.role, intent_id=intent.intent_id, parent_id=intent.parent_id
-            ):
-                async with asyncio.timeout(self.intent_timeout):
-                    return await entry.handler(*args)
+            coro = cast(Coroutine[Any, Any, Any], entry.handler(*args))  # async def, checked
+            try:
+                waited = coro.send(None)
+            except StopIteration as done:
+                return done.value  # finished without waiting: no timer was needed for its budget
+            return await resume_within(coro, waited, deadline)
         except TimeoutError as err:
             raise IntentHandlingError(
                 f"intent handler {entry.handler.__qualname__!r} exceeded its "
                 f"{self.intent_timeout} s budget and was cancelled"
             ) from err
         finally:
+            _LOG_PARENT_ID.reset(bound[2])
+            _LOG_INTENT_ID.reset(bound[1])
+            _LOG_ROLE.reset(bound[0])
             cause_sequence.reset(sequence)
             current_cause.reset(cause)
 
@@ -302,15 +383,7 @@ class IntentProcessor:
         return await self.communication_manager.send(intent)
 
     async def _audit(self, intent: AuditIntent, role: str | None) -> AuditRecord:
-        record = AuditRecord(
-            action=intent.action,
-            details=intent.details,
-            user_id=intent.user_id,
-            role=role,
-            intent_id=intent.intent_id,
-            parent_id=intent.parent_id,
-            created_at=intent.created_at,
-        )
+        record = _audit_record(intent, role)
         await self.audit_sink.append(record)
         return record
 
@@ -341,3 +414,15 @@ class IntentProcessor:
         return self.message_bus.publish(
             "intent_processor", intent.event_type, intent.data, parent_id=intent.intent_id
         )
+
+
+def _audit_record(intent: AuditIntent, role: str | None) -> AuditRecord:
+    return AuditRecord(
+        action=intent.action,
+        details=intent.details,
+        user_id=intent.user_id,
+        role=role,
+        intent_id=intent.intent_id,
+        parent_id=intent.parent_id,
+        created_at=intent.created_at,
+    )

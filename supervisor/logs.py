@@ -64,7 +64,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # A line under the level is dropped by the call itself, before any processor runs.
+        # Loggers are not cached: a cached one keeps the level and processors of its first use,
+        # so a reload to a lower level and structlog.testing.capture_logs would not reach it.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)

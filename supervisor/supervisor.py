@@ -30,11 +30,12 @@ import structlog
 from prometheus_client.core import Metric
 
 from common.clock import Clock, SystemClock
+from common.context import EventContext
 from common.errors import ConfigError, RoleContractError, StoreError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK, TIMER_DELIVERY_FAILING
 from common.ids import new_id
 from common.intent_processor import IntentProcessor
-from common.message_bus import MessageBus
+from common.message_bus import MessageBus, Subscription
 from llm_provider.factory import build_models
 from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
 from llm_provider.role_quarantine import FailureWindow
@@ -67,6 +68,8 @@ from supervisor.store.backends import StoreParts, open_parts
 from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.supervisor")
+
+_TICKS = frozenset({HEARTBEAT_TICK, FAST_HEARTBEAT_TICK})
 
 
 class _Flag:
@@ -143,6 +146,7 @@ class Supervisor:
         self.timer_lateness = TimerLateness()
         self.handler_durations = HandlerDurations()
         self.message_bus.observers.append(self.handler_durations)
+        self.message_bus.observers.append(self._loop_has_work)
         self.slack: SlackConnection | None = None
         self.http: HttpApi | None = None
         self.metrics: Metrics | None = None
@@ -483,6 +487,13 @@ class Supervisor:
         runtime = self._running()
         runtime.registry.check_for_changes()
         runtime.timers.sweep()
+
+    def _loop_has_work(
+        self, sub: Subscription, context: EventContext, elapsed: float, error: str | None
+    ) -> None:
+        # the heartbeats alone are the idle loop: they do not keep the lag monitor sampling
+        if context.event_type not in _TICKS:
+            self.loop_lag.poke()
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now

@@ -14,9 +14,14 @@ from tests.postgres_server import PostgresServer, start_server
 _databases = itertools.count(1)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    """Put the root logger and structlog back as they were after a test configures logging."""
+    """Put the root logger and structlog back as they were after a test configures logging.
+
+    For every test: configure_logging filters by level in structlog's wrapper class, so a test
+    that runs the CLI (which logs at CRITICAL) would otherwise hide info lines from capture_logs
+    in the tests after it.
+    """
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     saved = structlog.get_config()

@@ -5,9 +5,11 @@ slow intent handler, a sync call in a channel). The report names the last bus ha
 during the stalled interval, if any: the likely culprit, not a proof. It measures the real loop
 with real time, so it takes no Clock: a fake clock cannot see a blocked loop.
 
-A stall shows up when it overlaps a wake-up, so one longer than ``interval + threshold`` is always
-reported. Each wake-up costs CPU even when idle (bench/loop_lag.py measures it), which is why the
-interval is not shorter.
+A stall shows up when it overlaps a wake-up. While the loop has work (``poke()`` says a handler
+ran), the monitor wakes every ``interval``, so a stall longer than ``interval + threshold`` is
+always reported. When nothing pokes it, each quiet sample doubles the wait, up to
+``idle_interval``: an idle daemon is not woken four times a second for nothing (bench/idle.py
+measures it). A poke during a long wait wakes it at once and brings the wait back to ``interval``.
 """
 
 import asyncio
@@ -22,33 +24,58 @@ log = structlog.get_logger("intentd.loop")
 
 
 class LoopLagMonitor:
-    """Sleep ``interval`` seconds over and over; report every wake-up later than ``threshold``."""
+    """Sleep and measure how late the wake-up is; report every one later than ``threshold``."""
 
     def __init__(
         self,
         interval: float = 0.25,
         threshold: float = 0.1,
         *,
+        idle_interval: float = 30.0,
         last_called: Callable[[], tuple[Subscription, float] | None] = lambda: None,
         now: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.interval = interval
+        self.idle_interval = max(interval, idle_interval)
         self.threshold = threshold
         self._last_called = last_called
         self._now = now
         self.current = 0.0
         self.max = 0.0
         self.reported = 0
+        self.delay = interval  # the wait before the next sample
+        self.poked = False  # poke() was called since the last sample began
+        self._wake: asyncio.Future[bool] | None = None
         self._sample: asyncio.Future[float] | None = None
+
+    def poke(self) -> None:
+        """Say the loop has work: sample every ``interval`` again, from now."""
+        self.poked = True
+        wake = self._wake
+        if wake is not None and self.delay > self.interval and not wake.done():
+            wake.set_result(False)
 
     async def run(self) -> None:
         """Measure until cancelled; the supervisor owns this task."""
+        loop = asyncio.get_running_loop()
         while True:
+            self.poked = False
+            delay = self.delay
             started = self._now()
-            await asyncio.sleep(self.interval)
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(delay, _wake_up, wake)
+            try:
+                on_time = await wake
+            finally:
+                timer.cancel()
+                self._wake = None
+            if not on_time:  # poked during a long wait: the loop has work again
+                self.delay = self.interval
+                continue
             called = self._last_called()
             suspect = called[0] if called is not None and called[1] >= started else None
-            self.observe(self._now() - started - self.interval, suspect)
+            self.observe(self._now() - started - delay, suspect)
+            self.delay = self.interval if self.poked else min(delay * 2, self.idle_interval)
 
     def observe(self, lag: float, suspect: Subscription | None = None) -> None:
         """Record one lateness measurement and report it when it is over the threshold."""
@@ -73,3 +100,8 @@ class LoopLagMonitor:
         if self._sample is None:
             self._sample = asyncio.get_running_loop().create_future()
         return await self._sample
+
+
+def _wake_up(wake: "asyncio.Future[bool]") -> None:
+    if not wake.done():
+        wake.set_result(True)

@@ -249,7 +249,7 @@ class TimerService:
             self._creating.discard(timer_id)
         self.pending += 1
         self._arm(timer_id, due_at)
-        log.info("timer_created", timer_id=timer_id, label=label, due_at=utc_iso(due_at))
+        log.debug("timer_created", timer_id=timer_id, due_at=due_at)
         return timer_id
 
     async def cancel(self, timer_id: str) -> Timer:

@@ -72,11 +72,15 @@ def _record(row: sqlite3.Row) -> AuditRecord:
     )
 
 
+# one encoder for every row: json.dumps(..., default=str) builds a new one per call
+_DETAILS = json.JSONEncoder(default=str)
+
+
 def _row(record: AuditRecord) -> tuple[object, ...]:
     return (
         record.created_at.isoformat(),
         record.action,
-        json.dumps(record.details, default=str),
+        _DETAILS.encode(record.details),
         record.user_id,
         record.role,
         record.intent_id,

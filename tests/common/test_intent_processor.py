@@ -279,3 +279,65 @@ async def test_logs_of_a_role_intent_handler_carry_its_role_and_intent():
         ping.intent_id,
         "evt-7",
     )
+
+
+class CallRecordingSink:
+    """An audit sink that keeps each append call as one entry, and can refuse them."""
+
+    def __init__(self, journal, refuse=False):
+        self.journal = journal
+        self.refuse = refuse
+
+    async def append(self, record):
+        await self.append_many([record])
+
+    async def append_many(self, records):
+        if self.refuse:
+            raise OSError("disk full")
+        self.journal.append(("audit", [r.action for r in records]))
+
+    async def recent(self, limit):
+        return []
+
+
+class JournalChannels:
+    def __init__(self, journal):
+        self.journal = journal
+
+    async def send(self, intent):
+        self.journal.append(("notify", intent.message))
+
+
+async def test_consecutive_audit_intents_are_appended_together_and_in_order():
+    journal = []
+    processor = IntentProcessor(JournalChannels(journal), audit_sink=CallRecordingSink(journal))
+    result = await processor.process_intents(
+        [
+            AuditIntent("a", {}),
+            AuditIntent("b", {}),
+            NotificationIntent("between", "console"),
+            AuditIntent("c", {}),
+            NotificationIntent("", "console"),  # invalid: it does not split the run
+            AuditIntent("d", {}),
+        ]
+    )
+    assert (result["processed"], result["failed"]) == (5, 1)
+    assert journal == [("audit", ["a", "b"]), ("notify", "between"), ("audit", ["c", "d"])]
+    assert processor.stats.processed["common.intents.AuditIntent"] == 4
+
+
+async def test_an_audit_append_that_fails_fails_each_intent_of_its_run_and_the_rest_go_on():
+    journal = []
+    processor = IntentProcessor(
+        JournalChannels(journal), audit_sink=CallRecordingSink(journal, refuse=True)
+    )
+    result = await processor.process_intents(
+        [AuditIntent("a", {}), AuditIntent("b", {}), NotificationIntent("after", "console")]
+    )
+    assert result == {
+        "processed": 1,
+        "failed": 2,
+        "errors": ["AuditIntent failed: disk full", "AuditIntent failed: disk full"],
+    }
+    assert journal == [("notify", "after")]
+    assert processor.stats.failed["common.intents.AuditIntent"] == 2

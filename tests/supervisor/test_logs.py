@@ -41,6 +41,29 @@ def test_level_filters_out_lower_events():
     assert [record["event"] for record in records(stream)] == ["loud"]
 
 
+def test_a_line_under_the_level_runs_no_processor():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    seen = []
+    structlog.get_config()["processors"].insert(
+        0, lambda _l, _m, event: seen.append(event) or event
+    )
+    log = structlog.get_logger("intentd.test")
+    log.debug("dropped")
+    log.info("kept")
+    assert [event["event"] for event in seen] == ["kept"]
+
+
+def test_a_new_level_reaches_a_logger_already_used():
+    stream = io.StringIO()
+    log = structlog.get_logger("intentd.test")
+    configure_logging("INFO", "json", stream)
+    log.debug("before")
+    configure_logging("DEBUG", "json", stream)  # what a reload does
+    log.debug("after")
+    assert [record["event"] for record in records(stream)] == ["after"]
+
+
 def test_a_secret_field_and_a_token_inside_a_stdlib_message_are_redacted():
     stream = io.StringIO()
     configure_logging("INFO", "json", stream)

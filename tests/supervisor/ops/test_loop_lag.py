@@ -5,6 +5,8 @@ from structlog.testing import capture_logs
 
 from common.message_bus import MessageBus
 from supervisor.ops.loop_lag import LoopLagMonitor
+from supervisor.supervisor import Supervisor
+from tests.supervisor.http_daemon import make_config
 
 
 async def handle_ping(event_data, context):
@@ -55,3 +57,40 @@ def test_lag_over_the_threshold_without_a_handler_is_reported_unattributed():
             "suspect_handler": None,
         }
     ]
+
+
+async def test_a_quiet_loop_is_sampled_less_and_less_often_up_to_the_idle_interval():
+    monitor = LoopLagMonitor(interval=0.001, idle_interval=0.004)
+    async with asyncio.TaskGroup() as tasks:
+        watcher = tasks.create_task(monitor.run())
+        delays = []
+        for _ in range(4):
+            await monitor.next_sample()
+            delays.append(monitor.delay)
+        watcher.cancel()
+    assert delays == [0.002, 0.004, 0.004, 0.004]
+
+
+async def test_a_poke_wakes_a_quiet_monitor_and_brings_back_the_short_interval():
+    monitor = LoopLagMonitor(interval=0.001, idle_interval=3600)
+    async with asyncio.TaskGroup() as tasks:
+        watcher = tasks.create_task(monitor.run())
+        while monitor.delay < 0.5:
+            await monitor.next_sample()
+        monitor.poke()
+        await monitor.next_sample()  # an hour away, had the poke not woken it
+        after_poke = monitor.delay
+        watcher.cancel()
+    assert after_poke == 0.002  # one quiet sample since the poke: twice the interval again
+
+
+async def test_a_handler_run_pokes_the_daemons_lag_monitor_and_a_heartbeat_does_not(tmp_path):
+    sup = Supervisor(config=make_config(tmp_path))
+    sup.message_bus.subscribe("test", "PING", lambda data, ctx: [])
+    sup.message_bus.subscribe("test", "FAST_HEARTBEAT_TICK", lambda data, ctx: [])
+    sup.message_bus.publish("supervisor", "FAST_HEARTBEAT_TICK", {}, source="supervisor")
+    await sup.message_bus.drain()
+    after_tick = sup.loop_lag.poked
+    sup.message_bus.publish("test", "PING", {})
+    await sup.message_bus.drain()
+    assert (after_tick, sup.loop_lag.poked) == (False, True)

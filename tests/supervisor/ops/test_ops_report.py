@@ -27,9 +27,11 @@ async def get_json(daemon, path: str) -> tuple[int, Any]:
 async def test_status_reports_pending_timers_outbox_dead_letters_and_loop_lag(tmp_path):
     async with running_daemon(make_config(tmp_path), clock=FakeClock()) as daemon:
         await daemon.supervisor.timers.create(duration=60, label="tea")
+        monitor = daemon.supervisor.loop_lag
+        await monitor.next_sample()  # the next one is at least an interval away
+        monitor.observe(0.0123)
         _, status = await get_json(daemon, "/status")
-    lag = status.pop("loop_lag_ms")
-    assert isinstance(lag, float) and lag >= 0
+    assert status.pop("loop_lag_ms") == 12.3
     assert {key: status[key] for key in ("pending_timers", "outbox_depth", "dead_letters")} == {
         "pending_timers": 1,
         "outbox_depth": 0,
