@@ -171,6 +171,7 @@ class Supervisor:
         self.status.add("journal_oldest_age_s", self._oldest_event_age)
         self.status.add("dead_events", lambda: self.intake and self.intake.stats.dead)
         self.status.add("schedules", lambda: self.schedules and self.schedules.next_runs())
+        self.status.add("instances", self._instances)
 
     # -- the parts of the current run (None before the first run) --------------------------
 
@@ -253,7 +254,12 @@ class Supervisor:
         parts: StoreParts | None = None
         try:
             instance = instance_name(self.config)
-            parts = await open_parts(self.config.storage, self.config.resolve, instance)
+            parts = await open_parts(
+                self.config.storage,
+                self.config.resolve,
+                instance,
+                heartbeat=self.config.cluster.heartbeat,
+            )
             journal_config = self.config.journal
             if parts.shared:  # claims are renewed, so a short lease only bounds a takeover
                 journal_config = journal_config.model_copy(
@@ -543,6 +549,11 @@ class Supervisor:
 
     def _roles_not_ready(self) -> str | None:
         return None if self._roles_discovered else "the roles folder has not been loaded yet"
+
+    def _instances(self) -> list[dict[str, Any]] | None:
+        """Return the cluster's instances seen recently (None on a store of one process)."""
+        parts = self.runtime.parts if self.runtime is not None else None
+        return parts.instances() if parts is not None and parts.instances is not None else None
 
     def _store_not_ready(self) -> str | None:
         if self.runtime is None:

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from supervisor.config import StorageConfig, redact_url
 from supervisor.store.audit import SqliteAudit
 from supervisor.store.base import (
@@ -24,6 +22,7 @@ from supervisor.store.journal import Journal, SqliteJournal
 from supervisor.store.kv import SqliteKV
 from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.postgres.audit import PostgresAudit
+from supervisor.store.postgres.instances import Instances
 from supervisor.store.postgres.journal import PostgresJournal
 from supervisor.store.postgres.kv import PostgresKV
 from supervisor.store.postgres.listener import Listener
@@ -35,8 +34,6 @@ from supervisor.store.postgres.timers import PostgresTimers
 from supervisor.store.schedules import SqliteSchedules
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
-
-log = structlog.get_logger("intentd.store")
 
 
 @dataclass
@@ -57,6 +54,7 @@ class StoreParts:
     sqlite: Store | None = None  # the SQLite connection, for the parts that use it directly
     listener: Listener | None = None  # PostgreSQL's LISTEN connection
     pool: Any = None  # PostgreSQL's asyncpg pool
+    instances: Callable[[], list[dict[str, Any]]] | None = None  # the cluster, as last read
 
     @property
     def shared(self) -> bool:
@@ -65,9 +63,14 @@ class StoreParts:
 
 
 async def open_parts(
-    config: StorageConfig, resolve: Callable[[Path], Path], instance: str
+    config: StorageConfig,
+    resolve: Callable[[Path], Path],
+    instance: str,
+    *,
+    heartbeat: float = 5.0,
 ) -> StoreParts:
-    """Open (and migrate) the configured store; return its parts."""
+    """Open (and migrate) the configured store; return its parts. On PostgreSQL ``instance``
+    writes its heartbeat (and checks the database) every ``heartbeat`` seconds while it runs."""
     if config.url is None:
         return sqlite_parts(Store(resolve(config.path), synchronous=config.synchronous.upper()))
     shown = redact_url(config.url)
@@ -78,7 +81,7 @@ async def open_parts(
         await pool.close()
         raise
     listener = Listener(config.url, shown, connect_timeout=config.connect_timeout)
-    health = _Health(pool, shown)
+    instances = Instances(pool, instance, shown, every=heartbeat)
 
     async def not_ready() -> str | None:
         return await pool_not_ready(pool, shown)
@@ -86,7 +89,7 @@ async def open_parts(
     async def run() -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(listener.run(), name="postgres-listener")
-            tasks.create_task(health.run(), name="postgres-health")
+            tasks.create_task(instances.run(), name="postgres-instances")
 
     return StoreParts(
         "postgres",
@@ -99,9 +102,10 @@ async def open_parts(
         run,
         not_ready,
         pool.close,
-        lambda: health.problem,
+        lambda: instances.problem,
         listener=listener,
         pool=pool,
+        instances=lambda: instances.seen,
     )
 
 
@@ -131,26 +135,3 @@ def sqlite_parts(store: Store) -> StoreParts:
         store.not_ready,
         sqlite=store,
     )
-
-
-HEALTH_CHECK_EVERY = 5.0  # seconds between the cheap queries behind /readyz on PostgreSQL
-
-
-class _Health:
-    """The last answer of ``SELECT 1`` on the pool, so a readiness probe never waits on it."""
-
-    def __init__(self, pool: Any, shown: str) -> None:
-        self.pool = pool
-        self.shown = shown
-        self.problem: str | None = None
-
-    async def run(self) -> None:
-        """Check the database every HEALTH_CHECK_EVERY seconds until cancelled."""
-        while True:
-            problem = await pool_not_ready(self.pool, self.shown)
-            if problem and not self.problem:
-                log.warning("postgres_unreachable", url=self.shown)
-            elif self.problem and not problem:
-                log.info("postgres_reachable", url=self.shown)
-            self.problem = problem
-            await asyncio.sleep(HEALTH_CHECK_EVERY)

@@ -180,10 +180,10 @@ async def test_three_daemons_two_killed_lose_nothing_and_repeat_nothing(
     (tmp_path / "roles").mkdir()
     (tmp_path / "roles" / "work.py").write_text(ROLE)
     nodes = [Node(tmp_path, f"node-{n}", postgres_url) for n in (1, 2, 3)]
-    await nodes[0].start()  # the first start migrates the empty database
-    await asyncio.gather(*(node.start() for node in nodes[1:]))
     db = await asyncpg.connect(postgres_url)
     try:
+        await nodes[0].start()  # the first start migrates the empty database
+        await asyncio.gather(*(node.start() for node in nodes[1:]))
         async with aiohttp.ClientSession() as session:
             timers = [{"n": n, "seconds": 4.0 + (n % 30) / 5} for n in range(TIMERS)]
             assert await post_round_robin(session, nodes, "SET_TIMER", timers) == [202] * TIMERS
