@@ -21,6 +21,10 @@ class EventOwnedError(IntentdError):
     """An outside source tried to publish an event type only the daemon publishes."""
 
 
+class EventDataError(IntentdError, ValueError):
+    """A handler refuses event data it cannot act on; the message names the field, not its value."""
+
+
 class BusFullError(IntentdError):
     """The message bus queue is at its limit; the event was not accepted."""
 

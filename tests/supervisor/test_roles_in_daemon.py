@@ -355,3 +355,21 @@ async def test_services_exist_only_while_running_and_carry_the_kv(tmp_path, daem
     async with supervisor.running():
         await supervisor.services_for("echo").kv.set("k", 1)
         assert await supervisor.services_for("echo").kv.get("k") == 1
+
+
+async def test_bad_timer_expired_data_is_refused_and_never_quarantines_the_timer_role(
+    tmp_path, daemon, clock, out
+):
+    (tmp_path / "roles").mkdir()
+    shutil.copy(ROLES / "timer.py", tmp_path / "roles" / "timer.py")
+    async with daemon(quarantine_failures=3, quarantine_window=60).running() as supervisor:
+        bus = supervisor.message_bus
+        for _ in range(6):
+            bus.publish("timers", "TIMER_EXPIRED", {"late_by_s": "soon"}, source="timers")
+        await bus.drain()
+        assert supervisor.role_registry.quarantined == set()
+        assert bus.stats.rejected_data["timer", "TIMER_EXPIRED"] == 6
+        assert bus.stats.failed["timer", "TIMER_EXPIRED"] == 0
+        bus.publish("timers", "TIMER_EXPIRED", {"label": "tea", "channel_id": "console"})
+        await bus.drain()
+    assert lines(out) == ["Timer expired: tea"]
