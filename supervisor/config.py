@@ -47,6 +47,7 @@ class RolesConfig(ConfigSection):
     block_threshold: Seconds = 0.1
     quarantine_failures: Annotated[int, Field(ge=1)] = 5
     quarantine_window: Seconds = 60.0
+    import_timeout: Seconds = 5.0  # a role file's trial import must finish within this
     strict: bool = False
 
 
