@@ -63,7 +63,7 @@ async def test_healthz_answers_at_once_and_the_good_role_serves_beside_two_stall
     with capture_logs() as logs:
         run = asyncio.create_task(supervisor.run())
         try:
-            while supervisor.http.port is None:  # the API is the first thing up
+            while supervisor.http is None or supervisor.http.port is None:  # up first
                 assert not run.done()
                 await asyncio.sleep(0.01)
             base = f"http://127.0.0.1:{supervisor.http.port}"
