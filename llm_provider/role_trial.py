@@ -25,7 +25,7 @@ import signal
 from pathlib import Path
 from typing import NoReturn
 
-from llm_provider.role_import import source_digest
+from common.role_import import source_digest
 
 _passed: set[str] = set()  # digests of sources whose trial finished
 _PASSED_LIMIT = 1024

@@ -214,7 +214,7 @@ async def test_the_audit_route_never_emits_infinity(tmp_path):
         await daemon.supervisor.intent_processor.process_intents(
             [AuditIntent(action="late", details={"by": float("inf"), "n": float("nan")})]
         )
-        assert sink.recent(1)
+        assert await sink.recent(1)
         async with daemon.session.get(daemon.url("/audit?limit=1")) as response:
             text = await response.text()
     assert "Infinity" not in text and "NaN" not in text
