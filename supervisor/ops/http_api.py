@@ -259,12 +259,6 @@ class HttpApi:
             response = _error(503, str(err))
             response.headers["Retry-After"] = str(RETRY_AFTER)
             return response
-        log.debug(
-            "http_event_accepted",
-            event_type=stored.event_type,
-            event_id=stored.event_id,
-            duplicate=stored.duplicate,
-        )
         answer = {"event_id": stored.event_id, "event_type": stored.event_type}
         headers = {"Idempotent-Replayed": "true"} if stored.duplicate else None
         return web.json_response(answer, status=202, headers=headers)
