@@ -32,10 +32,11 @@ _COLUMNS = (
     "event_id, key, event_type, data, publisher, source, channel_id, user_id, parent_id, created_at"
 )
 _APPEND = (
-    f"INSERT INTO journal ({_COLUMNS}, next_attempt_at) "
-    f"SELECT {_COLUMNS}, created_at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
-    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::float8[]) "
-    f"WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n ON CONFLICT DO NOTHING RETURNING event_id"
+    f"INSERT INTO journal ({_COLUMNS}, next_attempt_at, state, owner, lease_until, attempts) "
+    f"SELECT {_COLUMNS}, created_at, $11, $12, $13, $14 FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], "
+    f"$10::float8[]) WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n "
+    "ON CONFLICT DO NOTHING RETURNING event_id, seq"
 )
 
 
@@ -90,8 +91,17 @@ class PostgresJournal:
             self._listener.on(CHANNEL, lambda _payload: wake())
             self._listener.on_resync(wake)
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
-        """Store ``events`` in one transaction; a known key or id returns the first event's id."""
+    async def append(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> list[Appended]:
+        """Store ``events`` in one transaction, claimed by ``owner`` if given; a known key or id
+        returns the first event's id and seq."""
+        claimed = owner is not None
+        claim = (_target("claim"), owner, lease_until, 1) if claimed else ("pending", None, None, 0)
         columns: list[list[Any]] = [[] for _ in range(10)]
         for event in events:
             values = (
@@ -110,11 +120,12 @@ class PostgresJournal:
                 column.append(value)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                inserted = {row["event_id"] for row in await conn.fetch(_APPEND, *columns)}
+                rows = await conn.fetch(_APPEND, *columns, *claim)
+                inserted = {row["event_id"]: row["seq"] for row in rows}
                 known: dict[str, Any] = {}
                 if len(inserted) < len(events):
                     rows = await conn.fetch(
-                        "SELECT event_id, event_type, key FROM journal "
+                        "SELECT seq, event_id, event_type, key FROM journal "
                         "WHERE key = ANY($1::text[]) OR event_id = ANY($2::text[])",
                         [e.key for e in events if e.key is not None],
                         [e.event_id for e in events],
@@ -132,11 +143,14 @@ class PostgresJournal:
         for event in events:
             if event.event_id in inserted and event.event_id not in seen:
                 seen.add(event.event_id)
-                results.append(Appended(event.event_id, event.event_type))
+                seq = inserted[event.event_id]
+                results.append(Appended(event.event_id, event.event_type, seq=seq, claimed=claimed))
                 continue
             row = known.get(f"key:{event.key}") if event.key is not None else None
             row = row or known[event.event_id]
-            results.append(Appended(row["event_id"], row["event_type"], duplicate=True))
+            results.append(
+                Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"])
+            )
         return results
 
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[JournalEntry]:

@@ -16,8 +16,15 @@ from supervisor.config import StorageConfig, redact_url
 
 log = structlog.get_logger("intentd.postgres")
 
-# What a call raises when the server is down, restarting or unreachable.
-DOWN_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a call raises when the server is down, restarting or unreachable (asyncpg raises
+# InternalClientError for a statement sent on a connection the server has just closed).
+DOWN_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 async def open_pool(config: StorageConfig) -> asyncpg.Pool:
