@@ -6,7 +6,8 @@
 2. HTTP ingest: POST /events answered 202 by a bare aiohttp handler (parse JSON, answer), by
    publishing onto the bus, and by committing to the journal first; 50 requests in flight from
    a client on the same loop, timed until every event is handled.
-Run: .venv/bin/python bench/journal.py [events]
+Each round runs every contender once, in turn; the ratios are medians of per-round ratios.
+Run: .venv/bin/python bench/journal.py [events] [rounds]
 """
 
 import asyncio
@@ -14,9 +15,11 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import aiohttp
+from _rounds import interleave, median, median_ratio
 from aiohttp import web
 
 from common.clock import SystemClock
@@ -29,6 +32,7 @@ from supervisor.store.journal import SqliteJournal
 from supervisor.store.sqlite import Store
 
 CONCURRENCY = 50
+HTTP_MODES = ("bare", "memory", "durable")
 
 
 def handle_order(event_data, context):
@@ -151,27 +155,36 @@ async def http_rate(folder: Path, events: int, mode: str) -> float:
     return events / elapsed
 
 
-async def main(events: int) -> None:
+async def main(events: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        memory = max([await bus_rate(folder, events, durable=False) for _ in range(3)])
-        durable = max([await bus_rate(folder, events, durable=True) for _ in range(3)])
+        bus = await interleave(
+            rounds,
+            {
+                "memory": lambda: bus_rate(folder, events, durable=False),
+                "durable": lambda: bus_rate(folder, events, durable=True),
+            },
+        )
         posts = max(events // 20, 2000)
-        http = {
-            mode: max([await http_rate(folder, posts, mode) for _ in range(3)])
-            for mode in ("bare", "memory", "durable")
-        }
-    print(f"bus events per run            {events}")
-    print(f"bus, in memory                {memory:,.0f} events/s")
-    print(f"bus, through the journal      {durable:,.0f} events/s")
-    print(f"journal / in memory           {durable / memory:.2f}")
-    print(f"HTTP posts per run            {posts} ({CONCURRENCY} in flight)")
-    print(f"HTTP, bare aiohttp            {http['bare']:,.0f} events/s")
-    print(f"HTTP, bus in memory           {http['memory']:,.0f} events/s")
-    print(f"HTTP, journal                 {http['durable']:,.0f} events/s")
-    print(f"HTTP journal / in memory      {http['durable'] / http['memory']:.2f}")
-    print(f"HTTP journal / bare aiohttp   {http['durable'] / http['bare']:.2f}")
+        http = await interleave(
+            rounds, {mode: partial(http_rate, folder, posts, mode) for mode in HTTP_MODES}
+        )
+    print(f"bus events per round          {events} ({rounds} interleaved rounds, medians)")
+    print(f"bus, in memory                {median(bus['memory']):,.0f} events/s")
+    print(f"bus, through the journal      {median(bus['durable']):,.0f} events/s")
+    print(f"journal / in memory           {median_ratio(bus['durable'], bus['memory']):.2f}")
+    print(f"HTTP posts per round          {posts} ({CONCURRENCY} in flight)")
+    print(f"HTTP, bare aiohttp            {median(http['bare']):,.0f} events/s")
+    print(f"HTTP, bus in memory           {median(http['memory']):,.0f} events/s")
+    print(f"HTTP, journal                 {median(http['durable']):,.0f} events/s")
+    print(f"HTTP journal / in memory      {median_ratio(http['durable'], http['memory']):.2f}")
+    print(f"HTTP journal / bare aiohttp   {median_ratio(http['durable'], http['bare']):.2f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000))
+    asyncio.run(
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 100_000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 5,
+        )
+    )

@@ -17,6 +17,14 @@ class EventNameError(IntentdError, ValueError):
     """An event type is not an UPPER_SNAKE_CASE name."""
 
 
+class EventOwnedError(IntentdError):
+    """An outside source tried to publish an event type only the daemon publishes."""
+
+
+class EventDataError(IntentdError, ValueError):
+    """A handler refuses event data it cannot act on; the message names the field, not its value."""
+
+
 class BusFullError(IntentdError):
     """The message bus queue is at its limit; the event was not accepted."""
 

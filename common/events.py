@@ -3,12 +3,16 @@
 Publishing or subscribing a malformed name (``workflow_completed``, ``Timer-Expired``) is an
 error, never silence: an event published in one spelling and subscribed in another would never
 reach its handler.
+
+The daemon owns the events it publishes about itself (``DAEMON_EVENTS`` and every name starting
+with one of ``DAEMON_PREFIXES``): outside sources (HTTP, ``intentd emit``, Slack) may not publish
+them, so nobody outside can fire a timer, fake a heartbeat or announce a role.
 """
 
 import difflib
 import re
 
-from common.errors import EventNameError
+from common.errors import EventNameError, EventOwnedError
 
 HEARTBEAT_TICK = "HEARTBEAT_TICK"
 FAST_HEARTBEAT_TICK = "FAST_HEARTBEAT_TICK"
@@ -28,6 +32,13 @@ SLACK_INTERACTION = "SLACK_INTERACTION"
 
 # every constant above is named after its value, so the known names need no second list
 KNOWN_EVENTS = frozenset(value for key, value in list(globals().items()) if key == value)
+DAEMON_EVENTS = frozenset({
+    HEARTBEAT_TICK, FAST_HEARTBEAT_TICK, TIMER_EXPIRED, TIMER_DELIVERY_FAILING,
+    WORKFLOW_STARTED, WORKFLOW_COMPLETED, WORKFLOW_FAILED,
+    ROLE_LOADED, ROLE_FAILED, ROLE_RELOAD_FAILED, ROLE_QUARANTINED, ROLE_UNLOADED,
+    NOTIFICATION_DEAD_LETTERED,
+})  # fmt: skip
+DAEMON_PREFIXES = ("ROLE_", "WORKFLOW_", "NOTIFICATION_")
 MISSPELLING_RATIO = 0.85  # TIMER_EXPIERD is 0.92 from TIMER_EXPIRED; TIMER_SNOOZED is 0.62
 
 _EVENT_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
@@ -61,6 +72,21 @@ def check_event_type(event_type: object, where: str = "event type") -> str:
         f"{where} {event_type!r} is not an UPPER_SNAKE_CASE name of at most "
         f"{MAX_EVENT_NAME_LENGTH} characters, such as 'TIMER_EXPIRED'"
     )
+
+
+def is_daemon_event(event_type: str) -> bool:
+    """Return whether only the daemon publishes ``event_type``."""
+    return event_type in DAEMON_EVENTS or event_type.startswith(DAEMON_PREFIXES)
+
+
+def check_outside_event(event_type: str) -> str:
+    """Return ``event_type`` if an outside source may publish it; raise EventOwnedError if not."""
+    if is_daemon_event(event_type):
+        raise EventOwnedError(
+            f"event type {event_type!r} is published by the daemon only (see DAEMON_EVENTS in "
+            "common/events.py); publish USER_REQUEST or an event type of your own instead"
+        )
+    return event_type
 
 
 def misspelt_event(event_type: str) -> str | None:

@@ -6,7 +6,9 @@ Rules kept here:
 - One dispatcher delivers events in publish order, to every subscriber in subscription order.
 - A handler that raises, times out, or returns something other than a list of intents is logged
   with role, event type and event id, counted, and reported to the failure hooks; the other
-  handlers and the valid intents still run.
+  handlers and the valid intents still run. A handler raising EventDataError refuses data it
+  cannot act on: one ``event_data_rejected`` warning, counted, never reported to the failure hooks
+  (so bad data from a sender cannot quarantine a role).
 - The bus belongs to one event loop: publishing from another thread is an error.
 - ``await bus.drain()`` returns when the queue is empty and every intent it produced has been
   processed (events published by those intents included).
@@ -15,7 +17,8 @@ Rules kept here:
   handler ran and nothing failed. An event lost in a crash never calls it.
 - A handler that returns None is logged once (``handler_returned_none``, a warning with its
   file:line and the fix); an event no role subscribes to is counted by type
-  (``stats.unsubscribed``) and logged once per type at INFO (``event_unsubscribed``).
+  (``stats.unsubscribed``) and, unless the daemon owns its type, logged once per type at INFO
+  (``event_unsubscribed``).
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
   outbox and the audit log keep one of each). The journal replays an event with its own
@@ -35,8 +38,8 @@ from typing import Any, Protocol
 import structlog
 
 from common.context import EventContext
-from common.errors import BusClosedError, BusFullError, WrongThreadError
-from common.events import check_event_type, seen_valid
+from common.errors import BusClosedError, BusFullError, EventDataError, WrongThreadError
+from common.events import check_event_type, is_daemon_event, seen_valid
 from common.guard import ROLE_ERRORS, reraise_if_ours
 from common.ids import new_id
 from common.intent_processor import IntentProcessor
@@ -85,10 +88,12 @@ class BusStats:
     timed_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
     unsubscribed: Counter[str] = field(default_factory=Counter)
+    rejected_data: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejected_full: int = 0
 
 
 _FAILED = object()  # an async handler's result when it raised or overran its budget
+_REFUSED = object()  # an async handler's result when it raised EventDataError
 
 
 def _owned(intents: list[Intent], event_id: str, key: str | None, role: str) -> list[Intent]:
@@ -355,6 +360,9 @@ class MessageBus:
                     self.last_called = (sub, started)
                     try:
                         result = sub.handler(data, context)
+                    except EventDataError as err:
+                        self._reject_data(sub, context, err)
+                        continue
                     except ROLE_ERRORS as err:
                         reraise_if_ours(err)
                         raised = f"handler raised {type(err).__name__}: {err}"
@@ -367,6 +375,8 @@ class MessageBus:
                         result = await self._await_handler(sub, context, started, result)
                         if result is _FAILED:
                             failures += 1
+                            continue
+                        if result is _REFUSED:
                             continue
                     if result is None:
                         self._report_none(sub, context)
@@ -395,6 +405,9 @@ class MessageBus:
             self.stats.timed_out[sub.role, sub.event_type] += 1
             error = f"handler exceeded its {self.handler_timeout} s budget and was cancelled"
             self._finish(sub, context, started, error, None)
+        except EventDataError as err:
+            self._reject_data(sub, context, err)
+            return _REFUSED
         except ROLE_ERRORS as err:
             reraise_if_ours(err)
             error = f"handler raised {type(err).__name__}: {err}"
@@ -493,13 +506,25 @@ class MessageBus:
     def _report_unsubscribed(self, context: EventContext) -> None:
         unheard = self.stats.unsubscribed
         unheard[context.event_type] += 1
-        if unheard[context.event_type] == 1:
+        # a tick or announcement of the daemon's own that no role takes is normal, not a mistake
+        if unheard[context.event_type] == 1 and not is_daemon_event(context.event_type):
             log.info(
                 "event_unsubscribed",
                 event_type=context.event_type,
                 event_id=context.event_id,
                 source=context.source,
             )
+
+    def _reject_data(self, sub: Subscription, context: EventContext, err: EventDataError) -> None:
+        self.stats.rejected_data[sub.role, sub.event_type] += 1
+        log.warning(
+            "event_data_rejected",
+            role=sub.role,
+            event_type=sub.event_type,
+            event_id=context.event_id,
+            handler=sub.name,
+            error=str(err),
+        )
 
     def _report_block(self, sub: Subscription, context: EventContext, seconds: float) -> None:
         self.stats.blocked[sub.role, sub.event_type] += 1

@@ -6,6 +6,8 @@ Rules kept here:
   ``roles/foo.py:LINE: rule, what was found, how to fix``.
 - A role that has any error is not returned; nothing of it gets wired in. Warnings are reported
   with the role and leave it loaded. A file that breaks an import rule is not executed.
+- A file holding a NUL byte is reported at that byte's line; a file over ``MAX_LINES`` (300)
+  lines is a problem.
 - ROLE_CONFIG's own rules live in role_config.py.
 """
 
@@ -30,6 +32,7 @@ from llm_provider.role_config import ROLE_NAME, config_problems, suggest_role_na
 from llm_provider.role_lint import lint_role
 
 REGISTRATION_KEYS = ("config", "event_handlers", "tools", "intents")
+MAX_LINES = 300
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
+        where = f":{self.line}" if self.line else ""  # 0: about the whole file, not a line
         marker = "warning: " if self.warning else ""
-        return f"{display_path(self.path)}:{self.line}: {marker}{self.message}"
+        return f"{display_path(self.path)}{where}: {marker}{self.message}"
 
     def to_json(self) -> dict[str, Any]:
         """Return the problem as a JSON-ready dict."""
@@ -100,9 +104,14 @@ def display_path(path: Path) -> str:
 
 
 def check_role(
-    path: Path, *, fresh: bool = False, allowed_imports: Iterable[str] = ()
+    path: Path,
+    *,
+    fresh: bool = False,
+    allowed_imports: Iterable[str] = (),
+    source: bytes | None = None,
 ) -> tuple[LoadedRole | None, list[Problem]]:
-    """Check every rule of ``path``; return the role (None if any error) and its problems."""
+    """Check every rule of ``path`` (its ``source`` bytes when given); return the role (None if
+    any error) and its problems."""
     path = Path(path)
     problems: list[Problem] = []
 
@@ -116,10 +125,21 @@ def check_role(
             f"{suggest_role_name(path.stem)}.py",
         )
     try:
-        source = path.read_bytes()
+        source = path.read_bytes() if source is None else source
     except OSError as err:
         report(1, f"the file cannot be read ({err.strerror}); check that it exists and is readable")
         return None, problems
+    if b"\0" in source:  # compile() would blame line 1
+        line = source.count(b"\n", 0, source.index(b"\0")) + 1
+        report(line, "the file holds a NUL byte; remove it (a bad copy or an editor put it there)")
+        return None, problems
+    lines = source.count(b"\n") + (not source.endswith(b"\n") and bool(source))
+    if lines > MAX_LINES:
+        report(
+            MAX_LINES + 1,
+            f"the file has {lines} lines, over the {MAX_LINES}-line limit for "
+            "a role file; split it into two roles or move a helper into common/",
+        )
     try:
         findings = lint_role(source, allowed_imports)
     except SyntaxError as err:
@@ -438,13 +458,23 @@ def duplicate_problem(role: LoadedRole, first: Path) -> Problem:
 
 
 def check_paths(
-    paths: list[Path], allowed_imports: Iterable[str] = ()
+    paths: list[Path],
+    allowed_imports: Iterable[str] = (),
+    sources: dict[Path, bytes | str] | None = None,
 ) -> tuple[list[LoadedRole], list[Problem]]:
-    """Check role files and folders of role files together, names unique across all of them."""
+    """Check role files and folders of role files together, names unique across all of them.
+
+    ``sources`` maps a file to the bytes to check (as its trial import read them) or to the
+    problem its trial import found, reported instead of importing it.
+    """
     roles: dict[str, LoadedRole] = {}
     problems: list[Problem] = []
     for path in expand_paths(paths):
-        role, found = check_role(path, fresh=True, allowed_imports=allowed_imports)
+        given = (sources or {}).get(path)
+        if isinstance(given, str):
+            problems.append(Problem(path, 0, given))
+            continue
+        role, found = check_role(path, fresh=True, allowed_imports=allowed_imports, source=given)
         problems.extend(found)
         if role is None:
             continue

@@ -26,12 +26,14 @@ def check_with_events(
     allowed_imports: Iterable[str] = (),
     schedule_events: Iterable[str] = (),
     publishers: Iterable[Path] = (),
+    sources: dict[Path, bytes | str] | None = None,
 ) -> tuple[list[LoadedRole], list[Problem]]:
     """Check role files as ``intentd check`` does: each file's contract, then the subscriptions.
 
-    ``publishers`` are more role files (the roles folder) whose published events count as known.
+    ``publishers`` are more role files (the roles folder) whose published events count as known;
+    ``sources`` are the trial imports' results (see ``check_paths``).
     """
-    roles, problems = check_paths(paths, allowed_imports)
+    roles, problems = check_paths(paths, allowed_imports, sources)
     files = set(expand_paths([*paths, *publishers]))
     problems += unpublished_problems(roles, known_events(files, roles, schedule_events))
     return roles, sorted(problems, key=lambda problem: (str(problem.path), problem.line))

@@ -13,13 +13,19 @@ Rules kept here:
   synchronous swap: events already being dispatched finish on the old handlers, later events reach
   the new ones. A new version that fails its checks, or whose intent handlers the IntentProcessor
   would refuse, leaves the old one live (ROLE_RELOAD_FAILED): it is refused before any unwiring.
+- The daemon loads and reloads through the ``*_after_trial`` variants: each file is first imported
+  in a short-lived child process (role_trial.py), and a file whose trial does not finish within
+  the bound is failed without being imported here, so it cannot stall the loop. ``loading`` says
+  which files are in trial and since when.
 - A quarantined role is unsubscribed until its file changes.
 - Event handlers are subscribed on the bus under the role's name; intent handlers are registered
   with the IntentProcessor by ``set_intent_processor``, which fails (ROLE_FAILED) a role it refuses.
 """
 
+import asyncio
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,9 @@ from llm_provider.role_contract import LoadedRole, Problem, check_role, registra
 log = structlog.get_logger("intentd.roles")
 
 REGISTRY = "_registry"  # publisher name; never a valid role name
+TRIALS_AT_ONCE = 4  # trial imports (child processes) running at the same time
+# a trial import of a file's bytes: None when it finished in time, else what went wrong
+Trial = Callable[[Path, bytes], Awaitable[str | None]]
 
 
 class RoleRegistry:
@@ -62,6 +71,7 @@ class RoleRegistry:
         self.event_counts: Counter[str] = Counter()  # ROLE_* events by type, for the metrics
         self.intent_processor: IntentProcessor | None = None
         self._seen: dict[Path, tuple[int, int, str]] = {}
+        self.loading: dict[Path, float] = {}  # files whose trial import runs, since (monotonic)
 
     def role_files(self) -> list[Path]:
         """Return the role files in the folder, sorted by name."""
@@ -71,15 +81,39 @@ class RoleRegistry:
 
     def discover_roles(self) -> dict[str, LoadedRole]:
         """Check and wire every role file not loaded yet; return the loaded roles by name."""
-        loaded_paths = {role.path for role in self.roles.values()}
-        for path in self.role_files():
-            if path not in loaded_paths and self._note(path) is not None:
-                self._load(path, fresh=False)
+        for path in self._undiscovered():
+            self._load(path, fresh=False)
         return self.roles
 
     def check_for_changes(self) -> list[str]:
         """Load added files, reload changed ones, unload deleted ones; return the file names."""
-        changed = []
+        changed, paths = self._changes()
+        for path in paths:
+            self._load(path, fresh=True)
+        return changed
+
+    async def discover_roles_after_trial(self, trial: Trial) -> dict[str, LoadedRole]:
+        """As ``discover_roles``, importing each file only once its ``trial`` import finished."""
+        await self._load_after_trial(self._undiscovered(), trial, fresh=False)
+        return self.roles
+
+    async def check_for_changes_after_trial(self, trial: Trial) -> list[str]:
+        """As ``check_for_changes``, importing each file only once its ``trial`` import finished."""
+        changed, paths = self._changes()
+        await self._load_after_trial(paths, trial, fresh=True)
+        return changed
+
+    def _undiscovered(self) -> list[Path]:
+        loaded_paths = {role.path for role in self.roles.values()}
+        return [
+            path
+            for path in self.role_files()
+            if path not in loaded_paths and self._note(path) is not None
+        ]
+
+    def _changes(self) -> tuple[list[str], list[Path]]:
+        """Unload deleted files; return the names of all changes and the files to (re)load."""
+        changed, paths = [], []
         present = set(self.role_files())
         for path in [p for p in self._seen if p not in present]:
             changed.append(path.name)
@@ -90,8 +124,34 @@ class RoleRegistry:
             if now is None or (seen is not None and now[2] == seen[2]):
                 continue
             changed.append(path.name)
-            self._load(path, fresh=True)
-        return changed
+            paths.append(path)
+        return changed, paths
+
+    async def _load_after_trial(self, paths: list[Path], trial: Trial, *, fresh: bool) -> None:
+        """Trial-import ``paths`` (a few at once), then load each in order as its trial ends."""
+        limit = asyncio.Semaphore(TRIALS_AT_ONCE)
+
+        async def run(path: Path) -> tuple[bytes | None, str | None]:
+            async with limit:
+                source = _read(path)  # the bytes tried are the bytes imported
+                if source is None:
+                    return None, None  # gone or unreadable: check_role says which
+                self.loading[path] = time.monotonic()
+                return source, await trial(path, source)
+
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                trials = [tasks.create_task(run(path)) for path in paths]
+                for path, task in zip(paths, trials, strict=True):
+                    source, problem = await task
+                    if problem is None:
+                        self._load(path, fresh=fresh, source=source)
+                    else:
+                        self._fail(path, [Problem(path, 0, problem)], self._role_at(path))
+                    self.loading.pop(path, None)
+        finally:
+            for path in paths:
+                self.loading.pop(path, None)
 
     def _note(
         self, path: Path, unless_stat: tuple[int, int, str] | None = None
@@ -139,9 +199,11 @@ class RoleRegistry:
 
     # -- loading and unloading ------------------------------------------------------------
 
-    def _load(self, path: Path, *, fresh: bool) -> LoadedRole | None:
+    def _load(self, path: Path, *, fresh: bool, source: bytes | None = None) -> LoadedRole | None:
         live = self._role_at(path)
-        role, problems = check_role(path, fresh=fresh, allowed_imports=self.allowed_imports)
+        role, problems = check_role(
+            path, fresh=fresh, allowed_imports=self.allowed_imports, source=source
+        )
         warnings = [str(problem) for problem in problems if problem.warning]
         if role is not None and self.intent_processor is not None:
             problems = registration_problems(role, self.intent_processor)
@@ -231,3 +293,11 @@ class RoleRegistry:
             self.message_bus.publish(REGISTRY, event_type, data, source="role_registry")
         except (BusFullError, BusClosedError) as err:
             log.warning("role_event_not_published", event_type=event_type, error=str(err))
+
+
+def _read(path: Path) -> bytes | None:
+    """Return a role file's bytes, or None if it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -9,6 +9,8 @@ A request without text gets a NotificationIntent asking for some.
 from typing import Any
 
 from common.context import context_value
+from common.event_data import optional_field
+from common.events import USER_REQUEST
 from common.intents import Intent, NotificationIntent, WorkflowIntent
 from common.role_api import Context
 
@@ -31,13 +33,16 @@ def handle_user_request(event_data: Any, context: Context) -> list[Intent]:
     """Ask for a routed workflow answering the request where it was asked."""
     data = event_data if isinstance(event_data, dict) else {"text": event_data}
     text = data.get("text")
-    channel = data.get("channel_id") or context_value(context, "channel_id") or "default"
-    user_id = data.get("user_id") or context_value(context, "user_id")
+    channel_id, user_id, role = (
+        optional_field(data, key, str, USER_REQUEST) for key in ("channel_id", "user_id", "role")
+    )
+    channel = channel_id or context_value(context, "channel_id") or "default"
+    user_id = user_id or context_value(context, "user_id")
     if not isinstance(text, str) or not text.strip():
         return [NotificationIntent(message=EMPTY_REPLY, channel=channel, user_id=user_id)]
     parameters = {"request": text.strip(), "channel_id": channel, "user_id": user_id}
-    if data.get("role"):
-        parameters["role"] = data["role"]
+    if role:
+        parameters["role"] = role
     return [WorkflowIntent(workflow_type="route", parameters=parameters)]
 
 

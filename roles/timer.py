@@ -13,6 +13,8 @@ from strands import tool
 
 from common.context import context_value
 from common.errors import TimerError
+from common.event_data import optional_field, refuse
+from common.events import TIMER_EXPIRED
 from common.intents import AuditIntent, Intent, NotificationIntent
 from common.role_api import MAX_TIMER_SECONDS, Context, RoleServices
 
@@ -48,15 +50,12 @@ class TimerIntent(Intent):
 
 def handle_timer_expiry(event_data: Any, context: Context) -> list[Intent]:
     """Notify the timer's channel (or the default one) and audit the expiry."""
-    if isinstance(event_data, (list, tuple)):
-        timer_id, request = [*event_data, None, None][:2]
-        event_data = {"timer_id": timer_id, "label": request, "original_request": request}
-    data = event_data if isinstance(event_data, dict) else {}
-    label = data.get("label") or data.get("original_request") or ""
-    channel = data.get("channel_id") or context_value(context, "channel_id") or "default"
-    user_id = data.get("user_id") or context_value(context, "user_id")
+    data = _expiry_data(event_data)
+    label = data["label"] or data["original_request"] or ""
+    channel = data["channel_id"] or context_value(context, "channel_id") or "default"
+    user_id = data["user_id"] or context_value(context, "user_id")
     message = f"Timer expired: {label}" if label else "Your timer has expired."
-    late_by = data.get("late_by_s") or 0
+    late_by = data["late_by_s"] or 0
     if late_by >= 60:
         message += f" (due {_describe(late_by)} ago, while intentd was not running)"
     return [
@@ -64,11 +63,11 @@ def handle_timer_expiry(event_data: Any, context: Context) -> list[Intent]:
         AuditIntent(
             action="timer_expired",
             details={
-                "timer_id": data.get("timer_id"),
+                "timer_id": data["timer_id"],
                 "label": label,
                 "channel": channel,
                 "late_by_s": late_by,
-                "attempt": data.get("attempt", context_value(context, "attempt", 1)),
+                "attempt": data["attempt"] or context_value(context, "attempt", 1),
             },
             user_id=user_id,
         ),
@@ -158,6 +157,22 @@ def _parse_duration(text: Any) -> float:
     if seconds > MAX_TIMER_SECONDS:
         raise ValueError(f"duration {text!r} is longer than a year; {hint}")
     return seconds
+
+
+def _expiry_data(event_data: Any) -> dict[str, Any]:
+    """Return TIMER_EXPIRED data with every field checked; raise EventDataError if one is bad."""
+    if isinstance(event_data, (list, tuple)):
+        timer_id, request = [*event_data, None, None][:2]
+        event_data = {"timer_id": timer_id, "label": request, "original_request": request}
+    if not isinstance(event_data, dict):
+        raise refuse(TIMER_EXPIRED, "an object or [timer_id, request]", event_data)
+    texts = ("timer_id", "label", "original_request", "channel_id", "user_id")
+    data = {key: optional_field(event_data, key, str, TIMER_EXPIRED) for key in texts}
+    data["late_by_s"] = optional_field(
+        event_data, "late_by_s", (int, float), TIMER_EXPIRED, "a number of seconds"
+    )
+    data["attempt"] = optional_field(event_data, "attempt", int, TIMER_EXPIRED)
+    return data
 
 
 def _describe(seconds: float) -> str:

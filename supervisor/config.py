@@ -1,7 +1,9 @@
-"""config.yaml: parsed with pyyaml, checked with pydantic, ``${VAR:-default}`` expanded.
+"""config.yaml: read within bounds (config_yaml.py), checked with pydantic, ``${VAR:-default}``
+expanded.
 
-Unknown keys are errors, and every error names the file, the key path and what was expected.
-Relative paths are relative to the config file's folder.
+Unknown keys are errors, and every error names the file, the key path and what was expected; a
+value under a secret key (``SECRET_KEYS``, ``llm.params``) is never quoted. Relative paths are
+relative to the config file's folder.
 """
 
 import os
@@ -11,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AliasChoices,
@@ -24,6 +25,7 @@ from pydantic import (
 from common.errors import ConfigError
 from common.events import check_event_type
 from llm_provider.config import ConfigSection, LLMConfig, RouterConfig
+from supervisor.config_yaml import read_yaml
 
 Seconds = Annotated[float, Field(gt=0)]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -45,6 +47,7 @@ class RolesConfig(ConfigSection):
     block_threshold: Seconds = 0.1
     quarantine_failures: Annotated[int, Field(ge=1)] = 5
     quarantine_window: Seconds = 60.0
+    import_timeout: Seconds = 5.0  # a role file's trial import must finish within this
     strict: bool = False
 
 
@@ -335,21 +338,13 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         except ValidationError as err:
             raise ConfigError(_describe(Path("(defaults)"), err)) from err
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from err
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"{path}{line}: the file is not valid YAML ({problem})") from err
+    raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {raw!r:.60}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, got a {type(raw).__name__}"
+        )
     try:
         raw = _slack_tokens_from_env(expand_env(raw, environ), environ)
     except ConfigError as err:
@@ -358,6 +353,14 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         return Config.model_validate({**raw, "base_dir": path.resolve().parent})
     except ValidationError as err:
         raise ConfigError(_describe(path, err)) from err
+
+
+SECRET_KEYS = frozenset({"token", "bot_token", "app_token", "api_key", "password", "secret"})
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """Say whether a value at ``loc`` may be a secret: a secret key, or under ``llm.params``."""
+    return any(part in SECRET_KEYS for part in loc) or tuple(loc[:2]) == ("llm", "params")
 
 
 def _describe(path: Path, err: ValidationError) -> str:
@@ -369,6 +372,8 @@ def _describe(path: Path, err: ValidationError) -> str:
         elif isinstance(item.get("input"), (dict, list)) or where == "storage.url":
             # a section, a list or a database URL may hold secrets: the message alone
             problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        elif _is_secret(item["loc"]):
+            problems.append(f"{where}: {item['msg']} (the value is a secret, so it is not shown)")
         else:
             problems.append(f"{where}: {item['msg']}, got {item.get('input')!r:.60}")
     return f"{path}: " + "; ".join(problems)

@@ -6,7 +6,9 @@ Rules kept here:
   shares one transaction (a group commit), and so do the done marks.
 - One task, ``run()``, does the journal's work in turns: commit what was submitted, commit the
   done marks and failures, claim what is due (at most ``MAX_IN_FLIGHT`` events in the bus at
-  once) and publish it with the journal's event id, timestamp and attempt number.
+  once) and publish it with the journal's event id, timestamp and attempt number. When no older
+  entry is due, the submitted events are stored claimed by this intake in their append's own
+  transaction (``append(owner=...)``) and published at once: no claim statement, no read back.
 - An entry is finished only after the bus reports that its handlers ran and every intent they
   returned was carried out, with no failure. Its intents get the ids ``f"{event_id}:{role}:{n}"``,
   so a replay after a crash finds the audit record, the outbox entry and the chained event
@@ -38,11 +40,18 @@ from common.events import check_event_type, seen_valid
 from common.ids import new_id
 from common.message_bus import EventOutcome, MessageBus
 from supervisor.config import JournalConfig
-from supervisor.store.journal import Appended, Journal, JournalEntry, JournalStats, NewEvent
+from supervisor.store.journal import (
+    Appended,
+    EntryState,
+    Journal,
+    JournalEntry,
+    JournalStats,
+    NewEvent,
+)
 
 log = structlog.get_logger("intentd.journal")
 
-MAX_IN_FLIGHT = 512  # claimed events waiting in the bus at once
+MAX_IN_FLIGHT = 2048  # claimed events waiting in the bus at once
 PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
 FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
 _Submitted = tuple[NewEvent, "asyncio.Future[Appended]"]  # an event and who waits for its commit
@@ -203,10 +212,16 @@ class EventIntake:
 
     async def _turn(self) -> None:
         now = self.clock.time()
+        await self._commit_marks()  # first: the events they finish make room for new ones
         appends, self._appends = self._appends, []
         if appends:
-            await self._commit_appends(appends)
-        await self._commit_marks()
+            # Taken at once only the room in flight allows, and only with nothing older due,
+            # so events still reach the bus in append order.
+            room = MAX_IN_FLIGHT - len(self._in_flight) if self._nothing_due(now) else 0
+            if room > 0:
+                await self._commit_appends(appends[:room], now)
+            if len(appends) > room:
+                await self._commit_appends(appends[max(room, 0) :], None)
         if now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
             pruned = await self.journal.prune(now - self.config.retention)
@@ -220,33 +235,69 @@ class EventIntake:
             self._more = len(claimed) == room
             if not self._more:
                 self._due_at = (await self.refresh()).next_due_at
-            for entry in claimed:
-                self._in_flight.add(entry.event_id)
-                if self._unpublished or not self._publish(entry):
-                    self._unpublished.append(entry)
+            self._take(claimed)
+
+    def _take(self, entries: list[JournalEntry]) -> None:
+        for entry in entries:
+            self._in_flight.add(entry.event_id)
+            if self._unpublished or not self._publish(entry):
+                self._unpublished.append(entry)
 
     def _can_claim(self) -> bool:
         if not self._claiming or len(self._in_flight) >= MAX_IN_FLIGHT or self._unpublished:
             return False
         return self._more or (self._due_at is not None and self._due_at <= self.clock.time())
 
-    async def _commit_appends(self, appends: list[_Submitted]) -> None:
+    def _nothing_due(self, now: float) -> bool:
+        """Return whether no stored entry is due before events submitted now."""
+        if not self._claiming or self._more or self._unpublished:
+            return False
+        return self._due_at is None or self._due_at > now
+
+    async def _commit_appends(self, appends: list[_Submitted], claim_at: float | None) -> None:
+        """Store ``appends`` in one transaction; claimed and published if ``claim_at`` is set."""
+        events = [event for event, _ in appends]
+        lease_until = None if claim_at is None else claim_at + self.config.lease
         try:
-            results = await self.journal.append([event for event, _ in appends])
+            if lease_until is None:
+                results = await self.journal.append(events)
+            else:
+                results = await self.journal.append(
+                    events, owner=self.owner, lease_until=lease_until
+                )
         except StoreError as err:
             log.error("journal_append_failed", events=len(appends), error=str(err))
             for _, future in appends:
                 if not future.done():
                     future.set_exception(err)
             return
-        added = 0
-        for (_, future), result in zip(appends, results, strict=True):
+        added = pending = 0
+        taken: list[JournalEntry] = []
+        for (event, future), result in zip(appends, results, strict=True):
             added += not result.duplicate
+            if result.claimed:
+                taken.append(self._claimed_entry(event, result, lease_until))
+            else:
+                pending += not result.duplicate
             if not future.done():
                 future.set_result(result)
         self.accepted += added
         self._set_backlog(self.backlog + added)
-        self._more = self._more or added > 0
+        self._more = self._more or pending > 0
+        self._take(taken)
+
+    def _claimed_entry(
+        self, event: NewEvent, result: Appended, lease_until: float | None
+    ) -> JournalEntry:
+        return JournalEntry(
+            seq=result.seq,
+            event=event,
+            state=EntryState.CLAIMED,
+            attempts=1,
+            next_attempt_at=event.created_at,
+            owner=self.owner,
+            lease_until=lease_until,
+        )
 
     async def _commit_marks(self) -> None:
         now = self.clock.time()

@@ -4,6 +4,12 @@ Console rendering on a TTY, JSON lines otherwise. Tracebacks never carry frame l
 under secret key names (exact names such as ``bot_token`` or ``api_key``) and token-shaped strings
 (Slack, OpenAI/Anthropic, AWS access keys, bearer tokens) are redacted, so tokens do not reach the
 log while usage counts such as ``inputTokens`` stay visible.
+
+Values that may carry user text are cut (``cut_user_text``): under ``USER_TEXT_KEYS`` a string
+keeps its first ``USER_TEXT_PREFIX`` characters and a mark, and in an ``error`` (and a JSON
+traceback's exception text) every quoted value is masked, since errors quote the input they
+refuse. The ``log`` channel's ``notification`` event is the exception: writing notifications to
+the log is that channel's job.
 """
 
 import logging
@@ -39,6 +45,38 @@ def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDi
     return event_dict
 
 
+USER_TEXT_KEYS = frozenset(
+    {"label", "text", "note", "message", "request", "original_request", "arguments", "details"}
+)
+USER_TEXT_PREFIX = 8
+LOG_CHANNEL_EVENT = "notification"
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+
+
+def cut_user_text(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
+    """Cut values that may carry user text to a marked prefix; mask quoted values in errors."""
+    if event_dict.get("event") == LOG_CHANNEL_EVENT:
+        return event_dict
+    for key, value in event_dict.items():
+        if key in USER_TEXT_KEYS and value is not None:
+            event_dict[key] = _cut(value)
+        elif key == "error" and isinstance(value, str):
+            event_dict[key] = _QUOTED.sub("'…'", value)
+        elif key == "exception" and isinstance(value, list):  # dict tracebacks (JSON)
+            for item in value:
+                if isinstance(item, dict) and isinstance(item.get("exc_value"), str):
+                    item["exc_value"] = _QUOTED.sub("'…'", item["exc_value"])
+    return event_dict
+
+
+def _cut(value: Any) -> Any:
+    if not isinstance(value, str):
+        return f"[{type(value).__name__} not logged]"
+    if len(value) <= USER_TEXT_PREFIX:
+        return value
+    return f"{value[:USER_TEXT_PREFIX]}…[{len(value)} chars]"
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Route structlog and stdlib logging through one renderer on ``stream`` (stderr)."""
     stream = stream or sys.stderr
@@ -61,6 +99,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
         renderer = structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
+    shared.append(cut_user_text)  # last: after the JSON traceback is turned into data
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

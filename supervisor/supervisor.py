@@ -6,13 +6,17 @@ Rules kept here:
 - ``run()`` owns every task it starts in one TaskGroup; ``stop()`` (or SIGINT/SIGTERM) stops the
   sources and the HTTP API, drains the bus within ``shutdown_timeout``, then cancels and awaits
   every task.
-- ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and rescans the
-  roles folder at once (as the fast heartbeat does); a config file that no longer loads is logged
-  and changes nothing.
+- ``reload()`` (or SIGHUP) re-reads the config file, applies what can change live and starts a
+  rescan of the roles folder at once (as the fast heartbeat does); a config file that no longer
+  loads is logged and changes nothing.
 - ``run()`` opens the store (journal, timers, schedules, audit, outbox) before anything starts
   and closes it last; the journal's unfinished events are replayed and timers and schedules are
   armed only after the roles are loaded, so no event finds no handler. With ``slack.enabled``
   the Slack tokens are checked before anything starts.
+- The HTTP API answers before the roles load (``/readyz`` names the files loading). Role files
+  are imported only after a trial import in a forked child finished within
+  ``roles.import_timeout`` (llm_provider/role_trial.py), at start and on every rescan; a rescan
+  runs as a task, so a slow file never holds up the loop.
 - Stopping leaves nothing accepted behind: what the drain did not finish within
   ``shutdown_timeout`` stays in the journal and is delivered at the next start.
 """
@@ -22,7 +26,8 @@ import contextlib
 import signal
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,8 +42,10 @@ from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus, Subscription
 from llm_provider.factory import build_models
 from llm_provider.role_announcements import ANNOUNCED_EVENTS, make_announcer
+from llm_provider.role_contract import display_path
 from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
+from llm_provider.role_trial import trial_import
 from llm_provider.workflow_engine import WorkflowEngine
 from supervisor.config import Config, load_config, redact_url
 from supervisor.delivery.channels import CommunicationManager
@@ -154,6 +161,8 @@ class Supervisor:
         self._stop_requested = _Flag()
         self._ready = _Flag()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._role_rescan: asyncio.Task[None] | None = None
         self._roles_discovered = False
         self.readiness = Readiness()
         self.readiness.add("bus", self._bus_not_ready)
@@ -267,11 +276,15 @@ class Supervisor:
             await self._open_slack(intake)
             runtime = self._build_runtime(store, intake)
             self.runtime = runtime
-            self._load_roles(runtime)
+            http = self._open_http(runtime)
+            await http.start()  # /healthz and /readyz answer while the roles load
+            await self._load_roles(runtime)
             await intake.start()  # unfinished events are replayed once the dispatcher runs
             await self._arm_timers(runtime)
             runtime.channels.check()
         except BaseException:
+            if self.http is not None:
+                await self.http.stop()
             if self.runtime is not None:
                 self.runtime.close()
             elif store is not None:
@@ -280,6 +293,30 @@ class Supervisor:
                 await self.slack.close()
             await self.models.aclose()
             raise
+        removers = self._install_signal_handlers()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                await self._serve(tasks, runtime)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:  # one failure reads as that failure, not a group
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            await http.stop()
+            for remove in removers:
+                remove()
+            self._ready.clear()
+            self._dispatcher = None
+            self._tasks = self._role_rescan = None
+            if self.slack is not None:
+                await self.slack.close()
+            await self._leave_journal(runtime.intake)
+            runtime.close()
+            await self.models.aclose()
+            log.info("stopped")
+
+    def _open_http(self, runtime: Runtime) -> HttpApi:
+        """Build the metrics and the HTTP API for ``runtime`` (not yet listening)."""
         self.metrics = daemon_metrics(
             bus=self.message_bus,
             processor=runtime.processor,
@@ -305,27 +342,7 @@ class Supervisor:
         self.metrics.add_source("http", self.http.metric_families)
         if self.slack is not None:
             self.metrics.add_source("slack", self.slack.metric_families)
-        removers = self._install_signal_handlers()
-        try:
-            await self.http.start()
-            async with asyncio.TaskGroup() as tasks:
-                await self._serve(tasks, runtime)
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:  # one failure reads as that failure, not a group
-                raise group.exceptions[0] from None
-            raise
-        finally:
-            await self.http.stop()
-            for remove in removers:
-                remove()
-            self._ready.clear()
-            self._dispatcher = None
-            if self.slack is not None:
-                await self.slack.close()
-            await self._leave_journal(runtime.intake)
-            runtime.close()
-            await self.models.aclose()
-            log.info("stopped")
+        return self.http
 
     def _build_runtime(self, store: Store, intake: EventIntake) -> Runtime:
         slack = {"slack": self.slack.out} if self.slack is not None else {}
@@ -385,6 +402,7 @@ class Supervisor:
         journal = tasks.create_task(intake.run(), name="journal")
         workflows = tasks.create_task(runtime.workflow_engine.run(), name="workflow-engine")
         self._dispatcher = dispatcher
+        self._tasks = tasks
         dispatcher.add_done_callback(self._dispatcher_ended)
         outbox = tasks.create_task(runtime.outbox.run(), name="outbox")
         timers = tasks.create_task(runtime.timers.run(), name="timers")
@@ -421,6 +439,8 @@ class Supervisor:
         log.info("stopping")
         for task in sources:
             task.cancel()
+        if self._role_rescan is not None:
+            self._role_rescan.cancel()  # a trial import under way is killed
         assert self.http is not None
         await self.http.stop()
         runtime.timers.stop()
@@ -455,8 +475,12 @@ class Supervisor:
         except TimeoutError:
             log.warning("shutdown_outbox_not_idle", depth=outbox.stats.depth, timeout_s=timeout)
 
-    def _load_roles(self, runtime: Runtime) -> None:
-        runtime.load_roles()
+    def _trial_import(self, path: Path, source: bytes) -> Awaitable[str | None]:
+        return trial_import(path, source, self.config.roles.import_timeout)
+
+    async def _load_roles(self, runtime: Runtime) -> None:
+        await runtime.registry.discover_roles_after_trial(self._trial_import)
+        runtime.registry.set_intent_processor(runtime.processor)
         self._roles_discovered = True
         failed = runtime.registry.failed
         if self.config.roles.strict and failed:
@@ -468,7 +492,7 @@ class Supervisor:
 
     def _fast_heartbeat_seen(self, now: float) -> None:
         runtime = self._running()
-        runtime.registry.check_for_changes()
+        self._rescan_roles_soon()
         runtime.timers.sweep()
 
     def _loop_has_work(
@@ -477,6 +501,30 @@ class Supervisor:
         # the heartbeats alone are the idle loop: they do not keep the lag monitor sampling
         if context.event_type not in _TICKS:
             self.loop_lag.poke()
+
+    def _rescan_roles_soon(self, reloaded: bool = False) -> None:
+        """Start a rescan of the roles folder as a task, after any rescan under way."""
+        if self._tasks is None:
+            return  # not serving: run() loads the folder when it starts
+        previous = self._role_rescan
+        if previous is not None and not previous.done() and not reloaded:
+            return  # a heartbeat tick: the rescan under way sees the same files
+        self._role_rescan = self._tasks.create_task(
+            self._rescan_roles(previous, reloaded), name="role-rescan"
+        )
+
+    async def _rescan_roles(self, previous: asyncio.Task[None] | None, reloaded: bool) -> None:
+        if previous is not None and not previous.done():
+            await previous
+        registry = self._running().registry
+        changed = await registry.check_for_changes_after_trial(self._trial_import)
+        if reloaded:
+            log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
+
+    async def roles_rescanned(self) -> None:
+        """Return once no rescan of the roles folder is under way (tests, reload callers)."""
+        while self._role_rescan is not None and not self._role_rescan.done():
+            await asyncio.wait({self._role_rescan})
 
     def _heartbeat_seen(self, now: float) -> None:
         self.last_heartbeat = now
@@ -525,6 +573,12 @@ class Supervisor:
         return None
 
     def _roles_not_ready(self) -> str | None:
+        loading = self.runtime.registry.loading if self.runtime is not None else {}
+        if loading and not self._roles_discovered:
+            now = time.monotonic()
+            return "loading " + ", ".join(
+                f"{display_path(path)} for {now - since:.1f} s" for path, since in loading.items()
+            )
         return None if self._roles_discovered else "the roles folder has not been loaded yet"
 
     def _store_not_ready(self) -> str | None:
@@ -560,8 +614,9 @@ class Supervisor:
             if new.logging != self.config.logging:
                 configure_logging(new.logging.level, new.logging.format)
             self.config = self.config.model_copy(update=live)
-        changed = runtime.registry.check_for_changes()  # a broken role file is logged there
-        log.info("reloaded", config=self.config_file and str(self.config_file), roles=changed)
+        if self._tasks is None:
+            log.info("reloaded", config=self.config_file and str(self.config_file), roles=[])
+        self._rescan_roles_soon(reloaded=True)  # a broken role file is logged there
 
     def stop(self) -> None:
         """Ask a running supervisor to shut down gracefully."""

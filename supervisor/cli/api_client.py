@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import aiohttp
 
 from common.errors import DaemonUnreachableError, IntentdError
-from common.events import check_event_type
+from common.events import check_event_type, check_outside_event
 from supervisor.config import HTTPConfig
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -84,7 +84,7 @@ async def show_status(http: HTTPConfig, out: TextIO) -> None:
 
 async def emit(http: HTTPConfig, event_type: str, data: str, out: TextIO) -> None:
     """Publish ``event_type`` with the JSON object ``data`` through the daemon."""
-    check_event_type(event_type, "EVENT_TYPE")
+    check_outside_event(check_event_type(event_type, "EVENT_TYPE"))
     answer = await call(http, "POST", f"/events/{event_type}", data)
     out.write(f"accepted {answer['event_type']} as {answer['event_id']}\n")
 

@@ -1,17 +1,24 @@
-"""The role authoring commands: ``intentd check``, ``intentd new-role`` and ``intentd roles``."""
+"""The role authoring commands: ``intentd check``, ``intentd new-role`` and ``intentd roles``.
+
+``check`` and ``roles`` trial-import each file in a child process first, within
+``roles.import_timeout``, as the daemon does, so a file that stalls at import is reported, not
+waited for.
+"""
 
 import argparse
+import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from common.errors import RoleContractError
 from llm_provider.role_config import ROLE_NAME, suggest_role_name
-from llm_provider.role_contract import LoadedRole, display_path, errors
+from llm_provider.role_contract import LoadedRole, display_path, errors, expand_paths
 from llm_provider.role_events import check_with_events
-from llm_provider.role_registry import RoleRegistry
+from llm_provider.role_registry import TRIALS_AT_ONCE, RoleRegistry
 from llm_provider.role_template import render_role, render_test
+from llm_provider.role_trial import trial_import
 from supervisor.config import Config
 from supervisor.logs import configure_logging
 
@@ -45,11 +52,13 @@ def check_command(args: argparse.Namespace) -> int:
     config = args.load_config(args.config)
     folder = _roles_folder(config)
     paths = args.paths or [folder]
+    sources = asyncio.run(_trial_imports(expand_paths(paths), config.roles.import_timeout))
     roles, problems = check_with_events(
         paths,
         allowed_imports=config.roles.allowed_imports,
         schedule_events=[schedule.event for schedule in config.schedules],
         publishers=[folder] if folder.is_dir() else [],
+        sources=sources,
     )
     failed = errors(problems)
     if args.json:
@@ -100,7 +109,12 @@ def roles_command(args: argparse.Namespace) -> int:
     configure_logging("CRITICAL", stream=sys.stderr)  # the listing says what the logs would
     config = args.load_config(args.config)
     registry = RoleRegistry(_roles_folder(config), allowed_imports=config.roles.allowed_imports)
-    loaded = sorted(registry.discover_roles().values(), key=lambda role: role.name)
+
+    def trial(path: Path, source: bytes) -> Awaitable[str | None]:
+        return trial_import(path, source, config.roles.import_timeout)
+
+    found = asyncio.run(registry.discover_roles_after_trial(trial))
+    loaded = sorted(found.values(), key=lambda role: role.name)
     if args.json:
         failed = [problem.to_json() for found in registry.failed.values() for problem in found]
         summaries = [role.summary() for role in loaded]
@@ -120,6 +134,27 @@ def describe_role(role: LoadedRole) -> str:
     intents = ", ".join(cls.__name__ for cls in role.intents) or "-"
     version = role.config.get("version")
     return f"{role.name} {version}  events: {events}  tools: {tools}  intents: {intents}"
+
+
+async def _trial_imports(files: list[Path], bound: float) -> dict[Path, bytes | str]:
+    """Trial-import ``files`` as the daemon does: map each to its bytes, or to its problem."""
+    limit = asyncio.Semaphore(TRIALS_AT_ONCE)
+    readable = {path: source for path in files if (source := _read(path)) is not None}
+
+    async def one(path: Path, source: bytes) -> bytes | str:
+        async with limit:
+            problem = await trial_import(path, source, bound)
+        return source if problem is None else problem
+
+    found = await asyncio.gather(*(one(path, source) for path, source in readable.items()))
+    return dict(zip(readable, found, strict=True))
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None  # check_role reports it
 
 
 def _roles_folder(config: Config) -> Path:

@@ -9,19 +9,20 @@ Rules kept here:
 - ``POST /events/{type}`` answers 202 only once the event is committed to the journal. A request
   with an ``Idempotency-Key`` the journal still holds (24 h) gets the first answer and stores
   nothing; a backlog at ``journal.max_backlog`` is 503 with ``Retry-After``.
-- Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing: bodies over 64 KiB
-  are 413, a body that is not ``application/json`` 415, invalid JSON 400, a body that is not a
-  JSON object or a malformed event name 422. Only a fully checked request publishes an event or
-  runs a tool.
+- Hostile input gets a JSON ``{"error": "<one sentence>"}`` and changes nothing (bodies and query
+  parameters: ops/http_input.py; requests aiohttp cannot parse: ops/http_server.py); a malformed
+  event name is 422, an event type the daemon owns 403. Only a fully checked request publishes an
+  event or runs a tool.
 - A role tool runs as ``intentd call`` runs it (``find_tool`` + ``run_tool``): 200 with its reply
   when it and its intent succeeded, 422 with the reply when either failed, 404 for an unknown tool.
-- Requests are counted by route and status; neither bodies nor the Authorization header are logged.
+- Requests are counted by route and status, a client that hangs up before its answer by route;
+  an answer of 400 or more is logged once as ``http_request_rejected`` (method, route, status,
+  remote address). No body, header or query value is logged or quoted in an error.
 """
 
 import dataclasses
 import hmac
 import ipaddress
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
@@ -36,21 +37,24 @@ from common.errors import (
     BusClosedError,
     ConfigError,
     EventNameError,
+    EventOwnedError,
     JournalFullError,
     RequestRejected,
     StoreError,
     UnknownToolError,
 )
-from common.events import check_event_type
+from common.events import check_event_type, check_outside_event
 from llm_provider.tool_runner import find_tool, run_tool
 from supervisor.config import HTTPConfig
+from supervisor.ops import json_rules
+from supervisor.ops.http_input import MAX_BODY, query_int, read_json_object, too_large
+from supervisor.ops.http_server import JsonErrorRunner
 from supervisor.ops.metrics import CONTENT_TYPE, Metrics, counter
 from supervisor.ops.readiness import Readiness
 from supervisor.runtime import Runtime
 
 log = structlog.get_logger("intentd.http")
 
-MAX_BODY = 64 * 1024
 MAX_KEY = 255  # characters in an Idempotency-Key
 RETRY_AFTER = 1  # seconds a refused POST /events is told to wait: the journal drains fast
 DEFAULT_AUDIT_LIMIT = 50
@@ -83,6 +87,7 @@ class HttpApi:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.requests: Counter[tuple[str, int]] = Counter()
+        self.hangups: Counter[str] = Counter()
         self._signed = list(signed_routes)
         self._signed_paths = frozenset(route.path for route in self._signed)
 
@@ -90,9 +95,7 @@ class HttpApi:
         """Listen on ``http.host``:``http.port`` (port 0 picks a free one)."""
         if not self.config.enabled or self._runner is not None:
             return
-        runner = web.AppRunner(
-            self._app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
-        )
+        runner = JsonErrorRunner(self._app(), self._answered, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
         try:
@@ -121,6 +124,12 @@ class HttpApi:
             ("route", "status"),
             self.requests,
         )
+        yield counter(
+            "intentd_http_client_hangups",
+            "HTTP requests whose client hung up before the answer, by route.",
+            ("route",),
+            {(route,): n for route, n in self.hangups.items()},
+        )
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
@@ -140,33 +149,38 @@ class HttpApi:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "<unknown>"
         try:
             if request.path not in PUBLIC_PATHS | self._signed_paths:
                 self._authorize(request)
             response = await handler(request)
+        except ConnectionError:  # the client hung up: nobody to answer, nothing went wrong here
+            self.hangups[name] += 1
+            log.info(
+                "http_client_hung_up", method=request.method, route=name, remote=request.remote
+            )
+            return web.Response(status=400)  # never sent: aiohttp drops it with the connection
         except RequestRejected as err:
             response = _error(err.status, str(err))
         except web.HTTPException as err:
             response = _error(err.status, _describe_http_error(err, request))
         except Exception as err:
-            log.error("http_route_failed", method=request.method, path=request.path, exc_info=err)
+            log.error("http_route_failed", method=request.method, route=name, exc_info=err)
             response = _error(
                 500,
-                f"{request.method} {request.path} failed ({type(err).__name__}); "
+                f"{request.method} {name} failed ({type(err).__name__}); "
                 "the daemon log has the details",
             )
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "<unknown>"
-        self.requests[name, response.status] += 1
-        if response.status >= 400:
-            log.info(
-                "http_request_rejected",
-                method=request.method,
-                route=name,
-                status=response.status,
-                remote=request.remote,
-            )
+        self._answered(request.method, name, response.status, request.remote)
         return response
+
+    def _answered(self, method: str, route: str, status: int, remote: str | None) -> None:
+        self.requests[route, status] += 1
+        if status >= 400:
+            log.info(
+                "http_request_rejected", method=method, route=route, status=status, remote=remote
+            )
 
     def _authorize(self, request: web.Request) -> None:
         if self._token is None:
@@ -214,14 +228,8 @@ class HttpApi:
         return _json({"timers": [timer.to_dict() for timer in timers]})
 
     async def _audit(self, request: web.Request) -> web.Response:
-        raw = request.query.get("limit", str(DEFAULT_AUDIT_LIMIT))
-        if not (raw.isdigit() and 1 <= int(raw) <= MAX_AUDIT_LIMIT):
-            raise RequestRejected(
-                400,
-                f"query parameter limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}, "
-                f"got {raw!r}",
-            )
-        records = await self._runtime.audit.recent(int(raw))
+        limit = query_int(request, "limit", DEFAULT_AUDIT_LIMIT, 1, MAX_AUDIT_LIMIT)
+        records = await self._runtime.audit.recent(limit)
         return _json({"records": [_plain(record) for record in records]})
 
     async def _post_event(self, request: web.Request) -> web.Response:
@@ -229,8 +237,12 @@ class HttpApi:
             event_type = check_event_type(request.match_info["event_type"], "path event type")
         except EventNameError as err:
             raise RequestRejected(422, str(err)) from err
+        try:
+            check_outside_event(event_type)
+        except EventOwnedError as err:
+            raise RequestRejected(403, str(err)) from err
         key = _idempotency_key(request)
-        data = await _json_body(request, "the event data")
+        data = await read_json_object(request, "the event data")
         intake = self._runtime.intake
         if intake is None:
             raise RequestRejected(503, "the daemon is starting; the event journal is not open yet")
@@ -247,12 +259,6 @@ class HttpApi:
             response = _error(503, str(err))
             response.headers["Retry-After"] = str(RETRY_AFTER)
             return response
-        log.debug(
-            "http_event_accepted",
-            event_type=stored.event_type,
-            event_id=stored.event_id,
-            duplicate=stored.duplicate,
-        )
         answer = {"event_id": stored.event_id, "event_type": stored.event_type}
         headers = {"Idempotent-Replayed": "true"} if stored.duplicate else None
         return web.json_response(answer, status=202, headers=headers)
@@ -263,7 +269,7 @@ class HttpApi:
             tool = find_tool(self._runtime.registry.roles, role, name)
         except UnknownToolError as err:
             raise RequestRejected(404, str(err)) from err
-        arguments = await _json_body(request, "the tool's arguments")
+        arguments = await read_json_object(request, "the tool's arguments")
         origin = {
             "channel_id": request.query.get("channel") or self._runtime.config.channels.default,
             "user_id": request.query.get("user"),
@@ -281,8 +287,8 @@ def _idempotency_key(request: web.Request) -> str | None:
     if not (0 < len(key) <= MAX_KEY and key.isascii() and key.isprintable()):
         raise RequestRejected(
             400,
-            f"header Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters, "
-            f"got {key[:40]!r}; send a UUID, for example",
+            f"header Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters; "
+            "send a UUID, for example",
         )
     return key
 
@@ -306,54 +312,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
-    """Return the request's JSON object body after the size, type and syntax checks."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise RequestRejected(413, _too_large(request.content_length))
-    if request.content_type != "application/json":
-        raise RequestRejected(
-            415,
-            f"Content-Type {request.content_type!r} is not accepted; "
-            f"send {what} as 'Content-Type: application/json'",
-        )
-    return _json_object(await request.read())
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as err:
-        raise RequestRejected(
-            400, f"request body is not UTF-8 text (byte {err.start}); send UTF-8 encoded JSON"
-        ) from err
-    except json.JSONDecodeError as err:
-        raise RequestRejected(
-            400,
-            f"request body is not valid JSON ({err.msg} at line {err.lineno} column "
-            f'{err.colno}); send a JSON object such as {{"key": "value"}}',
-        ) from err
-    except (ValueError, RecursionError) as err:
-        raise RequestRejected(
-            400, f"request body is not valid JSON ({err}); send a plain JSON object"
-        ) from err
-    if not isinstance(data, dict):
-        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-            type(data), "number"
-        )
-        raise RequestRejected(
-            422,
-            f'request body must be a JSON object, got a JSON {kind}; wrap it as {{"value": ...}}',
-        )
-    return data
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _describe_http_error(err: web.HTTPException, request: web.Request) -> str:
     if isinstance(err, web.HTTPRequestEntityTooLarge):
-        return _too_large(request.content_length)
+        return too_large(request.content_length)
     if isinstance(err, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(err.allowed_methods))
         return f"method {request.method} is not allowed on {request.path!r}; use {allowed}"
@@ -366,18 +327,13 @@ def _describe_http_error(err: web.HTTPException, request: web.Request) -> str:
     return f"{err.reason} for {request.method} {request.path!r}"
 
 
-def _too_large(size: int | None) -> str:
-    got = f"of {size} bytes " if size is not None else ""
-    return f"request body {got}is over the {MAX_BODY}-byte limit; send a smaller JSON object"
-
-
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(
-        data, status=status, dumps=lambda value: json.dumps(value, default=str)
+        data, status=status, dumps=lambda value: json_rules.dumps(value, default=str)
     )
 
 

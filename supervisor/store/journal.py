@@ -3,12 +3,17 @@
 The interface a backend implements (``Journal``; SQLite here, PostgreSQL with
 ``FOR UPDATE SKIP LOCKED`` and the same leases), every operation one short transaction:
 
-- ``append(events)``: store new events, in order. An event whose ``key`` is already stored is not
-  stored again; its result names the first event's id (``duplicate=True``).
+- ``append(events, owner=None, lease_until=None)``: store new events, in order; each result
+  names its entry's ``seq``. An event whose ``key`` is already stored is not stored again; its
+  result names the first event's id and seq (``duplicate=True``). With ``owner``, the new events
+  are stored claimed by it (one attempt counted, held until ``lease_until``; ``claimed=True``):
+  a dispatcher that appends events while no older entry is due takes them in the same
+  transaction instead of claiming them after (``INSERT ... 'claimed'`` in PostgreSQL too).
 - ``claim(owner, limit, lease, now)``: take up to ``limit`` due entries, oldest first: pending ones
   whose ``next_attempt_at`` has come, and claims of *other* owners whose lease ran out (their
   process died). Each claim counts an attempt and holds the entry until ``now + lease``.
-- ``finish(owner, event_ids, now)``: the handlers ran and their intents were carried out.
+- ``finish(owner, event_ids, now)``: the handlers ran and their intents were carried out; one
+  statement per call (``WHERE event_id IN (...)`` / ``= ANY($1)``), however many ids.
 - ``fail(owner, event_id, error, retry_at)``: back to pending, due again at ``retry_at``.
 - ``park(owner, event_id, error, now)``: give up: the entry is dead until retried.
 - ``release(owner)``: the owner's unfinished claims go back to pending (a clean shutdown).
@@ -83,11 +88,13 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class Appended:
-    """The result of one append: the stored event's id, and whether its key was already there."""
+    """The result of one append: the stored entry's id and seq, whether it was new, and claimed."""
 
     event_id: str
     event_type: str
     duplicate: bool = False
+    seq: int = 0
+    claimed: bool = False  # stored claimed by the appending owner (``append(owner=...)``)
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,13 @@ class JournalStats:
 class Journal(Protocol):
     """The journal's operations; see the module docstring for their rules."""
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Appended]: ...
+    async def append(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> list[Appended]: ...
 
     async def claim(
         self, owner: str, limit: int, lease: float, now: float
@@ -198,9 +211,10 @@ MIGRATIONS = [
 
 _INSERT = (
     "INSERT INTO journal (event_id, key, event_type, data, publisher, source, channel_id, "
-    "user_id, parent_id, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
+    "user_id, parent_id, created_at, next_attempt_at, state, owner, lease_until, attempts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING"
 )
+FINISH_CHUNK = 500  # ids per ``finish`` statement, under SQLite's bound-parameter limit
 
 
 def _states(operation: str) -> str:
@@ -216,7 +230,7 @@ def _target(operation: str) -> str:
     return TRANSITIONS[operation][1].value
 
 
-def _values(event: NewEvent) -> tuple[Any, ...]:
+def _values(event: NewEvent, claim: tuple[str, str | None, float | None, int]) -> tuple[Any, ...]:
     return (
         event.event_id,
         event.key,
@@ -228,7 +242,7 @@ def _values(event: NewEvent) -> tuple[Any, ...]:
         event.user_id,
         event.parent_id,
         event.created_at,
-        event.created_at,
+        *claim,
     )
 
 
@@ -272,31 +286,55 @@ class SqliteJournal:
     def _fail(self, doing: str, err: sqlite3.Error) -> StoreError:
         return StoreError(f"store.path {str(self.store.path)!r}: cannot {doing} ({err})")
 
-    async def append(self, events: Sequence[NewEvent]) -> list[Appended]:
-        """Store ``events`` in one transaction; a known key returns the first event's id."""
+    async def append(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        owner: str | None = None,
+        lease_until: float | None = None,
+    ) -> list[Appended]:
+        """Store ``events`` in one transaction, claimed by ``owner`` if given; see the module."""
+        claimed = owner is not None
+        claim = (_target("claim"), owner, lease_until, 1) if claimed else (_P.value, None, None, 0)
         results: list[Appended] = []
         try:
             with self.store.transaction() as db:
-                # The common case in one executemany: events without a key, all new.
+                # The common case in one executemany: events without a key, all new, given
+                # consecutive seqs (AUTOINCREMENT in one write transaction).
                 unkeyed = [event for event in events if event.key is None]
                 db.execute("SAVEPOINT unkeyed")
                 before = db.total_changes
-                db.executemany(_INSERT, [_values(event) for event in unkeyed])
+                db.executemany(_INSERT, [_values(event, claim) for event in unkeyed])
                 all_new = db.total_changes - before == len(unkeyed)
                 db.execute("RELEASE unkeyed" if all_new else "ROLLBACK TO unkeyed")
+                (seq,) = db.execute("SELECT last_insert_rowid()").fetchone()
+                seq -= len(unkeyed) - 1
                 for event in events:
                     if all_new and event.key is None:
-                        results.append(Appended(event.event_id, event.event_type))
+                        results.append(
+                            Appended(event.event_id, event.event_type, seq=seq, claimed=claimed)
+                        )
+                        seq += 1
                         continue
-                    cursor = db.execute(_INSERT, _values(event))
+                    cursor = db.execute(_INSERT, _values(event, claim))
                     if cursor.rowcount == 1:
-                        results.append(Appended(event.event_id, event.event_type))
+                        results.append(
+                            Appended(
+                                event.event_id,
+                                event.event_type,
+                                seq=cursor.lastrowid or 0,
+                                claimed=claimed,
+                            )
+                        )
                         continue
                     row = db.execute(
-                        "SELECT event_id, event_type FROM journal WHERE key = ? OR event_id = ?",
+                        "SELECT seq, event_id, event_type FROM journal "
+                        "WHERE key = ? OR event_id = ?",
                         (event.key, event.event_id),
                     ).fetchone()
-                    results.append(Appended(row["event_id"], row["event_type"], duplicate=True))
+                    results.append(
+                        Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"])
+                    )
         except sqlite3.Error as err:
             raise self._fail("append to the event journal", err) from err
         return results
@@ -330,16 +368,21 @@ class SqliteJournal:
 
     async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int:
         """Mark ``owner``'s claimed entries done; return how many were."""
+        finished = 0
         try:
             with self.store.transaction() as db:
-                return db.executemany(
-                    f"UPDATE journal SET state = '{_target('finish')}', finished_at = ?, "
-                    "owner = NULL, lease_until = NULL "
-                    f"WHERE event_id = ? AND owner = ? AND state IN ({_states('finish')})",
-                    [(now, event_id, owner) for event_id in event_ids],
-                ).rowcount
+                for at in range(0, len(event_ids), FINISH_CHUNK):
+                    chunk = event_ids[at : at + FINISH_CHUNK]
+                    finished += db.execute(
+                        f"UPDATE journal SET state = '{_target('finish')}', finished_at = ?, "
+                        "owner = NULL, lease_until = NULL "
+                        f"WHERE event_id IN ({', '.join('?' * len(chunk))}) AND owner = ? "
+                        f"AND state IN ({_states('finish')})",
+                        (now, *chunk, owner),
+                    ).rowcount
         except sqlite3.Error as err:
             raise self._fail("mark journal entries done", err) from err
+        return finished
 
     async def fail(self, owner: str, event_id: str, error: str, retry_at: float) -> bool:
         """Put ``owner``'s claimed entry back, due again at ``retry_at``."""

@@ -4,7 +4,13 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from common.errors import BusClosedError, BusFullError, EventNameError, WrongThreadError
+from common.errors import (
+    BusClosedError,
+    BusFullError,
+    EventDataError,
+    EventNameError,
+    WrongThreadError,
+)
 from common.intents import AuditIntent, EventIntent, NotificationIntent
 from common.message_bus import HandlerFailure, MessageBus
 from tests.factories import make_bus
@@ -348,3 +354,30 @@ async def test_intents_for_an_event_with_an_idempotency_key_get_the_same_ids_eac
     ids = [r.intent_id for r in processor.audit_sink.records]
     assert ids[:6] == ["timer:tmr-1:timer:0", "timer:tmr-1:timer:1", "timer:tmr-1:other:0"] * 2
     assert ids[6].startswith("int-") and ids[8].startswith("int-")
+
+
+async def test_a_handler_refusing_its_event_data_is_one_warning_not_a_failure():
+    bus, _ = make_bus()
+    failures: list[HandlerFailure] = []
+    bus.failure_hooks.append(failures.append)
+
+    def strict(data, context):
+        raise EventDataError("A_HAPPENED data 'n' must be a whole number, got str")
+
+    bus.subscribe("strict", "A_HAPPENED", strict)
+    with capture_logs() as logs:
+        event_id = bus.publish("t", "A_HAPPENED", {"n": "soon"})
+        await bus.drain()
+    assert failures == [] and bus.stats.failed == {}
+    assert bus.stats.rejected_data == {("strict", "A_HAPPENED"): 1}
+    assert [e for e in logs if e["log_level"] != "debug"] == [
+        {
+            "event": "event_data_rejected",
+            "log_level": "warning",
+            "role": "strict",
+            "event_type": "A_HAPPENED",
+            "event_id": event_id,
+            "handler": strict.__qualname__,
+            "error": "A_HAPPENED data 'n' must be a whole number, got str",
+        }
+    ]

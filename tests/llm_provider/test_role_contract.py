@@ -350,3 +350,45 @@ def test_contract_and_processor_agree_on_intent_handler_signatures(tmp_path, sig
     else:
         accepted = True
     assert accepted == (problems == [])
+
+
+def test_a_nul_byte_is_reported_at_its_own_line(tmp_path):
+    source = render_role("nul_byte").split("\n")
+    source[6] += "\0"
+    path = tmp_path / "nul_byte.py"
+    path.write_text("\n".join(source))
+    role, problems = check_role(path)
+    assert role is None
+    assert [(p.line, p.message) for p in problems] == [
+        (7, "the file holds a NUL byte; remove it (a bad copy or an editor put it there)")
+    ]
+
+
+def test_a_role_file_over_300_lines_is_a_problem(tmp_path):
+    path = tmp_path / "long_role.py"
+    source = render_role("long_role")
+    padding = 301 - source.count("\n")
+    path.write_text(source + "# padding\n" * padding)
+    role, problems = check_role(path)
+    assert role is None
+    assert [(p.line, p.message) for p in problems] == [
+        (
+            301,
+            "the file has 301 lines, over the 300-line limit for a role file; split it into "
+            "two roles or move a helper into common/",
+        )
+    ]
+
+
+def test_a_role_file_of_300_lines_passes(tmp_path):
+    path = tmp_path / "long_role.py"
+    source = render_role("long_role")
+    path.write_text(source + "# padding\n" * (300 - source.count("\n")))
+    assert path.read_text().count("\n") == 300
+    role, problems = check_role(path)
+    assert (role is not None, problems) == (True, [])
+
+
+def test_a_problem_about_the_whole_file_has_no_line_number(tmp_path):
+    problem = Problem(tmp_path / "slow.py", 0, "import did not finish within 2 s")
+    assert str(problem) == f"{tmp_path / 'slow.py'}: import did not finish within 2 s"

@@ -1,5 +1,8 @@
 """The router role: USER_REQUEST becomes a "route" workflow for the same channel and user."""
 
+import pytest
+
+from common.errors import EventDataError
 from common.intents import NotificationIntent, WorkflowIntent
 from common.testing import make_context
 from roles.router import handle_user_request
@@ -49,3 +52,17 @@ def test_a_request_without_text_is_answered_where_it_came_from() -> None:
     context = make_context(channel_id="console", user_id="U2")
     (reply,) = handle_user_request(None, context)
     assert (type(reply), reply.channel, reply.user_id) == (NotificationIntent, "console", "U2")
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"text": "hi", "role": ["timer"]}, "USER_REQUEST data 'role' must be text, got list"),
+        ({"text": "hi", "channel_id": 7}, "USER_REQUEST data 'channel_id' must be text, got int"),
+        ({"text": "hi", "user_id": {}}, "USER_REQUEST data 'user_id' must be text, got dict"),
+    ],
+)
+def test_a_request_with_a_field_of_the_wrong_type_is_refused(data, error) -> None:
+    with pytest.raises(EventDataError) as refused:
+        handle_user_request(data, make_context())
+    assert str(refused.value) == error

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from common.errors import EventDataError
 from common.intent_processor import IntentProcessor
 from common.intents import AuditIntent, NotificationIntent
 from common.message_bus import MessageBus
@@ -162,6 +163,29 @@ def test_expiry_without_any_channel_goes_to_the_default_channel() -> None:
 def test_expiry_after_downtime_says_how_late_it_is() -> None:
     intents = handle_timer_expiry({"label": "tea", "late_by_s": 3725}, {})
     assert intents[0].message == "Timer expired: tea (due 1h 2m ago, while intentd was not running)"
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        (
+            {"late_by_s": "soon"},
+            "TIMER_EXPIRED data 'late_by_s' must be a number of seconds, got str",
+        ),
+        (
+            {"late_by_s": True},
+            "TIMER_EXPIRED data 'late_by_s' must be a number of seconds, got bool",
+        ),
+        ({"label": ["x"]}, "TIMER_EXPIRED data 'label' must be text, got list"),
+        ({"channel_id": 5}, "TIMER_EXPIRED data 'channel_id' must be text, got int"),
+        ({"attempt": "2"}, "TIMER_EXPIRED data 'attempt' must be a whole number, got str"),
+        ("tea", "TIMER_EXPIRED data must be an object or [timer_id, request], got str"),
+    ],
+)
+def test_expiry_with_bad_data_is_refused_naming_the_field(event: Any, error: str) -> None:
+    with pytest.raises(EventDataError) as refused:
+        handle_timer_expiry(event, {})
+    assert str(refused.value) == error
 
 
 def test_heartbeat_leaves_the_store_check_to_the_timer_service() -> None:

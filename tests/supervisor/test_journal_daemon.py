@@ -140,8 +140,7 @@ async def test_a_malformed_idempotency_key_is_400_and_stores_nothing(tmp_path: P
         400,
         {
             "error": "header Idempotency-Key must be 1 to 255 printable ASCII "
-            "characters, got 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'; "
-            "send a UUID, for example"
+            "characters; send a UUID, for example"
         },
     )
     assert rows(tmp_path, "SELECT count(*) FROM journal") == [(0,)]

@@ -3,13 +3,19 @@
 import io
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import structlog
 
+from llm_provider.tool_runner import run_tool
 from supervisor.logs import configure_logging
+from supervisor.supervisor import Supervisor
+from tests.role_files import make_config
 
 TOKEN = "xoxb-1234-5678-abcdefSECRET"
+ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -133,3 +139,59 @@ def test_third_party_stdlib_logs_go_through_the_same_renderer():
         "urllib3.connectionpool",
     )
     assert "timestamp" in record
+
+
+MARKER = "MARKER-7f3a9c-user-text"
+
+
+def test_values_that_may_carry_user_text_are_cut_to_a_marked_prefix():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    log = structlog.get_logger("intentd.test")
+    log.info("timer_created", timer_id="tmr-1", label=MARKER, details={"note": MARKER})
+    log.info("short_label", label="tea")
+    [created, short] = records(stream)
+    assert (created["label"], created["details"], created["timer_id"]) == (
+        f"MARKER-7…[{len(MARKER)} chars]",
+        "[dict not logged]",
+        "tmr-1",
+    )
+    assert short["label"] == "tea"
+
+
+def test_quoted_values_in_errors_and_exception_texts_are_masked():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    log = structlog.get_logger("intentd.test")
+    log.warning("intent_failed", error=f"no timer has id '{MARKER}'; get one from list_timers")
+    try:
+        raise ValueError(f"bad input {MARKER!r}")
+    except ValueError as err:
+        log.error("handler_failed", error=f"handler raised ValueError: {err}", exc_info=err)
+    failed, handler = records(stream)
+    assert failed["error"] == "no timer has id '…'; get one from list_timers"
+    assert handler["error"] == "handler raised ValueError: bad input '…'"
+    assert MARKER not in stream.getvalue()
+
+
+def test_the_log_channel_notification_keeps_its_text():
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    structlog.get_logger("intentd.channels").info("notification", message=MARKER)
+    assert records(stream)[0]["message"] == MARKER
+
+
+async def test_a_failed_tool_call_does_not_log_its_argument(tmp_path):
+    (tmp_path / "roles").mkdir()
+    shutil.copy(ROLES / "timer.py", tmp_path / "roles" / "timer.py")
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", stream)
+    supervisor = Supervisor(config=make_config(tmp_path))
+    async with supervisor.running():
+        cancel = supervisor.role_registry.roles["timer"].module.cancel_timer
+        reply = await run_tool(
+            cancel, {"timer_id": MARKER}, supervisor.intent_processor, "timer", {}
+        )
+    assert not reply["success"] and MARKER in reply["message"]  # the caller is told
+    assert MARKER not in stream.getvalue()
+    assert [r["event"] for r in records(stream) if r["event"] == "intent_failed"]

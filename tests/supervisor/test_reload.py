@@ -85,6 +85,7 @@ async def test_reload_loads_a_role_file_added_while_running(config_file):
     async with Supervisor(config_file).running() as sup:
         write_role(config_file.parent / "roles", "late", NEW_ROLE)
         sup.reload()
+        await sup.roles_rescanned()
         sup.message_bus.publish("test", "PONG", {"n": 1})
         await sup.message_bus.drain()
         assert sorted(sup.role_registry.roles) == ["echo", "late"]
@@ -106,6 +107,7 @@ async def test_a_broken_new_role_file_is_logged_and_the_daemon_carries_on(config
         write_role(config_file.parent / "roles", "broken", "raise RuntimeError('nope')\n")
         with structlog.testing.capture_logs() as logs:
             sup.reload()
+            await sup.roles_rescanned()
         assert sorted(sup.role_registry.roles) == ["echo"]
     [failure] = [entry for entry in logs if entry["event"] == "role_failed"]
     assert failure["role"] == "broken"

@@ -27,6 +27,12 @@ def lines(out: io.StringIO) -> list[str]:
     return [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
 
 
+async def tick(supervisor: Supervisor, clock: FakeClock) -> None:
+    """Move to the next fast heartbeat and wait for the roles rescan it starts."""
+    await clock.advance(TICK)
+    await supervisor.roles_rescanned()
+
+
 async def ping(supervisor: Supervisor, text: str = "hi") -> None:
     supervisor.message_bus.publish("test", "PING", {"text": text})
     await supervisor.message_bus.drain()
@@ -99,7 +105,7 @@ async def test_edited_role_answers_the_next_event_with_the_new_version(
     async with daemon().running() as supervisor:
         await ping(supervisor, "one")
         write_role(tmp_path / "roles", "echo", echo_role("v2", "1.0.1"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "two")
     assert lines(out) == ["v1 one", "admin role 'echo' was reloaded (version 1.0.1)", "v2 two"]
 
@@ -110,7 +116,7 @@ async def test_broken_edit_keeps_the_last_good_version_and_is_announced(
     path = write_role(tmp_path / "roles", "echo", echo_role("v1"))
     async with daemon().running() as supervisor:
         write_role(tmp_path / "roles", "echo", echo_role("v2").replace("event_data, context", "x"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "still")
     assert lines(out) == [
         "admin role 'echo' keeps running its last good version; the edited file fails the role "
@@ -124,9 +130,9 @@ async def test_fixed_file_after_a_broken_edit_goes_live(tmp_path, daemon, clock,
     write_role(tmp_path / "roles", "echo", echo_role("v1"))
     async with daemon().running() as supervisor:
         write_role(tmp_path / "roles", "echo", "def register_role(:\n")
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         write_role(tmp_path / "roles", "echo", echo_role("v3", "1.1.0"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "fixed")
         assert supervisor.role_registry.failed == {}
     assert lines(out)[-2:] == ["admin role 'echo' was reloaded (version 1.1.0)", "v3 fixed"]
@@ -136,7 +142,7 @@ async def test_deleted_role_is_unloaded(tmp_path, daemon, clock, out):
     path = write_role(tmp_path / "roles", "echo", echo_role("v1"))
     async with daemon().running() as supervisor:
         path.unlink()
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "gone")
         assert (supervisor.role_registry.roles, supervisor.message_bus.subscriptions("PING")) == (
             {},
@@ -150,7 +156,7 @@ async def test_added_role_is_loaded_on_the_next_fast_heartbeat(tmp_path, daemon,
     async with daemon().running() as supervisor:
         await ping(supervisor, "nobody")
         write_role(tmp_path / "roles", "echo", echo_role("v1"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "somebody")
     assert lines(out) == ["v1 somebody"]
 
@@ -163,7 +169,7 @@ async def test_hundred_reloads_leave_one_subscription_and_one_intent_handler(
         for n in range(100):
             module = supervisor.role_registry.roles["greeter"].module
             write_role(tmp_path / "roles", "greeter", render_role("greeter") + f"\n# edit {n}\n")
-            await clock.advance(TICK)
+            await tick(supervisor, clock)
             assert supervisor.role_registry.roles["greeter"].module is not module, n
         bus, processor = supervisor.message_bus, supervisor.intent_processor
         assert (
@@ -187,7 +193,7 @@ async def test_a_timer_survives_a_reload_of_the_role_that_created_it(tmp_path, d
         )
         assert reply["success"], reply
         write_role(roles, "timer", source + "\n# edited while a timer is pending\n")
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         assert supervisor.role_registry.roles["timer"].module is not module
         await clock.advance(600)
         await supervisor.message_bus.drain()
@@ -211,7 +217,7 @@ async def test_reloaded_role_is_a_fresh_module(tmp_path, daemon, clock):
     async with daemon().running() as supervisor:
         module = supervisor.role_registry.roles["echo"].module
         write_role(tmp_path / "roles", "echo", echo_role("v2"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         assert supervisor.role_registry.roles["echo"].module is not module
 
 
@@ -231,7 +237,7 @@ async def test_role_that_keeps_failing_is_quarantined_until_its_file_changes(
         assert supervisor.role_registry.quarantined == {"echo"}
         assert supervisor.message_bus.stats.failed["echo", "PING"] == 3
         write_role(tmp_path / "roles", "echo", echo_role("v2"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         await ping(supervisor, "back")
     assert lines(out) == [
         "admin role 'echo' is quarantined after 3 handler failures within 60.0 s (last: handler "
@@ -293,7 +299,7 @@ async def test_event_in_flight_finishes_on_the_old_version_and_the_next_uses_the
         supervisor.message_bus.publish("test", "PING", {"text": "first", "gate": gate})
         await settle()
         write_role(tmp_path / "roles", "echo", GATED_ROLE.replace("TAG", "v2"))
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         supervisor.message_bus.publish("test", "PING", {"text": "second", "gate": gate})
         gate.set()
         await supervisor.message_bus.drain()
@@ -307,7 +313,7 @@ async def test_role_kv_data_survives_a_reload(tmp_path, daemon, clock):
         note = old.GreeterNoteIntent(key="k", text="v")
         await supervisor.intent_processor.process_intents([note])
         write_role(tmp_path / "roles", "greeter", render_role("greeter") + "\n# edited\n")
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         assert supervisor.role_registry.roles["greeter"].module is not old
         assert await supervisor.services_for("greeter").kv.get("k") == "v"
 
@@ -337,7 +343,7 @@ async def test_deleting_a_broken_file_forgets_its_problems(tmp_path, daemon, clo
     shutil.copy(BROKEN / "returns_list.py", roles / "returns_list.py")
     async with daemon().running() as supervisor:
         (roles / "returns_list.py").unlink()
-        await clock.advance(TICK)
+        await tick(supervisor, clock)
         assert supervisor.role_registry.failed == {}
 
 
@@ -355,3 +361,21 @@ async def test_services_exist_only_while_running_and_carry_the_kv(tmp_path, daem
     async with supervisor.running():
         await supervisor.services_for("echo").kv.set("k", 1)
         assert await supervisor.services_for("echo").kv.get("k") == 1
+
+
+async def test_bad_timer_expired_data_is_refused_and_never_quarantines_the_timer_role(
+    tmp_path, daemon, clock, out
+):
+    (tmp_path / "roles").mkdir()
+    shutil.copy(ROLES / "timer.py", tmp_path / "roles" / "timer.py")
+    async with daemon(quarantine_failures=3, quarantine_window=60).running() as supervisor:
+        bus = supervisor.message_bus
+        for _ in range(6):
+            bus.publish("timers", "TIMER_EXPIRED", {"late_by_s": "soon"}, source="timers")
+        await bus.drain()
+        assert supervisor.role_registry.quarantined == set()
+        assert bus.stats.rejected_data["timer", "TIMER_EXPIRED"] == 6
+        assert bus.stats.failed["timer", "TIMER_EXPIRED"] == 0
+        bus.publish("timers", "TIMER_EXPIRED", {"label": "tea", "channel_id": "console"})
+        await bus.drain()
+    assert lines(out) == ["Timer expired: tea"]

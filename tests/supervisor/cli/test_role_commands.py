@@ -85,6 +85,27 @@ def test_check_prints_one_line_per_problem_and_fails(project, capsys):
     assert out[-1] == "0 role(s) ok, 4 problem(s)"
 
 
+def test_check_applies_the_import_bound_and_names_each_stalling_file(project, capsys):
+    (project / "config.yaml").write_text("roles:\n  directory: roles\n  import_timeout: 1\n")
+    write_role(project / "roles", "asleep", "import time\ntime.sleep(60)\n")
+    write_role(project / "roles", "busy", "while True:\n    pass\n")
+    write_role(project / "roles", "echo", echo_role())
+    assert main(["check"]) == 1
+    hint = (
+        "import did not finish within 1 s; a role file must do no work at import (no sleep, "
+        "loop or network call): move it into a handler or raise roles.import_timeout"
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == [f"roles/asleep.py: {hint}", f"roles/busy.py: {hint}"]
+    assert out[-1] == "1 role(s) ok, 2 problem(s), 1 warning(s)"  # echo's PING: no publisher
+
+
+def test_check_reports_a_role_file_over_300_lines(project, capsys):
+    write_role(project / "roles", "echo", echo_role() + "# more\n" * 300)
+    assert main(["check"]) == 1
+    assert capsys.readouterr().out.splitlines()[0].startswith("roles/echo.py:301: the file has 3")
+
+
 def test_check_json_is_machine_readable(project, capsys):
     write_role(project / "roles", "echo", echo_role())
     assert main(["check", "roles", str(BROKEN / "returns_list.py"), "--json"]) == 1

@@ -147,7 +147,7 @@ async def test_invalid_json_is_400_and_runs_nothing(tmp_path):
         async with daemon.session.post(url, data=b"{duration", headers=headers) as response:
             status, answer = response.status, await response.json()
         assert await pending(daemon) == []
-    assert status == 400 and answer["error"].startswith("request body is not valid JSON")
+    assert status == 400 and answer["error"].startswith("request body: the text is not valid JSON")
 
 
 async def test_a_body_that_is_not_json_is_415(tmp_path):

@@ -95,6 +95,7 @@ async def test_metrics_count_role_load_reload_failures_and_quarantines(tmp_path)
         echo = roles / "echo.py"
         echo.write_text(echo.read_text() + "\nROLE_CONFIG['version'] = 'one'\n")
         sup.reload()
+        await sup.roles_rescanned()
         sup.role_registry.quarantine("echo", 5, 60.0, "boom")
         samples = await scrape(daemon)
     assert {

@@ -213,3 +213,58 @@ async def test_a_batch_mixing_new_known_and_keyed_events_answers_in_order(
         ("evt-5", False),
     ]
     assert (await journal.stats(NOW)).backlog == 4
+
+
+async def test_append_names_each_entry_by_its_seq_in_append_order(journal: Journal) -> None:
+    first = await journal.append([make_event(1), make_event(2, key="k")])
+    again = await journal.append([make_event(3), make_event(4, key="k")])
+    seqs = [result.seq for result in first + again[:1]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert again[1].seq == first[1].seq  # the duplicate names the first event's entry
+    claimed = await journal.claim("me", 10, LEASE, NOW)
+    assert [entry.seq for entry in claimed] == seqs
+
+
+async def test_an_append_for_an_owner_stores_its_new_events_claimed_by_it(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1, key="k")])
+    results = await journal.append(
+        [make_event(2), make_event(3, key="k"), make_event(4)], owner="me", lease_until=NOW + 9
+    )
+    assert [(r.event_id, r.duplicate, r.claimed) for r in results] == [
+        ("evt-2", False, True),
+        ("evt-1", True, False),  # the first event's entry is left as it was
+        ("evt-4", False, True),
+    ]
+    entry = await journal.get("evt-2")
+    assert entry is not None
+    assert (entry.state, entry.attempts, entry.owner, entry.lease_until) == (
+        EntryState.CLAIMED,
+        1,
+        "me",
+        NOW + 9,
+    )
+    assert [e.event_id for e in await journal.claim("me", 10, LEASE, NOW)] == ["evt-1"]
+    assert await journal.finish("me", ["evt-2", "evt-4"], NOW) == 2
+    assert (await journal.stats(NOW)).backlog == 1
+
+
+async def test_events_appended_claimed_by_a_dead_owner_are_replayed_at_attempt_two(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1)], owner="dead-process", lease_until=NOW + LEASE)
+    assert await journal.claim("me", 10, LEASE, NOW) == []
+    assert await journal.recover(NOW) == 1
+    [entry] = await journal.claim("me", 10, LEASE, NOW)
+    assert (entry.event_id, entry.attempts) == ("evt-1", 2)
+
+
+async def test_finish_of_a_large_batch_marks_only_the_owners_claims(journal: Journal) -> None:
+    events = [make_event(n) for n in range(1500)]
+    await journal.append(events[:1400], owner="me", lease_until=NOW + LEASE)
+    await journal.append(events[1400:], owner="other", lease_until=NOW + LEASE)
+    ids = [event.event_id for event in events]
+    assert await journal.finish("me", ids, NOW) == 1400
+    assert await journal.finish("me", ids, NOW) == 0
+    assert (await journal.stats(NOW)).backlog == 100
