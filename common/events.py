@@ -74,9 +74,14 @@ def check_event_type(event_type: object, where: str = "event type") -> str:
     )
 
 
+def is_daemon_event(event_type: str) -> bool:
+    """Return whether only the daemon publishes ``event_type``."""
+    return event_type in DAEMON_EVENTS or event_type.startswith(DAEMON_PREFIXES)
+
+
 def check_outside_event(event_type: str) -> str:
     """Return ``event_type`` if an outside source may publish it; raise EventOwnedError if not."""
-    if event_type in DAEMON_EVENTS or event_type.startswith(DAEMON_PREFIXES):
+    if is_daemon_event(event_type):
         raise EventOwnedError(
             f"event type {event_type!r} is published by the daemon only (see DAEMON_EVENTS in "
             "common/events.py); publish USER_REQUEST or an event type of your own instead"

@@ -17,7 +17,8 @@ Rules kept here:
   handler ran and nothing failed. An event lost in a crash never calls it.
 - A handler that returns None is logged once (``handler_returned_none``, a warning with its
   file:line and the fix); an event no role subscribes to is counted by type
-  (``stats.unsubscribed``) and logged once per type at INFO (``event_unsubscribed``).
+  (``stats.unsubscribed``) and, unless the daemon owns its type, logged once per type at INFO
+  (``event_unsubscribed``).
 - ``publish(..., idempotency_key=key)`` gives the intents produced for that event the ids
   ``f"{key}:{role}:{index}"``, so publishing it again after a crash yields the same intents (the
   outbox and the audit log keep one of each). The journal replays an event with its own
@@ -38,7 +39,7 @@ import structlog
 
 from common.context import EventContext
 from common.errors import BusClosedError, BusFullError, EventDataError, WrongThreadError
-from common.events import check_event_type, seen_valid
+from common.events import check_event_type, is_daemon_event, seen_valid
 from common.guard import ROLE_ERRORS, reraise_if_ours
 from common.ids import new_id
 from common.intent_processor import IntentProcessor
@@ -505,7 +506,8 @@ class MessageBus:
     def _report_unsubscribed(self, context: EventContext) -> None:
         unheard = self.stats.unsubscribed
         unheard[context.event_type] += 1
-        if unheard[context.event_type] == 1:
+        # a tick or announcement of the daemon's own that no role takes is normal, not a mistake
+        if unheard[context.event_type] == 1 and not is_daemon_event(context.event_type):
             log.info(
                 "event_unsubscribed",
                 event_type=context.event_type,

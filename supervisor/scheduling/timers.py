@@ -2,9 +2,11 @@
 
 Rules kept here:
 - A timer is stored (an absolute UTC deadline) before ``create`` returns its id.
-- Each pending timer has one ``clock.call_at`` handle. When it fires, the service counts the
-  attempt on disk and publishes ``TIMER_EXPIRED``; the timer is marked fired only once the bus
-  reports that at least one handler ran and every intent produced for that event was carried out.
+- The armed timers wait in one heap of ``(when, timer_id)``; one ``clock.call_at`` handle wakes
+  the service at the earliest. Every timer due at a wake-up is claimed in one store transaction
+  (its attempt counted on disk) and gets its ``TIMER_EXPIRED``; a timer is marked fired only once
+  the bus reports that at least one handler ran and every intent produced for that event was
+  carried out. The fired marks of the deliveries a loop turn finished go in one transaction.
   A crash in between leaves it pending, so the next start fires it again with the next attempt
   number; its intents keep the same ids (``idempotency_key``), so the outbox and the audit log
   keep one copy.
@@ -12,13 +14,13 @@ Rules kept here:
   the delay doubling from ``timers.retry_initial`` to ``timers.retry_max``; after
   ``timers.alert_after_attempts`` attempts ``TIMER_DELIVERY_FAILING`` tells the admin channel,
   once, and the retries go on. A timer is never dropped.
-- Timers fire by the wall clock: a handle that fires before ``due_at`` (the clock was set back)
-  is re-armed, and ``reconcile`` fires armed timers more than ``late_tolerance`` past ``due_at``
-  (the machine was suspended).
+- Timers fire by the wall clock: a wake-up before the earliest deadline (the clock was set back)
+  only re-arms the handle, and ``reconcile`` fires armed timers more than ``late_tolerance`` past
+  their time (the machine was suspended).
 - At start every pending timer is re-armed; one that fell due while the daemon was down fires
   once, at once, with its real ``late_by_s``.
 - ``reconcile`` compares the armed handles with the store: a safety net, not the firing path.
-- Several instances may share one store: each arms every pending timer, and a firing handle
+- Several instances may share one store: each arms every pending timer, and a firing
   first claims the timer in the store (``attempts`` + 1, a lease of ``cluster.lease`` seconds,
   renewed while the event is processed). Only the claimant publishes; the others look again when
   the lease would end, so an instance that dies mid-delivery is taken over, never duplicated.
@@ -27,7 +29,8 @@ Rules kept here:
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import heapq
+from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -69,6 +72,9 @@ TIMER_STATES = Transitions(
 )
 
 
+Delivery = tuple[Timer, float, EventOutcome]  # a claimed timer, when it fired, what the bus said
+
+
 def _no_jitter() -> float:  # timer retries wait the full doubled delay
     return 1.0
 
@@ -100,12 +106,15 @@ class TimerService:
         self.instance = instance
         self.lease = lease
         self.pending = 0  # pending timers in the store, as last counted
-        self._armed: dict[str, Cancellable] = {}
-        self._armed_seq: dict[str, int] = {}  # when each handle was armed, counted in arms
-        self._arms = 0
+        self._armed: dict[str, float] = {}  # each armed timer and when it fires
+        self._heap: list[tuple[float, str]] = []  # (when, timer_id); stale if _armed disagrees
+        self._wake: Cancellable | None = None  # the one handle, for the heap's earliest entry
+        self._wake_at: float | None = None
+        self._arming: list[set[str]] = []  # ids armed while a reconcile reads the store
         self._creating: set[str] = set()
-        self._retry_at: dict[str, float] = {}  # timers armed for a time after their due_at
         self._in_flight: set[str] = set()
+        self._deliveries: list[Delivery] = []  # to record in one step
+        self._recording = False
         self._stopped = False
         self._watching = False
         self._group: asyncio.TaskGroup | None = None
@@ -126,8 +135,11 @@ class TimerService:
             self.backend.watch(self._added_elsewhere, self.sweep)
             self._watching = True
         pending = await self.backend.pending()
-        for timer_id, when in pending.items():
-            self._arm(timer_id, when)
+        if self.arms:
+            self._armed.update(pending)
+            self._heap.extend((when, timer_id) for timer_id, when in pending.items())
+            heapq.heapify(self._heap)
+            self._settle_wake()
         self.pending = len(pending)
         log.info("timers_armed", count=len(self._armed))
         return len(self._armed)
@@ -135,11 +147,9 @@ class TimerService:
     def stop(self) -> None:
         """Disarm every timer (they stay pending on disk)."""
         self._stopped = True
-        for handle in self._armed.values():
-            handle.cancel()
         self._armed.clear()
-        self._armed_seq.clear()
-        self._retry_at.clear()
+        self._heap.clear()
+        self._settle_wake()
         for step in self._waiting:
             step.close()  # never started: it counts as done
         self._step_done(len(self._waiting))
@@ -270,11 +280,8 @@ class TimerService:
         if not await self.backend.cancel(timer_id, self.clock.time()):
             raise TimerError(already)  # another instance is firing it now
         self.pending -= 1
-        self._retry_at.pop(timer_id, None)
-        self._armed_seq.pop(timer_id, None)
-        handle = self._armed.pop(timer_id, None)
-        if handle is not None:
-            handle.cancel()
+        if self._armed.pop(timer_id, None) is not None:
+            self._settle_wake()
         log.info("timer_cancelled", timer_id=timer_id)
         return await self.get(timer_id)  # type: ignore[return-value]
 
@@ -300,26 +307,26 @@ class TimerService:
 
     async def reconcile(self) -> dict[str, int]:
         """Fire armed timers overdue by the wall clock, arm lost ones, drop stale handles."""
-        snapshot = self._arms  # handles armed after this are newer than what is read below
-        rows = await self.backend.pending()
-        self.pending = pending = len(rows)
+        armed_meanwhile: set[str] = set()  # newer than what is read below: not stale
+        self._arming.append(armed_meanwhile)
+        try:
+            rows = await self.backend.pending()
+        finally:
+            self._arming.remove(armed_meanwhile)
+        added_meanwhile = sum(1 for tid in armed_meanwhile if tid not in rows)
+        self.pending = pending = len(rows) + added_meanwhile
         if not self.arms:  # the daemon that runs the timers arms them
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": 0}
         overdue = self._fire_overdue(rows)
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
         missing = [tid for tid in rows if tid not in self._armed and tid not in self._in_flight]
-        stale = [
-            tid
-            for tid in self._armed
-            if tid not in rows and self._armed_seq.get(tid, 0) <= snapshot
-        ]
+        stale = [tid for tid in self._armed if tid not in rows and tid not in armed_meanwhile]
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
         for timer_id in stale:
-            self._retry_at.pop(timer_id, None)
-            self._armed_seq.pop(timer_id, None)
-            self._armed.pop(timer_id).cancel()
+            del self._armed[timer_id]
+        self._settle_wake()
         log.warning("timers_reconciled", rearmed=len(missing), dropped=len(stale))
         return {
             "pending": pending, "rearmed": len(missing), "dropped": len(stale), "overdue": overdue
@@ -328,15 +335,15 @@ class TimerService:
     def _fire_overdue(self, rows: dict[str, float]) -> int:
         """Fire armed timers whose handle should have fired by the wall clock; return how many."""
         late = self.clock.time() - self.late_tolerance
+        armed = self._armed
         overdue = [
-            tid
-            for tid, when in rows.items()
-            if when <= late and tid in self._armed and self._retry_at.get(tid, late) <= late
+            tid for tid, when in rows.items() if when <= late and armed.get(tid, late + 1) <= late
         ]
-        for timer_id in overdue:
-            self._armed.pop(timer_id).cancel()
-            self._fire(timer_id)
         if overdue:
+            for timer_id in overdue:
+                del armed[timer_id]
+            self._settle_wake()
+            self._fire(overdue)
             log.warning("timers_overdue_fired", count=len(overdue))
         return len(overdue)
 
@@ -361,71 +368,120 @@ class TimerService:
             log.warning("timers_reconcile_failed", error=str(err))
 
     def _arm(self, timer_id: str, when: float) -> None:
-        if self.arms:
-            previous = self._armed.pop(timer_id, None)
-            if previous is not None:
-                previous.cancel()
-            self._armed[timer_id] = self.clock.call_at(when, partial(self._fire, timer_id))
-            self._arms += 1
-            self._armed_seq[timer_id] = self._arms
+        if not self.arms:
+            return
+        self._armed[timer_id] = when  # an older heap entry for it is stale from now on
+        heapq.heappush(self._heap, (when, timer_id))
+        for armed_meanwhile in self._arming:
+            armed_meanwhile.add(timer_id)
+        if self._wake_at is None or when < self._wake_at:
+            self._wake_for(when)
 
-    def _retry(self, timer_id: str, when: float) -> None:
-        self._retry_at[timer_id] = when
-        self._arm(timer_id, when)
+    def _wake_for(self, when: float | None) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = when
+        self._wake = None if when is None else self.clock.call_at(when, self._woken)
 
-    def _fire(self, timer_id: str) -> None:
-        self._armed.pop(timer_id, None)
-        self._armed_seq.pop(timer_id, None)
-        self._retry_at.pop(timer_id, None)
-        self._in_flight.add(timer_id)  # held from now on, so reconcile does not arm it again
+    def _settle_wake(self) -> None:
+        """Drop stale entries from the heap's top and point the handle at the earliest left."""
+        heap, armed = self._heap, self._armed
+        while heap and armed.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        if len(heap) > 2 * len(armed) + 64:  # mostly cancelled or re-armed entries: compact
+            heap[:] = [(when, tid) for when, tid in heap if armed.get(tid) == when]
+            heapq.heapify(heap)
+        earliest = heap[0][0] if heap else None
+        if earliest != self._wake_at:
+            self._wake_for(earliest)
+
+    def _woken(self) -> None:
+        self._wake = self._wake_at = None
+        now = self.clock.time()
+        heap, armed = self._heap, self._armed
+        due: list[str] = []
+        while heap and heap[0][0] <= now:
+            when, timer_id = heapq.heappop(heap)
+            if armed.get(timer_id) == when:
+                del armed[timer_id]
+                due.append(timer_id)
+        self._settle_wake()  # a wake-up before the deadline (the clock went back) re-arms only
+        if due:
+            self._fire(due)
+
+    def _fire(self, timer_ids: Sequence[str]) -> None:
+        self._in_flight.update(timer_ids)  # held from now on, so reconcile does not arm them
         self._holding.set()
-        self._spawn(self._fire_step(timer_id))
+        self._spawn(self._fire_step(timer_ids))
 
-    async def _fire_step(self, timer_id: str) -> None:
+    def _retry(self, timer_ids: Sequence[str], when: float) -> None:
+        self._in_flight.difference_update(timer_ids)
+        if not self._stopped:
+            for timer_id in timer_ids:
+                self._arm(timer_id, when)
+
+    async def _fire_step(self, timer_ids: Sequence[str]) -> None:
         try:
-            await self._claim_and_publish(timer_id)
+            await self._claim_and_publish(timer_ids)
         except Exception as err:  # the store is away or failing: try again in a moment
-            self._in_flight.discard(timer_id)
-            log.error("timer_fire_failed", timer_id=timer_id, error=str(err),
+            log.error("timer_fire_failed", timer_ids=timer_ids, error=str(err),
                       retry_in_s=RETRY_DELAY)  # fmt: skip
-            if not self._stopped:
-                self._retry(timer_id, self.clock.time() + RETRY_DELAY)
+            self._retry(timer_ids, self.clock.time() + RETRY_DELAY)
 
-    async def _claim_and_publish(self, timer_id: str) -> None:
-        timer = await self.get(timer_id)
-        if timer is None or timer.state != "pending":
-            self._in_flight.discard(timer_id)
-            return
+    async def _claim_and_publish(self, timer_ids: Sequence[str]) -> None:
         fired_at = self.clock.time()
-        if fired_at < timer.due_at:  # the wall clock was set back since the timer was armed
+        room = max(0, self.bus.max_queue - self.bus.queue_depth)
+        if room < len(timer_ids):  # claim only what the bus can take now
+            deferred, timer_ids = timer_ids[room:], timer_ids[:room]
+            log.warning("publish_deferred", count=len(deferred), retry_in_s=RETRY_DELAY)
+            self._retry(deferred, fired_at + RETRY_DELAY)
+            if not timer_ids:
+                return
+        claimed, waiting = await self.backend.claim_due(
+            timer_ids, self.instance, fired_at, fired_at + self.lease
+        )
+        if len(claimed) < len(timer_ids):
+            self._not_claimed(timer_ids, claimed, waiting, fired_at)
+        for timer in claimed:
+            if not self._publish(timer, fired_at):
+                self._retry([timer.timer_id], fired_at + RETRY_DELAY)
+                try:
+                    await self.backend.release(timer.timer_id, self.instance, fired_at)
+                except Exception as err:  # its lease ends on its own; the retry waits for that
+                    log.warning("timer_release_failed", timer_id=timer.timer_id, error=str(err))
+
+    def _not_claimed(
+        self,
+        timer_ids: Sequence[str],
+        claimed: Sequence[Timer],
+        waiting: dict[str, float],
+        now: float,
+    ) -> None:
+        """Arm again the timers another instance holds or that are not due by the store's
+        deadline; forget the ones no longer pending."""
+        taken = {timer.timer_id for timer in claimed}
+        for timer_id in timer_ids:
+            if timer_id in taken:
+                continue
             self._in_flight.discard(timer_id)
-            log.info("timer_not_due_yet", timer_id=timer_id, early_by_s=timer.due_at - fired_at)
-            self._arm(timer_id, timer.due_at)
-            return
-        if self.bus.queue_depth >= self.bus.max_queue:  # claim only what the bus can take now
-            self._in_flight.discard(timer_id)
-            log.warning("publish_deferred", timer_id=timer_id, retry_in_s=RETRY_DELAY)
-            self._retry(timer_id, fired_at + RETRY_DELAY)
-            return
-        claimed = await self.backend.claim(timer_id, self.instance, fired_at, fired_at + self.lease)
-        if claimed is None:  # another instance fires it: look again when its lease would end
-            self._in_flight.discard(timer_id)
-            if not self._stopped:
-                self._retry(timer_id, fired_at + self.lease)
-            return
-        attempt = claimed.attempts
-        late_by = max(0.0, fired_at - claimed.due_at)
+            when = waiting.get(timer_id)
+            if when is not None and not self._stopped:
+                self._arm(timer_id, when if when > now else now + RETRY_DELAY)
+
+    def _publish(self, timer: Timer, fired_at: float) -> bool:
+        attempt = timer.attempts
+        late_by = max(0.0, fired_at - timer.due_at)
         data = {
-            "timer_id": timer_id,
-            "label": claimed.label,
-            "original_request": claimed.original_request,
-            "channel_id": claimed.channel_id,
-            "user_id": claimed.user_id,
-            "due_at": claimed.due_at,
+            "timer_id": timer.timer_id,
+            "label": timer.label,
+            "original_request": timer.original_request,
+            "channel_id": timer.channel_id,
+            "user_id": timer.user_id,
+            "due_at": timer.due_at,
             "fired_at": fired_at,
             "late_by_s": late_by,
             "attempt": attempt,
-            "data": claimed.data,
+            "data": timer.data,
         }
         publish = partial(
             self.bus.publish,
@@ -434,45 +490,55 @@ class TimerService:
             data,
             source="timers",
             attempt=attempt,
-            idempotency_key=f"timer:{timer_id}",
-            on_done=partial(self._delivered, claimed, fired_at, attempt),
+            idempotency_key=f"timer:{timer.timer_id}",
+            on_done=partial(self._delivered, timer, fired_at),
         )
         try:
-            published = try_publish(publish, timer_id=timer_id)
+            published = try_publish(publish, timer_id=timer.timer_id)
         except BusClosedError:
             published = False  # the daemon is stopping; the timer stays pending for the next start
-        if not published:
-            self._in_flight.discard(timer_id)
-            await self.backend.release(timer_id, self.instance, fired_at)
-            if not self._stopped:
-                self._retry(timer_id, fired_at + RETRY_DELAY)
-            return
-        if self.on_fired is not None:
+        if published and self.on_fired is not None:
             self.on_fired(late_by)
+        return published
 
-    def _delivered(
-        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
-    ) -> None:
-        self._spawn(self._delivered_step(timer, fired_at, attempt, outcome))
+    def _delivered(self, timer: Timer, fired_at: float, outcome: EventOutcome) -> None:
+        self._deliveries.append((timer, fired_at, outcome))
+        if not self._recording:
+            self._recording = True
+            self._spawn(self._record_step())
 
-    async def _delivered_step(
-        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
-    ) -> None:
+    async def _record_step(self) -> None:
+        """Record every delivery the bus has reported so far; more may come while it awaits."""
         try:
-            await self._record_delivery(timer, fired_at, attempt, outcome)
-        except Exception as err:  # the lease ends and the timer fires again, effects kept once
-            log.error("timer_delivery_not_recorded", timer_id=timer.timer_id, error=str(err))
+            while self._deliveries:
+                batch, self._deliveries = self._deliveries, []
+                try:
+                    await self._record_deliveries(batch)
+                finally:
+                    self._in_flight.difference_update(timer.timer_id for timer, _, _ in batch)
         finally:
-            self._in_flight.discard(timer.timer_id)
+            self._recording = False
 
-    async def _record_delivery(
-        self, timer: Timer, fired_at: float, attempt: int, outcome: EventOutcome
-    ) -> None:
-        if outcome.ok:
-            TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
-            if await self.backend.finish(timer.timer_id, self.instance, fired_at):
-                self.pending -= 1
-            return
+    async def _record_deliveries(self, batch: Sequence[Delivery]) -> None:
+        fired = [(timer.timer_id, fired_at) for timer, fired_at, outcome in batch if outcome.ok]
+        try:
+            for timer, _, outcome in batch:
+                if outcome.ok:
+                    TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
+            self.pending -= await self.backend.finish_fired(fired, self.instance)
+        except Exception as err:  # the leases end and the timers fire again, effects kept once
+            log.error("timer_delivery_not_recorded", timer_ids=[tid for tid, _ in fired],
+                      error=str(err))  # fmt: skip
+        for timer, _, outcome in batch:
+            if not outcome.ok:
+                try:
+                    await self._retry_failed(timer, outcome)
+                except Exception as err:  # its lease ends and it fires again
+                    log.error("timer_delivery_not_recorded", timer_ids=[timer.timer_id],
+                              error=str(err))  # fmt: skip
+
+    async def _retry_failed(self, timer: Timer, outcome: EventOutcome) -> None:
+        attempt = timer.attempts
         retry_in = backoff_delay(
             attempt, self.config.retry_initial, self.config.retry_max, random=_no_jitter
         )
@@ -490,7 +556,7 @@ class TimerService:
         if attempt == self.config.alert_after_attempts:
             self._alert(timer, attempt)
         if not self._stopped:
-            self._retry(timer.timer_id, retry_at)
+            self._arm(timer.timer_id, retry_at)
 
     def _alert(self, timer: Timer, attempts: int) -> None:
         data = {

@@ -10,7 +10,7 @@ Rules every implementation keeps:
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from common.audit import AuditRecord
 from common.clock import utc_iso
@@ -74,6 +74,14 @@ class Timer:
         return out
 
 
+class Claimed(NamedTuple):
+    """What one claim took: the timers now held (attempt counted), and for each other named
+    timer still pending, when it may be claimed (its deadline, or the end of another's lease)."""
+
+    timers: list[Timer]
+    waiting: dict[str, float]
+
+
 class TimerBackend(Protocol):
     """Durable timers. A firing is claimed (``attempts`` + 1, a lease) so it happens once
     cluster-wide; a claim whose lease ended, or that was released, can be claimed again."""
@@ -104,19 +112,20 @@ class TimerBackend(Protocol):
         """Cancel a pending timer no instance is firing now; return whether it was cancelled."""
         ...
 
-    async def claim(
-        self, timer_id: str, instance: str, now: float, lease_until: float
-    ) -> Timer | None:
-        """Claim a pending, due, unclaimed timer for ``instance``; return it with the new
-        attempt count, or None when it is not pending, not due or another instance holds it."""
+    async def claim_due(
+        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
+    ) -> Claimed:
+        """Claim, in one transaction, each of ``timer_ids`` that is pending, due and unclaimed,
+        for ``instance``; a timer that is not pending is left out of both halves of the answer."""
         ...
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
         ...
 
-    async def finish(self, timer_id: str, instance: str, fired_at: float) -> bool:
-        """Mark a timer ``instance`` holds fired; return False if it lost the claim."""
+    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
+        """Mark fired, in one transaction, each ``(timer_id, fired_at)`` that ``instance`` still
+        holds; return how many were marked (a lost claim is skipped)."""
         ...
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from common.errors import StoreError
-from supervisor.store.base import Timer
+from supervisor.store.base import Claimed, Timer
 from supervisor.store.sqlite import Store
 
 MIGRATIONS = [
@@ -78,24 +78,23 @@ class SqliteTimers:
         store.migrate("timers", MIGRATIONS)
 
     async def add(self, timer: Timer) -> None:
-        """Store a new pending timer."""
+        """Store a new pending timer (one statement, so its own transaction)."""
         try:
-            with self.store.transaction() as db:
-                db.execute(
-                    "INSERT INTO timers (timer_id, label, due_at, created_at, channel_id, user_id, "
-                    "role, original_request, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        timer.timer_id,
-                        timer.label,
-                        timer.due_at,
-                        timer.created_at,
-                        timer.channel_id,
-                        timer.user_id,
-                        timer.role,
-                        timer.original_request,
-                        json.dumps(timer.data, default=str),
-                    ),
-                )
+            self.store.db.execute(
+                "INSERT INTO timers (timer_id, label, due_at, created_at, channel_id, user_id, "
+                "role, original_request, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    timer.timer_id,
+                    timer.label,
+                    timer.due_at,
+                    timer.created_at,
+                    timer.channel_id,
+                    timer.user_id,
+                    timer.role,
+                    timer.original_request,
+                    json.dumps(timer.data, default=str) if timer.data else "{}",
+                ),
+            )
         except sqlite3.DatabaseError as err:
             raise StoreError(
                 f"storage.path {str(self.store.path)!r}: cannot save timer {timer.label!r} ({err})"
@@ -138,18 +137,32 @@ class SqliteTimers:
             )
         return cursor.rowcount == 1
 
-    async def claim(
-        self, timer_id: str, instance: str, now: float, lease_until: float
-    ) -> Timer | None:
-        """Claim a pending, due, unclaimed timer; return it with the new attempt count."""
+    async def claim_due(
+        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
+    ) -> Claimed:
+        """Claim each named timer that is pending, due and unclaimed, in one transaction."""
+        if not timer_ids:
+            return Claimed([], {})
         with self.store.transaction() as db:
-            row = db.execute(
+            rows = db.execute(
                 "UPDATE timers SET attempts = attempts + 1, claimed_by = ?, lease_until = ? "
-                "WHERE timer_id = ? AND state = 'pending' AND due_at <= ? "
-                f"AND coalesce(lease_until, 0) <= ? RETURNING {COLUMNS}",
-                (instance, lease_until, timer_id, now, now),
-            ).fetchone()
-        return timer_from_row(row) if row is not None else None
+                "WHERE timer_id IN (SELECT value FROM json_each(?)) AND +state = 'pending' "
+                f"AND due_at <= ? AND coalesce(lease_until, 0) <= ? RETURNING {COLUMNS}",
+                (instance, lease_until, json.dumps(timer_ids), now, now),
+            ).fetchall()
+            waiting: dict[str, float] = {}
+            if len(rows) < len(timer_ids):
+                taken = {row["timer_id"] for row in rows}
+                rest = [timer_id for timer_id in timer_ids if timer_id not in taken]
+                waiting = dict(
+                    db.execute(
+                        "SELECT timer_id, max(due_at, coalesce(lease_until, due_at)) FROM timers "
+                        "WHERE timer_id IN (SELECT value FROM json_each(?)) "
+                        "AND +state = 'pending'",
+                        (json.dumps(rest),),
+                    ).fetchall()
+                )
+        return Claimed([timer_from_row(row) for row in rows], waiting)
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
@@ -160,15 +173,17 @@ class SqliteTimers:
                 [(lease_until, timer_id, instance) for timer_id in timer_ids],
             )
 
-    async def finish(self, timer_id: str, instance: str, fired_at: float) -> bool:
-        """Mark a timer ``instance`` holds fired."""
+    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
+        """Mark fired each ``(timer_id, fired_at)`` that ``instance`` holds, in one transaction."""
+        if not fired:
+            return 0
         with self.store.transaction() as db:
-            cursor = db.execute(
+            cursor = db.executemany(
                 "UPDATE timers SET state = 'fired', fired_at = ?, claimed_by = NULL, "
                 "lease_until = NULL WHERE timer_id = ? AND state = 'pending' AND claimed_by = ?",
-                (fired_at, timer_id, instance),
+                [(fired_at, timer_id, instance) for timer_id, fired_at in fired],
             )
-        return cursor.rowcount == 1
+        return cursor.rowcount
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:
         """Give up ``instance``'s claim until ``not_before``."""

@@ -52,3 +52,12 @@ async def test_event_without_subscriber_is_counted_per_type_and_logged_once_per_
         for e in logs
         if e["event"] == "event_unsubscribed"
     ] == [("DEPLOY_FINISHED", "http", "info"), ("DEPLOY_STARTED", "http", "info")]
+
+
+async def test_a_daemon_event_nobody_takes_is_counted_but_not_logged():
+    bus, _ = make_bus()
+    with capture_logs() as logs:
+        bus.publish("supervisor", "HEARTBEAT_TICK", {"timestamp": 0}, source="supervisor")
+        await bus.drain()
+    assert dict(bus.stats.unsubscribed) == {"HEARTBEAT_TICK": 1}
+    assert [e for e in logs if e["event"] == "event_unsubscribed"] == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from supervisor.store.base import Timer
+from supervisor.store.base import Claimed, Timer
 from supervisor.store.postgres.listener import Listener
 
 CHANNEL = "intentd_timers"
@@ -36,24 +36,25 @@ class PostgresTimers:
         listener.on_resync(self._listening_again)
 
     async def add(self, timer: Timer) -> None:
-        """Store a new pending timer and tell every instance."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO timers (timer_id, label, due_at, created_at, channel_id, user_id, "
-                "role, original_request, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-                timer.timer_id,
-                timer.label,
-                timer.due_at,
-                timer.created_at,
-                timer.channel_id,
-                timer.user_id,
-                timer.role,
-                timer.original_request,
-                json.dumps(timer.data, default=str),
-            )
-            await conn.execute(
-                "SELECT pg_notify($1, $2)", CHANNEL, f"{timer.timer_id} {timer.due_at!r}"
-            )
+        """Store a new pending timer and tell every instance, in one statement (one round trip;
+        the notification is sent when that statement's transaction commits)."""
+        await self.pool.execute(
+            "WITH added AS (INSERT INTO timers (timer_id, label, due_at, created_at, channel_id, "
+            "user_id, role, original_request, data) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING timer_id) "
+            "SELECT pg_notify($10, $11) FROM added",
+            timer.timer_id,
+            timer.label,
+            timer.due_at,
+            timer.created_at,
+            timer.channel_id,
+            timer.user_id,
+            timer.role,
+            timer.original_request,
+            json.dumps(timer.data, default=str) if timer.data else "{}",
+            CHANNEL,
+            f"{timer.timer_id} {timer.due_at!r}",
+        )
 
     async def get(self, timer_id: str) -> Timer | None:
         """Return the timer with ``timer_id``, or None."""
@@ -98,20 +99,32 @@ class PostgresTimers:
         )
         return bool(status == "UPDATE 1")
 
-    async def claim(
-        self, timer_id: str, instance: str, now: float, lease_until: float
-    ) -> Timer | None:
-        """Claim a pending, due, unclaimed timer; return it with the new attempt count."""
-        row = await self.pool.fetchrow(
+    async def claim_due(
+        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
+    ) -> Claimed:
+        """Claim each named timer that is pending, due and unclaimed, in one statement."""
+        if not timer_ids:
+            return Claimed([], {})
+        rows = await self.pool.fetch(
             "UPDATE timers SET attempts = attempts + 1, claimed_by = $2, lease_until = $4 "
-            "WHERE timer_id = $1 AND state = 'pending' AND due_at <= $3 "
+            "WHERE timer_id = ANY($1::text[]) AND state = 'pending' AND due_at <= $3 "
             f"AND coalesce(lease_until, 0) <= $3 RETURNING {COLUMNS}",
-            timer_id,
+            list(timer_ids),
             instance,
             now,
             lease_until,
         )
-        return _timer(row) if row is not None else None
+        waiting: dict[str, float] = {}
+        if len(rows) < len(timer_ids):
+            taken = {row["timer_id"] for row in rows}
+            rest = [timer_id for timer_id in timer_ids if timer_id not in taken]
+            left = await self.pool.fetch(
+                "SELECT timer_id, greatest(due_at, lease_until) AS at FROM timers "
+                "WHERE timer_id = ANY($1::text[]) AND state = 'pending'",
+                rest,
+            )
+            waiting = {row["timer_id"]: row["at"] for row in left}
+        return Claimed([_timer(row) for row in rows], waiting)
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
@@ -123,16 +136,20 @@ class PostgresTimers:
             lease_until,
         )
 
-    async def finish(self, timer_id: str, instance: str, fired_at: float) -> bool:
-        """Mark a timer ``instance`` holds fired."""
+    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
+        """Mark fired each ``(timer_id, fired_at)`` that ``instance`` holds, in one statement."""
+        if not fired:
+            return 0
         status = await self.pool.execute(
-            "UPDATE timers SET state = 'fired', fired_at = $3, claimed_by = NULL, "
-            "lease_until = NULL WHERE timer_id = $1 AND state = 'pending' AND claimed_by = $2",
-            timer_id,
+            "UPDATE timers SET state = 'fired', fired_at = f.fired_at, claimed_by = NULL, "
+            "lease_until = NULL FROM unnest($1::text[], $2::float8[]) AS f(timer_id, fired_at) "
+            "WHERE timers.timer_id = f.timer_id AND timers.state = 'pending' "
+            "AND timers.claimed_by = $3",
+            [timer_id for timer_id, _ in fired],
+            [fired_at for _, fired_at in fired],
             instance,
-            fired_at,
         )
-        return bool(status == "UPDATE 1")
+        return int(status.rpartition(" ")[2])
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:
         """Give up ``instance``'s claim until ``not_before``."""

@@ -1,7 +1,7 @@
 """The timer service with a fake clock: deadlines, cancel, list, restarts and crashes."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from common.context import EventContext
 from common.errors import TimerError
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
+from supervisor.config import TimersConfig
 from supervisor.scheduling.bus_retry import RETRY_DELAY
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.sqlite import Store
@@ -22,7 +23,13 @@ class Daemon:
     """The parts a timer needs, over one database file: a stand-in for one daemon run."""
 
     def __init__(
-        self, path: Path, clock: FakeClock, *, max_queue: int = 10_000, arms: bool = True
+        self,
+        path: Path,
+        clock: FakeClock,
+        *,
+        max_queue: int = 10_000,
+        arms: bool = True,
+        backend: Callable[[Store], SqliteTimers] = SqliteTimers,
     ) -> None:
         self.clock = clock
         self.store = Store(path)
@@ -30,7 +37,7 @@ class Daemon:
         self.fired: list[dict[str, Any]] = []
         self.attempts: list[int] = []
         self.bus.subscribe("test", "TIMER_EXPIRED", self._record)
-        self.timers = TimerService(SqliteTimers(self.store), self.bus, clock, arms=arms)
+        self.timers = TimerService(backend(self.store), self.bus, clock, arms=arms)
         self.task = asyncio.get_running_loop().create_task(self.timers.run())
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
@@ -234,6 +241,58 @@ async def test_a_full_bus_defers_the_timer_instead_of_dropping_it(db_path: Path)
     assert [f["timer_id"] for f in d.fired] == [timer_id]
 
 
+async def test_timers_due_together_beyond_the_bus_room_fire_a_moment_later(
+    db_path: Path,
+) -> None:
+    d = Daemon(db_path, FakeClock(), max_queue=2)
+    await d.timers.start()
+    ids = [await d.timers.create(duration=5, label=str(i)) for i in range(3)]
+    await d.clock.advance(5)
+    attempts = [(await d.timers.get(tid)).attempts for tid in ids]  # type: ignore[union-attr]
+    assert attempts == [1, 1, 0]  # the third was not claimed: the bus had room for two
+    await d.drain()
+    assert [f["timer_id"] for f in d.fired] == ids[:2]
+    await d.clock.advance(RETRY_DELAY)
+    await d.drain()
+    assert [f["timer_id"] for f in d.fired] == ids and await d.timers.list() == []
+
+
+async def test_one_failed_delivery_among_timers_due_together_is_retried_alone(
+    daemon: Daemon,
+) -> None:
+    def picky(data: dict[str, Any], context: EventContext) -> list[Any]:
+        if data["label"] == "bad" and context.attempt == 1:
+            raise ValueError("not this one")
+        return []
+
+    daemon.bus.subscribe("picky", "TIMER_EXPIRED", picky)
+    good = [await daemon.timers.create(duration=5, label="good") for _ in range(3)]
+    bad = await daemon.timers.create(duration=5, label="bad")
+    await daemon.clock.advance(5)
+    await daemon.drain()
+    states = [(await daemon.timers.get(tid)).state for tid in [*good, bad]]  # type: ignore[union-attr]
+    assert states == ["fired", "fired", "fired", "pending"]
+    assert daemon.timers.pending_count() == 1
+    await daemon.clock.advance(TimersConfig().retry_initial)
+    await daemon.drain()
+    assert [f["timer_id"] for f in daemon.fired][-1] == bad and daemon.attempts[-1] == 2
+    assert (await daemon.timers.get(bad)).state == "fired"  # type: ignore[union-attr]
+
+
+async def test_a_timer_created_after_a_later_one_fires_first_and_a_cancel_holds(
+    daemon: Daemon,
+) -> None:
+    late = await daemon.timers.create(duration=60, label="late")
+    early = await daemon.timers.create(duration=10, label="early")
+    await daemon.clock.advance(10)
+    await daemon.drain()
+    assert [f["timer_id"] for f in daemon.fired] == [early]
+    await daemon.timers.cancel(late)
+    await daemon.clock.advance(60)
+    await daemon.drain()
+    assert [f["timer_id"] for f in daemon.fired] == [early]
+
+
 async def test_reconcile_arms_a_timer_the_scheduler_does_not_know(daemon: Daemon) -> None:
     timer_id = await daemon.timers.create(duration=5)
     daemon.timers.stop()  # as if the handle had been lost
@@ -259,6 +318,43 @@ async def test_reconcile_drops_a_handle_whose_timer_is_no_longer_pending(daemon:
         "overdue": 0,
     }
     assert daemon.clock.pending == 0
+
+
+class SlowPending(SqliteTimers):
+    """SQLite timers whose ``pending()`` answers what it read once the test lets it go."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.reading = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def pending(self) -> dict[str, float]:
+        rows = await super().pending()
+        self.reading.set()
+        await self.answer.wait()
+        return rows
+
+
+async def test_a_timer_created_while_reconcile_reads_is_counted_and_stays_armed(
+    db_path: Path,
+) -> None:
+    d = Daemon(db_path, FakeClock(), backend=SlowPending)
+    backend = d.timers.backend
+    assert isinstance(backend, SlowPending)
+    backend.answer.set()
+    await d.timers.start()
+    backend.answer.clear()
+    backend.reading.clear()
+    reconciling = asyncio.ensure_future(d.timers.reconcile())
+    await backend.reading.wait()
+    timer_id = await d.timers.create(duration=5)
+    backend.answer.set()
+    assert await reconciling == {"pending": 1, "rearmed": 0, "dropped": 0, "overdue": 0}
+    assert d.timers.pending_count() == 1
+    await d.clock.advance(5)
+    await d.drain()
+    assert [f["timer_id"] for f in d.fired] == [timer_id]
+    await d.crash()
 
 
 async def test_reconcile_of_a_consistent_service_changes_nothing(daemon: Daemon) -> None:
