@@ -19,7 +19,7 @@ EVENT_TYPES = [f"EVENT_{n}" for n in range(20)]
 
 
 def handler(data, context):
-    return None
+    return []
 
 
 def prometheus_observer():

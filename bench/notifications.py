@@ -29,7 +29,7 @@ from supervisor.slack.socket_mode import SlackIn
 from supervisor.slack.web_api import SlackOut
 from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.sqlite import Store
-from tests.factories import make_bus
+from tests.factories import make_bus, running_intake
 from tests.fakes.slack import FakeSlack
 
 BOT, APP = "xoxb-bench", "xapp-bench"
@@ -88,16 +88,23 @@ async def outbox_throughput(comms: CommunicationManager, outbox: Outbox) -> tupl
 
 
 async def ack_latency(slack: FakeSlack, client: AsyncWebClient) -> list[float]:
-    """Send envelopes to a connected SlackIn; return the ack latencies the fake measured."""
+    """Send envelopes to a connected SlackIn; return the ack latencies the fake measured.
+
+    Each envelope is acked once its event is committed to the journal, as in the daemon.
+    """
     bus, _ = make_bus()
-    slack_in = SlackIn(APP, client, bus)
-    task = asyncio.create_task(slack_in.run())
-    await slack.wait_connected(1)
-    for n in range(ENVELOPES):
-        await slack.send_envelope("events_api", slack.app_mention(f"ping {n}"))
-        await bus.drain()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "journal.db")
+        async with running_intake(store, bus) as intake:
+            slack_in = SlackIn(APP, client, intake)
+            task = asyncio.create_task(slack_in.run())
+            await slack.wait_connected(1)
+            for n in range(ENVELOPES):
+                await slack.send_envelope("events_api", slack.app_mention(f"ping {n}"))
+                await bus.drain()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        store.close()
     return [ack.latency for ack in slack.acks]
 
 
