@@ -27,6 +27,7 @@ from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox
 from supervisor.slack.socket_mode import SlackIn
 from supervisor.slack.web_api import SlackOut
+from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.sqlite import Store
 from tests.factories import make_bus, running_intake
 from tests.fakes.slack import FakeSlack
@@ -123,7 +124,10 @@ async def main() -> None:
                 comms = CommunicationManager()
                 comms.add_channel("slack", SlackOut(client))
                 outbox = Outbox(
-                    store, comms.channels, SystemClock(), OutboxConfig(per_channel_rate=0)
+                    SqliteOutbox(store),
+                    comms.channels,
+                    SystemClock(),
+                    OutboxConfig(per_channel_rate=0),
                 )
                 comms.outbox = outbox
                 worker = asyncio.create_task(outbox.run())

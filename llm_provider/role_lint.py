@@ -4,7 +4,8 @@ Rules kept here (docs/ROLES.md has the same table):
 - Errors (the role is not loaded): an import of anything but ``common``, ``strands``, the
   standard library and ``roles.allowed_imports``; an import of another role; in an event handler,
   or a helper of the file it calls, blocking I/O (``open``, network, subprocess, database,
-  ``time.sleep``), a ``global`` statement, or a change to a module-level dict, list or set.
+  ``time.sleep``), a ``global`` statement, or a change to a module-level dict, list or set; in
+  an intent handler a call of ``services.kv`` or ``services.timers`` that is not awaited.
 - Warnings (the role loads; ``intentd check`` and the log show them): in an event handler a
   wall-clock read (``time.time()``, ``datetime.now()``) or ``print()``; an event handler with a
   path that ends without ``return``; a tool argument its docstring's ``Args:`` section omits.
@@ -63,6 +64,9 @@ RULES = {  # rule -> (is a warning, message); the file is not executed after an 
     "module_state": (False, "{who} changes the module-level {kind} {name!r} ({how}); module "
                      "state is lost on reload and makes the handler impure, so keep it in "
                      "services.kv from an intent handler"),
+    "unawaited": (False, "intent handler {name!r} calls {call}() without 'await', so nothing "
+                  "happens and it gets a coroutine, not the result; services.kv and "
+                  "services.timers are async, so write 'await {call}(...)'"),
     "clock": (True, "{who} reads the wall clock with {call}(), so a replayed event asks for "
               "different intents; use context.timestamp (epoch seconds) instead"),
     "print": (True, "{who} calls print(), whose output is mixed into the console channel's "
@@ -110,6 +114,7 @@ def lint_role(source: str | bytes, allowed_imports: Iterable[str] = ()) -> list[
         if _can_fall_off(function.body) and not _is_generator(function):
             findings.append(Finding.of(function.lineno, "no_return", name=name))
     findings.extend(_tool_findings(reader))
+    findings.extend(_unawaited_findings(reader))
     return sorted(findings, key=lambda finding: finding.line)
 
 
@@ -362,6 +367,48 @@ def _same_loop(body: list[ast.stmt]) -> Iterator[ast.AST]:
 
 def _is_generator(function: Function) -> bool:
     return any(isinstance(node, (ast.Yield, ast.YieldFrom)) for node in ast.walk(function))
+
+
+SERVICE_CALLS = {  # the async members of RoleServices, by attribute
+    "kv": frozenset({"get", "set", "delete", "keys"}),
+    "timers": frozenset({"create", "cancel", "get", "list"}),
+}
+
+
+def _unawaited_findings(reader: _Module) -> Iterator[Finding]:
+    """Yield each call of ``services.kv.*`` or ``services.timers.*`` an intent handler does not
+    await (as an argument of another call, ``asyncio.gather(...)`` say, it is left alone)."""
+    names = {
+        value.id
+        for mapping in registration_values(reader.tree, "intents")
+        if isinstance(mapping, ast.Dict)
+        for value in mapping.values
+        if isinstance(value, ast.Name)
+    }
+    for name in sorted(names):
+        function = reader.functions.get(name)
+        params = [a.arg for a in function.args.args] if function is not None else []
+        if function is None or len(params) < 2:
+            continue
+        services = params[1]
+        consumed = {
+            id(child)
+            for node in ast.walk(function)
+            if isinstance(node, (ast.Await, ast.Call))
+            for child in ast.iter_child_nodes(node)
+        }
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Call) or id(node) in consumed:
+                continue
+            target = node.func
+            if (
+                isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Attribute)
+                and isinstance(target.value.value, ast.Name)
+                and target.value.value.id == services
+                and target.attr in SERVICE_CALLS.get(target.value.attr, ())
+            ):
+                yield Finding.of(node.lineno, "unawaited", name=name, call=ast.unparse(target))
 
 
 def _tool_findings(reader: _Module) -> Iterator[Finding]:

@@ -104,6 +104,7 @@ class ClusterConfig(ConfigSection):
     instance: str | None = None  # this process's name among several; host name + pid by default
     lease: Seconds = 5.0  # a claim not renewed for this long is taken over by another process
     sweep: Seconds = 30.0  # the safety net behind LISTEN/NOTIFY: look for work this often
+    heartbeat: Seconds = 5.0  # how often a process says it is alive and checks the database
 
 
 class ScheduleConfig(ConfigSection):

@@ -6,9 +6,11 @@ Rules kept here:
   shares one transaction (a group commit), and so do the done marks.
 - One task, ``run()``, does the journal's work in turns: commit what was submitted, commit the
   done marks and failures, claim what is due (at most ``MAX_IN_FLIGHT`` events in the bus at
-  once) and publish it with the journal's event id, timestamp and attempt number. When no older
-  entry is due, the submitted events are stored claimed by this intake in their append's own
-  transaction (``append(owner=...)``) and published at once: no claim statement, no read back.
+  once, ``SHARED_IN_FLIGHT`` on a shared store, so a busy process still has room to take over a
+  dead one's entries and leaves new ones to idle processes) and publish it with the journal's
+  event id, timestamp and attempt number. When no older entry is due, the submitted events are
+  stored claimed by this intake in their append's own transaction (``append(owner=...)``) and
+  published at once: no claim statement, no read back.
 - An entry is finished only after the bus reports that its handlers ran and every intent they
   returned was carried out, with no failure. Its intents get the ids ``f"{event_id}:{role}:{n}"``,
   so a replay after a crash finds the audit record, the outbox entry and the chained event
@@ -16,6 +18,9 @@ Rules kept here:
 - A delivery that failed is retried, the wait doubling from ``journal.retry_initial`` to
   ``journal.retry_max``; after ``journal.max_attempts`` the entry is parked dead and the admin
   channel is told once. ``intentd events retry`` replays it.
+- A claim holds its entries for ``journal.lease`` seconds and is renewed every third of that
+  while they run, so another process sharing the journal takes an entry over only when this one
+  died. A turn that fails (the database is away) is logged and tried again a second later.
 - ``accept(..., bounded=True)`` (HTTP) refuses an event with JournalFullError once the backlog
   reaches ``journal.max_backlog``; events chained by intents are never refused.
 - Stopping: with the outside sources stopped, ``drain()`` delivers the backlog (chained events
@@ -52,8 +57,10 @@ from supervisor.store.journal import (
 log = structlog.get_logger("intentd.journal")
 
 MAX_IN_FLIGHT = 2048  # claimed events waiting in the bus at once
+SHARED_IN_FLIGHT = 64  # the same on a shared store: a busy process leaves work for the others
 PRUNE_EVERY = 3600.0  # seconds between deletions of old done entries
 FULL_BUS_RETRY = 1.0  # seconds before claimed events a full bus refused are offered again
+TURN_RETRY = 1.0  # seconds before a turn that failed (the store is away) is tried again
 _Submitted = tuple[NewEvent, "asyncio.Future[Appended]"]  # an event and who waits for its commit
 
 
@@ -68,13 +75,18 @@ class EventIntake:
         config: JournalConfig | None = None,
         *,
         alert: Callable[[str], Awaitable[Any]] | None = None,
+        owner: str | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
+        """``owner`` names this process's claims (unique per run; a new id by default);
+        at most ``max_in_flight`` claimed events wait in the bus at once."""
         self.journal = journal
         self.bus = bus
         self.clock = clock
         self.config = config or JournalConfig()
         self.alert = alert
-        self.owner = new_id("owner")
+        self.owner = owner or new_id("owner")
+        self.max_in_flight = max_in_flight
         self.stats = JournalStats()  # refreshed by ``refresh()``; backlog kept current by turns
         self.accepted = 0
         self.replayed = 0  # deliveries with an attempt number above 1
@@ -88,6 +100,8 @@ class EventIntake:
         self._more = True  # the journal may hold due entries not claimed yet
         self._due_at: float | None = None
         self._pruned_at = 0.0
+        self._renew_at = 0.0
+        self._watching = False
         self._wakeup: asyncio.Future[None] | None = None
         self._idle: list[asyncio.Future[None]] = []
 
@@ -165,6 +179,9 @@ class EventIntake:
 
     async def start(self) -> None:
         """Return dead processes' claims to pending and accept events (before ``run``)."""
+        if not self._watching:
+            self.journal.watch(self._due)
+            self._watching = True
         recovered = await self.journal.recover(self.clock.time())
         await self.refresh()
         if recovered or self.backlog:
@@ -176,7 +193,13 @@ class EventIntake:
     async def run(self) -> None:
         """Commit, claim and publish in turns until cancelled; the supervisor owns this task."""
         while True:
-            await self._turn()
+            try:
+                await self._turn()
+            except Exception as err:  # the store is away: keep what is queued, try again soon
+                log.error("journal_turn_failed", error=str(err), retry_in_s=TURN_RETRY)
+                self._due_at = self.clock.time() + TURN_RETRY
+                await self._sleep()
+                continue
             if self._appends or self._done or self._failed or self._can_claim():
                 await asyncio.sleep(0)  # let handlers and requests run between turns
                 continue
@@ -213,11 +236,14 @@ class EventIntake:
     async def _turn(self) -> None:
         now = self.clock.time()
         await self._commit_marks()  # first: the events they finish make room for new ones
+        if self._in_flight and now >= self._renew_at:
+            self._renew_at = now + self.config.lease / 3
+            await self.journal.renew(self.owner, sorted(self._in_flight), now + self.config.lease)
         appends, self._appends = self._appends, []
         if appends:
             # Taken at once only the room in flight allows, and only with nothing older due,
             # so events still reach the bus in append order.
-            room = MAX_IN_FLIGHT - len(self._in_flight) if self._nothing_due(now) else 0
+            room = self.max_in_flight - len(self._in_flight) if self._nothing_due(now) else 0
             if room > 0:
                 await self._commit_appends(appends[:room], now)
             if len(appends) > room:
@@ -230,7 +256,7 @@ class EventIntake:
         while self._unpublished and self._publish(self._unpublished[0]):
             self._unpublished.popleft()
         if self._can_claim():
-            room = MAX_IN_FLIGHT - len(self._in_flight)
+            room = self.max_in_flight - len(self._in_flight)
             claimed = await self.journal.claim(self.owner, room, self.config.lease, now)
             self._more = len(claimed) == room
             if not self._more:
@@ -238,13 +264,15 @@ class EventIntake:
             self._take(claimed)
 
     def _take(self, entries: list[JournalEntry]) -> None:
+        if entries and not self._in_flight:  # the first claim held: renew its lease from now on
+            self._renew_at = self.clock.time() + self.config.lease / 3
         for entry in entries:
             self._in_flight.add(entry.event_id)
             if self._unpublished or not self._publish(entry):
                 self._unpublished.append(entry)
 
     def _can_claim(self) -> bool:
-        if not self._claiming or len(self._in_flight) >= MAX_IN_FLIGHT or self._unpublished:
+        if not self._claiming or len(self._in_flight) >= self.max_in_flight or self._unpublished:
             return False
         return self._more or (self._due_at is not None and self._due_at <= self.clock.time())
 
@@ -303,19 +331,28 @@ class EventIntake:
         now = self.clock.time()
         done, self._done = self._done, []
         if done:
-            finished = await self.journal.finish(self.owner, done, now)
+            try:
+                finished = await self.journal.finish(self.owner, done, now)
+            except BaseException:
+                self._done[:0] = done  # marked at the next turn
+                raise
             self._in_flight.difference_update(done)
             self._set_backlog(self.backlog - finished)
         failed, self._failed = self._failed, []
-        for entry, error in failed:
+        for index, (entry, error) in enumerate(failed):
+            try:
+                if entry.attempts >= self.config.max_attempts:
+                    await self._park(entry, error, now)
+                    self._in_flight.discard(entry.event_id)
+                    continue
+                delay = backoff_delay(
+                    entry.attempts, self.config.retry_initial, self.config.retry_max, random.random
+                )
+                await self.journal.fail(self.owner, entry.event_id, error, now + delay)
+            except BaseException:
+                self._failed[:0] = failed[index:]  # recorded at the next turn
+                raise
             self._in_flight.discard(entry.event_id)
-            if entry.attempts >= self.config.max_attempts:
-                await self._park(entry, error, now)
-                continue
-            delay = backoff_delay(
-                entry.attempts, self.config.retry_initial, self.config.retry_max, random.random
-            )
-            await self.journal.fail(self.owner, entry.event_id, error, now + delay)
             log.warning(
                 "event_delivery_failed",
                 event_id=entry.event_id,
@@ -412,6 +449,8 @@ class EventIntake:
         until = now + self.config.recheck_interval
         if self._due_at is not None:
             until = min(until, self._due_at)
+        if self._in_flight:
+            until = min(until, self._renew_at)
         self._wakeup = wakeup = asyncio.get_running_loop().create_future()
         handle = self.clock.call_at(until, self._due)
         try:

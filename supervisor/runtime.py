@@ -32,11 +32,15 @@ from supervisor.event_intake import EventIntake
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
-from supervisor.store.audit import DurableAuditSink, SqliteAudit
-from supervisor.store.journal import SqliteJournal
-from supervisor.store.kv import KVStore, SqliteKV
+from supervisor.store.audit import DurableAuditSink
+from supervisor.store.backends import StoreParts
+from supervisor.store.kv import KVStore
 from supervisor.store.sqlite import Store
-from supervisor.store.timers import SqliteTimers
+
+
+def instance_name(config: Config) -> str:
+    """Return this process's name among instances: ``cluster.instance``, or host name:pid."""
+    return config.cluster.instance or f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -44,7 +48,7 @@ class Runtime:
     """The wired parts of one run: what the Supervisor runs and what ``intentd call`` uses."""
 
     config: Config
-    store: Store
+    parts: StoreParts
     bus: MessageBus
     channels: CommunicationManager
     processor: IntentProcessor
@@ -79,18 +83,23 @@ class Runtime:
         self.registry.set_intent_processor(self.processor)
         return roles
 
-    def close(self) -> None:
+    @property
+    def store(self) -> Store | None:
+        """Return the SQLite store, or None on PostgreSQL."""
+        return self.parts.sqlite
+
+    async def close(self) -> None:
         """Stop the timers and schedules and close the store."""
         self.timers.stop()
         self.schedules.stop()
         self._services.clear()
-        self.store.close()
+        await self.parts.close()
 
 
 def build_runtime(
     config: Config,
     clock: Clock,
-    store: Store,
+    parts: StoreParts,
     bus: MessageBus,
     *,
     models: Mapping[str, Model] | None = None,
@@ -101,31 +110,41 @@ def build_runtime(
     alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
     intake: EventIntake | None = None,
 ) -> Runtime:
-    """Wire every part of a run on ``store`` and ``bus``; ``arms=False`` stores timers only.
+    """Wire every part of a run on ``parts`` and ``bus``; ``arms=False`` stores timers only.
 
     With an ``intake`` (the daemon's, already feeding Socket Mode) events from schedules and from
     intents are journaled; without one (``intentd call``) intents publish on the bus.
     """
     journaled = intake is not None
+    instance = instance_name(config)
     if intake is None:
-        intake = EventIntake(SqliteJournal(store), bus, clock, config.journal)
+        intake = EventIntake(parts.journal, bus, clock, config.journal)
     kinds: dict[str, Any] = {"console": ConsoleChannel(stdout), "log": LogChannel()}
     kinds.update(extra_channels or {})
-    outbox = Outbox(store, kinds, clock, config.outbox, bus=bus, alert=alert)
+    outbox = Outbox(
+        parts.outbox,
+        kinds,
+        clock,
+        config.outbox,
+        bus=bus,
+        alert=alert,
+        owner=intake.owner,
+        lease=config.cluster.lease,
+    )
     channels = CommunicationManager(config.channels, kinds=kinds, outbox=outbox)
     timers = TimerService(
-        SqliteTimers(store),
+        parts.timers,
         bus,
         clock,
         config.timers,
         on_fired=on_timer_fired,
         arms=arms,
-        instance=config.cluster.instance or f"{socket.gethostname()}:{os.getpid()}",
+        instance=instance,
         lease=config.cluster.lease,
     )
-    schedules = ScheduleService(store, intake, clock, list(config.schedules))
-    kv = KVStore(SqliteKV(store))
-    audit = DurableAuditSink(SqliteAudit(store))
+    schedules = ScheduleService(parts.schedules, intake, clock, list(config.schedules))
+    kv = KVStore(parts.kv)
+    audit = DurableAuditSink(parts.audit)
     processor = IntentProcessor(
         channels,
         message_bus=bus,
@@ -155,7 +174,7 @@ def build_runtime(
     processor.workflow_engine = engine  # knot 2: processor -> engine -> processor
     runtime = Runtime(
         config=config,
-        store=store,
+        parts=parts,
         bus=bus,
         channels=channels,
         processor=processor,

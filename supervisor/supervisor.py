@@ -38,6 +38,7 @@ from common.clock import Clock, SystemClock
 from common.context import EventContext
 from common.errors import ConfigError, RoleContractError, StoreError
 from common.events import FAST_HEARTBEAT_TICK, HEARTBEAT_TICK, TIMER_DELIVERY_FAILING
+from common.ids import new_id
 from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus, Subscription
 from llm_provider.factory import build_models
@@ -47,10 +48,10 @@ from llm_provider.role_quarantine import FailureWindow
 from llm_provider.role_registry import REGISTRY, RoleRegistry
 from llm_provider.role_trial import trial_import
 from llm_provider.workflow_engine import WorkflowEngine
-from supervisor.config import Config, load_config, redact_url
+from supervisor.config import Config, load_config
 from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox, OutboxEntry, alert_text
-from supervisor.event_intake import EventIntake
+from supervisor.event_intake import MAX_IN_FLIGHT, SHARED_IN_FLIGHT, EventIntake
 from supervisor.logs import configure_logging
 from supervisor.ops.http_api import HttpApi, check_exposure
 from supervisor.ops.loop_lag import LoopLagMonitor
@@ -63,15 +64,15 @@ from supervisor.ops.metrics import (
 )
 from supervisor.ops.readiness import Readiness
 from supervisor.ops.status import StatusFields, status_report
-from supervisor.runtime import Runtime, build_runtime
+from supervisor.runtime import Runtime, build_runtime, instance_name
 from supervisor.scheduling.heartbeat import tick_forever
 from supervisor.scheduling.schedules import ScheduleService
 from supervisor.scheduling.timer_alerts import make_timer_alerter
 from supervisor.scheduling.timers import TimerService
 from supervisor.services import DaemonServices
 from supervisor.slack.connection import SlackConnection
-from supervisor.store.journal import SqliteJournal
-from supervisor.store.sqlite import Store, open_store
+from supervisor.store.backends import StoreParts, open_parts
+from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.supervisor")
 
@@ -179,6 +180,7 @@ class Supervisor:
         self.status.add("journal_oldest_age_s", self._oldest_event_age)
         self.status.add("dead_events", lambda: self.intake and self.intake.stats.dead)
         self.status.add("schedules", lambda: self.schedules and self.schedules.next_runs())
+        self.status.add("instances", self._instances)
 
     # -- the parts of the current run (None before the first run) --------------------------
 
@@ -258,23 +260,34 @@ class Supervisor:
         self._ready.clear()
         if self.models.closed:  # a previous run() closed them
             self.models = build_models(self.config.llm)
-        store: Store | None = None
+        parts: StoreParts | None = None
         try:
-            if self.config.storage.url is not None:
-                raise StoreError(
-                    f"storage.url {redact_url(self.config.storage.url)!r}: the daemon keeps its "
-                    "journal, outbox and schedules in SQLite only; run it with storage.path"
+            instance = instance_name(self.config)
+            parts = await open_parts(
+                self.config.storage,
+                self.config.resolve,
+                instance,
+                heartbeat=self.config.cluster.heartbeat,
+            )
+            journal_config = self.config.journal
+            if parts.shared:  # claims are renewed, so a short lease only bounds a takeover
+                journal_config = journal_config.model_copy(
+                    update={
+                        "lease": self.config.cluster.lease,
+                        "recheck_interval": self.config.cluster.sweep,
+                    }
                 )
-            store = open_store(self.config.storage, self.config.resolve)
             intake = EventIntake(
-                SqliteJournal(store),
+                parts.journal,
                 self.message_bus,
                 self.clock,
-                self.config.journal,
+                journal_config,
                 alert=self._alert_dead_event,
+                owner=f"{instance}/{new_id('run')}",
+                max_in_flight=SHARED_IN_FLIGHT if parts.shared else MAX_IN_FLIGHT,
             )
             await self._open_slack(intake)
-            runtime = self._build_runtime(store, intake)
+            runtime = self._build_runtime(parts, intake)
             self.runtime = runtime
             http = self._open_http(runtime)
             await http.start()  # /healthz and /readyz answer while the roles load
@@ -286,9 +299,9 @@ class Supervisor:
             if self.http is not None:
                 await self.http.stop()
             if self.runtime is not None:
-                self.runtime.close()
-            elif store is not None:
-                store.close()
+                await self.runtime.close()
+            elif parts is not None:
+                await parts.close()
             if self.slack is not None:
                 await self.slack.close()
             await self.models.aclose()
@@ -311,7 +324,7 @@ class Supervisor:
             if self.slack is not None:
                 await self.slack.close()
             await self._leave_journal(runtime.intake)
-            runtime.close()
+            await runtime.close()
             await self.models.aclose()
             log.info("stopped")
 
@@ -344,12 +357,12 @@ class Supervisor:
             self.metrics.add_source("slack", self.slack.metric_families)
         return self.http
 
-    def _build_runtime(self, store: Store, intake: EventIntake) -> Runtime:
+    def _build_runtime(self, parts: StoreParts, intake: EventIntake) -> Runtime:
         slack = {"slack": self.slack.out} if self.slack is not None else {}
         return build_runtime(
             self.config,
             self.clock,
-            store,
+            parts,
             self.message_bus,
             models=self.models.by_type,
             extra_channels=slack,
@@ -363,14 +376,14 @@ class Supervisor:
     async def _leave_journal(intake: EventIntake) -> None:
         try:
             await intake.shutdown()
-        except StoreError as err:  # the claims are recovered at the next start
+        except Exception as err:  # the claims are recovered at the next start or lease end
             log.error("journal_shutdown_failed", error=str(err))
 
     async def _arm_timers(self, runtime: Runtime) -> None:
         """Arm pending timers and schedules; they fire once the dispatcher runs."""
         try:
             await runtime.timers.start()
-            runtime.schedules.start()
+            await runtime.schedules.start()
         except sqlite3.DatabaseError as err:
             raise StoreError(
                 f"storage.path {str(self.config.resolve(self.config.storage.path))!r}: cannot "
@@ -406,6 +419,10 @@ class Supervisor:
         dispatcher.add_done_callback(self._dispatcher_ended)
         outbox = tasks.create_task(runtime.outbox.run(), name="outbox")
         timers = tasks.create_task(runtime.timers.run(), name="timers")
+        store_work = [
+            tasks.create_task(runtime.schedules.run(), name="schedules"),
+            tasks.create_task(runtime.parts.run(), name="store"),
+        ]
         sources = [
             tasks.create_task(self.loop_lag.run(), name="loop-lag"),
             tasks.create_task(
@@ -465,6 +482,12 @@ class Supervisor:
         journal.cancel()
         outbox.cancel()  # what is not yet delivered stays in the store for the next start
         timers.cancel()  # after the drain: the timers' delivery records are written by then
+        try:
+            await runtime.schedules.save_pending()
+        except Exception as err:  # the runs are journaled; the next start catches them up
+            log.error("schedule_save_failed", error=str(err))
+        for task in store_work:
+            task.cancel()
 
     async def _flush_outbox(self, outbox: Outbox) -> None:
         """Give the outbox up to supervisor.shutdown_timeout to deliver what shutdown stored."""
@@ -581,8 +604,15 @@ class Supervisor:
             )
         return None if self._roles_discovered else "the roles folder has not been loaded yet"
 
+    def _instances(self) -> list[dict[str, Any]] | None:
+        """Return the cluster's instances seen recently (None on a store of one process)."""
+        parts = self.runtime.parts if self.runtime is not None else None
+        return parts.instances() if parts is not None and parts.instances is not None else None
+
     def _store_not_ready(self) -> str | None:
-        return self.store.not_ready() if self.store is not None else "the store is not open yet"
+        if self.runtime is None:
+            return "the store is not open yet"
+        return self.runtime.parts.health()
 
     def _slack_not_ready(self) -> str | None:
         return self.slack.not_ready() if self.slack is not None else "Slack is not connected yet"

@@ -27,6 +27,7 @@ STATUS_LINES = (  # (field in GET /status, label printed by `intentd status`)
     ("dead_events", "dead events"),
     ("loop_lag_ms", "loop lag (ms)"),
     ("schedules", "schedules"),
+    ("instances", "instances"),
     ("last_heartbeat", "last heartbeat"),
     ("bus_queue_depth", "bus queue depth"),
     ("events_published", "events published"),

@@ -20,8 +20,8 @@ from common.message_bus import MessageBus
 from llm_provider.tool_runner import find_tool, run_tool
 from supervisor.config import Config
 from supervisor.logs import configure_logging
-from supervisor.runtime import build_runtime
-from supervisor.store.sqlite import open_store
+from supervisor.runtime import build_runtime, instance_name
+from supervisor.store.backends import open_parts
 
 
 def add_call_command(
@@ -68,14 +68,14 @@ async def call_tool(
     role_name, dot, tool_name = target.partition(".")
     if not dot:
         raise IntentdError(f"call target {target!r} is not ROLE.TOOL; write e.g. timer.set_timer")
-    store = open_store(config.storage, config.resolve)
-    runtime = build_runtime(config, clock or SystemClock(), store, MessageBus(), arms=False)
+    parts = await open_parts(config.storage, config.resolve, instance_name(config))
+    runtime = build_runtime(config, clock or SystemClock(), parts, MessageBus(), arms=False)
     try:
         tool = find_tool(runtime.load_roles(), role_name, tool_name)
         arguments = parse_arguments(pairs, tool.tool_spec["inputSchema"].get("json", {}))
         return await run_tool(tool, arguments, runtime.processor, role_name, origin)
     finally:
-        runtime.close()
+        await runtime.close()
 
 
 def parse_arguments(pairs: list[str], schema: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 
 from common.clock import utc_iso
 from common.errors import IntentdError
-from supervisor.cli._config import open_existing_store
-from supervisor.delivery import outbox
+from supervisor.cli._config import on_store
+from supervisor.store.base import OutboxEntry
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -36,12 +36,7 @@ def add_commands(commands: Any, config_help: str) -> None:
 
 def list_dead_letters(args: argparse.Namespace) -> int:
     """Print the dead letters."""
-    store = open_existing_store(args.config)
-    found = []
-    if store is not None:
-        outbox.migrate(store)
-        found = outbox.dead_letters(store.db)
-        store.close()
+    found: list[OutboxEntry] = on_store(args.config, lambda p: p.outbox.dead_letters(), [])
     for entry in found:
         row = {
             "id": entry.id,
@@ -65,14 +60,10 @@ def list_dead_letters(args: argparse.Namespace) -> int:
 
 def retry_dead_letters(args: argparse.Namespace) -> int:
     """Put the chosen dead letters back in line for delivery."""
-    store = open_existing_store(args.config)
-    if store is None:
+    ids = None if args.all else args.ids
+    retried = on_store(args.config, lambda parts: parts.outbox.retry_dead(ids, time.time()), None)
+    if retried is None:
         raise IntentdError("the store does not exist yet, so there are no dead letters to retry")
-    try:
-        outbox.migrate(store)
-        retried = outbox.retry_dead_letters(store, None if args.all else args.ids, time.time())
-    finally:
-        store.close()
     missing = sorted(set(args.ids) - set(retried))
     if missing:
         print(

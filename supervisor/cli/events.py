@@ -5,7 +5,6 @@ within ``journal.recheck_interval`` seconds.
 """
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -13,8 +12,8 @@ from typing import Any
 
 from common.clock import utc_iso as iso
 from common.errors import IntentdError
-from supervisor.cli._config import open_existing_store
-from supervisor.store.journal import JournalEntry, SqliteJournal
+from supervisor.cli._config import on_store
+from supervisor.store.journal import JournalEntry
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -37,18 +36,9 @@ def add_commands(commands: Any, config_help: str) -> None:
     retry.set_defaults(handler=retry_events)
 
 
-def _journal(config: str | None) -> tuple[Any, SqliteJournal | None]:
-    store = open_existing_store(config)
-    return store, SqliteJournal(store) if store is not None else None
-
-
 def list_events(args: argparse.Namespace) -> int:
     """Print the dead events."""
-    store, journal = _journal(args.config)
-    found: list[JournalEntry] = []
-    if journal is not None:
-        found = asyncio.run(journal.dead())
-        store.close()
+    found: list[JournalEntry] = on_store(args.config, lambda parts: parts.journal.dead(), [])
     for entry in found:
         row = {
             "event_id": entry.event_id,
@@ -72,11 +62,7 @@ def list_events(args: argparse.Namespace) -> int:
 
 def show_event(args: argparse.Namespace) -> int:
     """Print one journal entry."""
-    store, journal = _journal(args.config)
-    entry = None
-    if journal is not None:
-        entry = asyncio.run(journal.get(args.event_id))
-        store.close()
+    entry = on_store(args.config, lambda parts: parts.journal.get(args.event_id), None)
     if entry is None:
         raise IntentdError(
             f"the journal has no event {args.event_id!r}; list dead events with "
@@ -88,13 +74,10 @@ def show_event(args: argparse.Namespace) -> int:
 
 def retry_events(args: argparse.Namespace) -> int:
     """Make the chosen dead events pending again."""
-    store, journal = _journal(args.config)
-    if journal is None:
+    ids = None if args.all else args.event_ids
+    retried = on_store(args.config, lambda parts: parts.journal.retry(ids, time.time()), None)
+    if retried is None:
         raise IntentdError("the store does not exist yet, so there are no dead events to retry")
-    try:
-        retried = asyncio.run(journal.retry(None if args.all else args.event_ids, time.time()))
-    finally:
-        store.close()
     missing = sorted(set(args.event_ids) - set(retried))
     if missing:
         print(

@@ -1,16 +1,15 @@
 """``intentd timers list``, ``audit tail`` and ``kv``: read the store, with or without a daemon."""
 
 import argparse
-import asyncio
 import json
 from typing import Any
 
+from common.audit import AuditRecord
 from common.clock import utc_iso
 from common.errors import IntentdError
-from supervisor.cli._config import open_existing_store
-from supervisor.store import audit as audit_store
-from supervisor.store import timers
-from supervisor.store.kv import KVStore, SqliteKV
+from supervisor.cli._config import on_store
+from supervisor.store.base import Timer
+from supervisor.store.kv import KVStore
 
 
 def add_commands(commands: Any, config_help: str) -> None:
@@ -45,13 +44,9 @@ def add_commands(commands: Any, config_help: str) -> None:
 
 def show_kv(args: argparse.Namespace) -> int:
     """Print ROLE's keys with their JSON values, or the value of KEY."""
-    store = open_existing_store(args.config)
-    values: dict[str, Any] = {}
-    if store is not None:
-        try:
-            values = asyncio.run(_read_kv(KVStore(SqliteKV(store)), args.role))
-        finally:
-            store.close()
+    values: dict[str, Any] = on_store(
+        args.config, lambda parts: _read_kv(KVStore(parts.kv), args.role), {}
+    )
     if args.key is None:
         for key, value in values.items():
             print(f"{key}  {json.dumps(value)}")
@@ -73,12 +68,9 @@ async def _read_kv(kv: KVStore, role: str) -> dict[str, Any]:
 
 def list_timers(args: argparse.Namespace) -> int:
     """Print the stored timers."""
-    store = open_existing_store(args.config)
-    found = []
-    if store is not None:
-        timers.SqliteTimers(store)  # creates or upgrades the table
-        found = timers.query_timers(store.db, include_done=args.all)
-        store.close()
+    found: list[Timer] = on_store(
+        args.config, lambda parts: parts.timers.query(include_done=args.all), []
+    )
     for timer in found:
         data = timer.to_dict()
         if args.json:
@@ -112,12 +104,9 @@ def record_count(value: str) -> int:
 
 def tail_audit(args: argparse.Namespace) -> int:
     """Print the latest audit records."""
-    store = open_existing_store(args.config)
-    records = []
-    if store is not None:
-        audit_store.migrate(store)
-        records = audit_store.tail(store.db, args.n, args.action)
-        store.close()
+    records: list[AuditRecord] = on_store(
+        args.config, lambda parts: parts.audit.tail(args.n, args.action), []
+    )
     for record in records:
         row = {
             "created_at": utc_iso(record.created_at),

@@ -181,7 +181,7 @@ class CommunicationManager:
                 "in Supervisor.run(); send notifications from a running daemon"
             )
         text = self.present(intent)
-        return self.outbox.enqueue(address.kind, address.target, text, intent, alert=alert)
+        return await self.outbox.enqueue(address.kind, address.target, text, intent, alert=alert)
 
     async def alert(self, message: str) -> Any:
         """Send one of the daemon's own alerts to the admin channel (the default one if unset)."""

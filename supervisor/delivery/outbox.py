@@ -17,11 +17,13 @@ Rules kept here:
   An entry whose channel kind is no longer configured is dead-lettered at once.
 - An attempt or alert that raises anything else is logged with the entry's id; the lane waits
   its backoff and carries on, so one bad entry never stops the daemon.
+- Several instances may share the store: a lane is claimed (``cluster.lease`` seconds, renewed
+  before each attempt) by one instance at a time, so a channel's posts keep their order; a lane
+  another instance holds is looked at again when its lease would end.
 """
 
 import asyncio
 import random as random_module
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,36 +38,11 @@ from common.events import NOTIFICATION_DEAD_LETTERED
 from common.intents import NotificationIntent
 from common.states import Transitions
 from supervisor.config import OutboxConfig
-from supervisor.store.sqlite import Store
+from supervisor.store.base import NewNotification, OutboxBackend, OutboxEntry
+
+__all__ = ["OUTBOX_STATES", "Outbox", "OutboxEntry", "OutboxState", "OutboxStats", "alert_text"]
 
 log = structlog.get_logger("intentd.outbox")
-
-MIGRATIONS = [
-    """
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        key TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        target TEXT NOT NULL,
-        lane TEXT NOT NULL,
-        text TEXT NOT NULL,
-        priority TEXT NOT NULL,
-        user_id TEXT,
-        parent_id TEXT,
-        alert INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL DEFAULT 'pending'
-            CHECK (state IN ('pending', 'delivered', 'dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        parts_sent INTEGER NOT NULL DEFAULT 0,
-        unsure INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL NOT NULL,
-        created_at REAL NOT NULL,
-        finished_at REAL,
-        last_error TEXT
-    );
-    CREATE INDEX outbox_pending ON outbox (state, lane, id);
-    """,
-]
 
 
 class DurableChannel(Protocol):
@@ -84,41 +61,6 @@ class DurableChannel(Protocol):
         posted since then under ``key`` and return it instead of posting again.
         """
         ...
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """One stored notification."""
-
-    id: int
-    key: str
-    kind: str
-    target: str
-    lane: str
-    text: str
-    priority: str
-    user_id: str | None
-    parent_id: str | None
-    alert: bool
-    state: str
-    attempts: int
-    parts_sent: int
-    unsure: bool
-    next_attempt_at: float
-    created_at: float
-    finished_at: float | None
-    last_error: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "OutboxEntry":
-        """Build an entry from an ``outbox`` row."""
-        data = dict(row)
-        return cls(**{**data, "alert": bool(data["alert"]), "unsure": bool(data["unsure"])})
-
-    @property
-    def address(self) -> str:
-        """Return the entry's channel address, ``kind:target``."""
-        return f"{self.kind}:{self.target}"
 
 
 @dataclass
@@ -140,11 +82,6 @@ def alert_text(entry: OutboxEntry) -> str:
     )
 
 
-def migrate(store: Store) -> None:
-    """Create or upgrade the outbox table."""
-    store.migrate("outbox", MIGRATIONS)
-
-
 class OutboxState(StrEnum):
     """A stored notification's states (the values the ``outbox.state`` column holds)."""
 
@@ -163,40 +100,12 @@ OUTBOX_STATES = Transitions(
 )
 
 
-def dead_letters(db: sqlite3.Connection) -> list[OutboxEntry]:
-    """Return the dead letters, oldest first."""
-    rows = db.execute("SELECT * FROM outbox WHERE state = 'dead' ORDER BY id").fetchall()
-    return [OutboxEntry.from_row(row) for row in rows]
-
-
-def retry_dead_letters(store: Store, ids: list[int] | None, now: float) -> list[int]:
-    """Put dead letters (all, or those in ``ids``) back in line; return the ids re-queued."""
-    with store.transaction() as db:
-        if ids is None:
-            found = [row[0] for row in db.execute("SELECT id FROM outbox WHERE state = 'dead'")]
-        else:
-            marks = ",".join("?" * len(ids))
-            found = [
-                row[0]
-                for row in db.execute(
-                    f"SELECT id FROM outbox WHERE state = 'dead' AND id IN ({marks})", ids
-                )
-            ]
-        state = OUTBOX_STATES.check("dead letters", OutboxState.DEAD, OutboxState.PENDING)
-        db.executemany(
-            "UPDATE outbox SET state = ?, attempts = 0, next_attempt_at = ?, "
-            "finished_at = NULL WHERE id = ?",
-            [(state, now, entry_id) for entry_id in found],
-        )
-    return sorted(found)
-
-
 class Outbox:
     """Store notifications for durable channels and deliver them from per-channel lanes."""
 
     def __init__(
         self,
-        store: Store,
+        backend: OutboxBackend,
         channels: Mapping[str, Any],
         clock: Clock,
         config: OutboxConfig | None = None,
@@ -204,8 +113,11 @@ class Outbox:
         bus: Any = None,
         alert: Callable[[OutboxEntry], Awaitable[Any]] | None = None,
         random: Callable[[], float] = random_module.random,
+        owner: str = "local",
+        lease: float = 5.0,
     ) -> None:
-        self.store = store
+        """``owner`` names this process's lane claims, held for ``lease`` seconds."""
+        self.backend = backend
         self.channels = channels
         self.clock = clock
         self.config = config or OutboxConfig()
@@ -218,55 +130,45 @@ class Outbox:
         self._sleeping = 0
         self._wakeup: asyncio.Event | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
-        migrate(store)
-        self.stats.depth = self._count_pending()
+        self.owner = owner
+        self.lease = lease
+        self._dead = 0  # dead letters kept, as last counted
+        backend.watch(self.wake)
 
     # -- storing ----------------------------------------------------------------------------
 
-    def enqueue(
+    async def enqueue(
         self, kind: str, target: str, text: str, intent: NotificationIntent, *, alert: bool = False
     ) -> int:
         """Store a notification for ``kind:target`` (committed on return); return its id."""
-        lane = f"{kind}:{target.partition('/')[0]}"
-        now = self.clock.time()
-        with self.store.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO outbox (key, kind, target, lane, text, priority, user_id, parent_id, "
-                "alert, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(key) DO NOTHING",
-                (
-                    intent.intent_id,
-                    kind,
-                    target,
-                    lane,
-                    text,
-                    intent.priority,
-                    intent.user_id,
-                    intent.parent_id,
-                    int(alert),
-                    now,
-                    now,
-                ),
-            )
-            inserted = cursor.rowcount == 1
-            (entry_id,) = db.execute(
-                "SELECT id FROM outbox WHERE key = ?", (intent.intent_id,)
-            ).fetchone()
+        note = NewNotification(
+            key=intent.intent_id,
+            kind=kind,
+            target=target,
+            lane=f"{kind}:{target.partition('/')[0]}",
+            text=text,
+            priority=intent.priority,
+            user_id=intent.user_id,
+            parent_id=intent.parent_id,
+            alert=alert,
+            created_at=self.clock.time(),
+        )
+        entry_id, inserted = await self.backend.enqueue(note)
         if inserted:
             self.stats.depth += 1
             log.info("notification_queued", outbox_id=entry_id, channel=f"{kind}:{target}")
             self.wake()
         return int(entry_id)
 
-    def get(self, entry_id: int) -> OutboxEntry | None:
+    async def get(self, entry_id: int) -> OutboxEntry | None:
         """Return the entry with ``entry_id``, or None."""
-        row = self.store.db.execute("SELECT * FROM outbox WHERE id = ?", (entry_id,)).fetchone()
-        return OutboxEntry.from_row(row) if row is not None else None
+        return await self.backend.get(entry_id)
 
-    def retry(self, ids: list[int] | None = None) -> list[int]:
+    async def retry(self, ids: list[int] | None = None) -> list[int]:
         """Put dead letters (all, or ``ids``) back in line and wake the worker."""
-        found = retry_dead_letters(self.store, ids, self.clock.time())
-        self.stats.depth = self._count_pending()
+        found = await self.backend.retry_dead(ids, self.clock.time())
+        self.stats.depth = await self.backend.count("pending")
+        self._dead = await self.backend.count("dead")
         self.wake()
         return found
 
@@ -284,8 +186,14 @@ class Outbox:
             async with asyncio.TaskGroup() as lanes:
                 while True:
                     wakeup.clear()
-                    self.stats.depth = self._count_pending()
-                    for lane in self._pending_lanes():
+                    try:
+                        self.stats.depth = await self.backend.count("pending")
+                        self._dead = await self.backend.count("dead")
+                        pending = await self.backend.pending_lanes()
+                    except Exception as err:  # the store is away: look again at the recheck
+                        log.error("outbox_scan_failed", error=str(err))
+                        pending = []
+                    for lane in pending:
                         if lane not in self._lanes:
                             self._lanes[lane] = lanes.create_task(
                                 self._run_lane(lane), name=f"outbox {lane}"
@@ -322,7 +230,26 @@ class Outbox:
 
     async def _run_lane(self, lane: str) -> None:
         try:
-            while (entry := self._head(lane)) is not None:
+            while True:
+                now = self.clock.time()
+                try:
+                    mine = await self.backend.claim_lane(lane, self.owner, now, now + self.lease)
+                    entry = await self.backend.head(lane) if mine else None
+                except Exception as err:  # the store is away: try again after a backoff
+                    log.error("outbox_lane_read_failed", lane=lane, error=str(err))
+                    mine, entry = False, None
+                if not mine:
+                    # Another instance delivers this lane (or the store is away): look again
+                    # when its lease would end.
+                    self._sleeping += 1
+                    self._notify()
+                    try:
+                        await self.clock.sleep_until(now + self.lease)
+                    finally:
+                        self._sleeping -= 1
+                    continue
+                if entry is None:
+                    break
                 when = max(entry.next_attempt_at, self._next_slot.get(lane, 0.0))
                 if when > self.clock.time():
                     self._sleeping += 1
@@ -345,6 +272,7 @@ class Outbox:
                         delay_s=round(delay, 3),
                         exc_info=err,
                     )
+            await self.backend.release_lane(lane, self.owner)
         finally:
             del self._lanes[lane]
             self._notify()
@@ -362,7 +290,7 @@ class Outbox:
         parts = channel.split(entry.text)
         attempt = entry.attempts + 1
         # On disk before the request: if we never see the answer, the next try checks first.
-        self._update(entry.id, attempts=attempt, unsure=1)
+        await self._update(entry.id, attempts=attempt, unsure=1)
         self._next_slot[entry.lane] = now + self.config.per_channel_rate
         index = entry.parts_sent
         try:
@@ -380,7 +308,7 @@ class Outbox:
             await self._failed(entry, attempt, DeliveryError(repr(err), unknown=True))
             return
         done = index + 1 == len(parts)
-        self._update(
+        await self._update(
             entry.id,
             parts_sent=index + 1,
             attempts=0,
@@ -412,21 +340,23 @@ class Outbox:
         # earlier post's outcome unknown, and the next attempt must check again before posting.
         unsure = int(err.unknown or entry.unsure)
         if err.permanent or attempt >= self.config.max_attempts:
-            self._update(
+            await self._update(
                 entry.id,
                 state=OUTBOX_STATES.check(entry.id, entry.state, OutboxState.DEAD),
                 finished_at=now,
                 last_error=str(err),
                 unsure=unsure,
             )
-            await self._dead_lettered(self.get(entry.id) or entry)
+            await self._dead_lettered(await self.get(entry.id) or entry)
             return
         if err.retry_after is not None:
             delay = err.retry_after
             self._next_slot[entry.lane] = max(self._next_slot.get(entry.lane, 0.0), now + delay)
         else:
             delay = self.backoff(attempt)
-        self._update(entry.id, next_attempt_at=now + delay, last_error=str(err), unsure=unsure)
+        await self._update(
+            entry.id, next_attempt_at=now + delay, last_error=str(err), unsure=unsure
+        )
         self.stats.retries += 1
         log.warning(
             "notification_retry",
@@ -445,6 +375,7 @@ class Outbox:
     async def _dead_lettered(self, entry: OutboxEntry) -> None:
         self.stats.depth -= 1
         self.stats.dead_letters += 1
+        self._dead += 1
         log.error(
             "notification_dead_lettered",
             outbox_id=entry.id,
@@ -485,31 +416,9 @@ class Outbox:
 
     # -- the table --------------------------------------------------------------------------
 
-    def _head(self, lane: str) -> OutboxEntry | None:
-        row = self.store.db.execute(
-            "SELECT * FROM outbox WHERE state = 'pending' AND lane = ? ORDER BY id LIMIT 1",
-            (lane,),
-        ).fetchone()
-        return OutboxEntry.from_row(row) if row is not None else None
-
-    def _pending_lanes(self) -> list[str]:
-        rows = self.store.db.execute("SELECT DISTINCT lane FROM outbox WHERE state = 'pending'")
-        return [row[0] for row in rows]
-
     def dead_letter_count(self) -> int:
-        """Return how many dead letters are kept (inspectable and replayable)."""
-        (count,) = self.store.db.execute(
-            "SELECT count(*) FROM outbox WHERE state = 'dead'"
-        ).fetchone()
-        return int(count)
+        """Return how many dead letters are kept (inspectable and replayable), as last counted."""
+        return self._dead
 
-    def _count_pending(self) -> int:
-        (count,) = self.store.db.execute(
-            "SELECT count(*) FROM outbox WHERE state = 'pending'"
-        ).fetchone()
-        return int(count)
-
-    def _update(self, entry_id: int, **values: Any) -> None:
-        columns = ", ".join(f"{name} = ?" for name in values)
-        with self.store.transaction() as db:
-            db.execute(f"UPDATE outbox SET {columns} WHERE id = ?", (*values.values(), entry_id))
+    async def _update(self, entry_id: int, **values: Any) -> None:
+        await self.backend.update(entry_id, values)

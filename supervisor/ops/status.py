@@ -25,6 +25,7 @@ CONTRIBUTED_FIELDS = (
     "journal_oldest_age_s",
     "dead_events",
     "schedules",
+    "instances",
 )
 
 

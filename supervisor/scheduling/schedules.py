@@ -12,8 +12,11 @@ Rules kept here:
 - Runs missed while the daemon was down follow the schedule's misfire policy: ``skip`` none,
   ``once`` the latest, ``all`` each of them; only runs within ``grace`` seconds count.
 - A changed cron, interval or time zone starts the schedule afresh from now.
+- Several instances may run the same schedules on one store: each arms them, and the journal's
+  unique key makes each run one event cluster-wide. Saving the timing is a step of ``run()``.
 """
 
+import asyncio
 import json
 import math
 import random
@@ -30,21 +33,10 @@ from common.errors import BusClosedError
 from common.ids import derived_event_id
 from supervisor.config import ScheduleConfig
 from supervisor.event_intake import EventIntake
+from supervisor.store.base import ScheduleBackend
 from supervisor.store.journal import Appended
-from supervisor.store.sqlite import Store
 
 log = structlog.get_logger("intentd.schedules")
-
-MIGRATIONS = [
-    """
-    CREATE TABLE schedule_state (
-        name TEXT PRIMARY KEY,
-        spec TEXT NOT NULL,
-        next_run_at REAL NOT NULL,
-        last_run_at REAL
-    );
-    """,
-]
 
 
 def next_run(schedule: ScheduleConfig, after: float, previous: float | None = None) -> float:
@@ -75,34 +67,55 @@ class ScheduleService:
 
     def __init__(
         self,
-        store: Store,
+        backend: ScheduleBackend,
         events: EventIntake,
         clock: Clock,
         schedules: list[ScheduleConfig],
         rng: random.Random | None = None,
     ) -> None:
-        self.store = store
+        self.backend = backend
         self.events = events
         self.clock = clock
         self.schedules = schedules
         self.rng = rng or random.Random()
         self._armed: dict[str, Cancellable] = {}
         self._next: dict[str, float] = {}  # by schedule name: the run time armed now
-        store.migrate("schedules", MIGRATIONS)
+        self._saves: dict[str, tuple[float, float | None]] = {}  # timing not yet saved, by name
+        self._saving = asyncio.Event()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Apply each schedule's misfire policy to runs missed while down, then arm the next run."""
         now = self.clock.time()
+        saved = await self.backend.load()
         for schedule in self.schedules:
-            row = self.store.db.execute(
-                "SELECT spec, next_run_at FROM schedule_state WHERE name = ?", (schedule.name,)
-            ).fetchone()
-            if row is None or row["spec"] != spec_of(schedule):
+            row = saved.get(schedule.name)
+            if row is None or row[0] != spec_of(schedule):
                 due = next_run(schedule, now)
-                self._save(schedule, due, None)
+                await self.backend.save(schedule.name, spec_of(schedule), due, None)
             else:
-                due = self._catch_up(schedule, row["next_run_at"], now)
+                due = self._catch_up(schedule, row[1], now)
             self._arm(schedule, due)
+        await self.save_pending()
+
+    async def run(self) -> None:
+        """Save the timing of journaled runs until cancelled; the supervisor owns this task."""
+        while True:
+            await self._saving.wait()
+            try:
+                await self.save_pending()
+            except Exception as err:  # the store is away: the run is journaled, save it later
+                log.error("schedule_save_failed", error=str(err))
+                await self.clock.sleep_until(self.clock.time() + 1.0)
+
+    async def save_pending(self) -> None:
+        """Save the timing of every run journaled since the last save."""
+        self._saving.clear()
+        while self._saves:
+            name, (next_run_at, last_run_at) = next(iter(self._saves.items()))
+            schedule = next(s for s in self.schedules if s.name == name)
+            await self.backend.save(name, spec_of(schedule), next_run_at, last_run_at)
+            if self._saves.get(name) == (next_run_at, last_run_at):
+                del self._saves[name]
 
     def stop(self) -> None:
         """Disarm every schedule (their state stays on disk)."""
@@ -201,11 +214,8 @@ class ScheduleService:
     def _save(
         self, schedule: ScheduleConfig, next_run_at: float, last_run_at: float | None
     ) -> None:
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO schedule_state (name, spec, next_run_at, last_run_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
-                "next_run_at = excluded.next_run_at, "
-                "last_run_at = coalesce(excluded.last_run_at, last_run_at)",
-                (schedule.name, spec_of(schedule), next_run_at, last_run_at),
-            )
+        earlier = self._saves.get(schedule.name)
+        if earlier is not None and last_run_at is None:
+            last_run_at = earlier[1]
+        self._saves[schedule.name] = (next_run_at, last_run_at)
+        self._saving.set()

@@ -11,14 +11,27 @@ from typing import Any
 
 from supervisor.config import StorageConfig, redact_url
 from supervisor.store.audit import SqliteAudit
-from supervisor.store.base import AuditBackend, KVBackend, TimerBackend
+from supervisor.store.base import (
+    AuditBackend,
+    KVBackend,
+    OutboxBackend,
+    ScheduleBackend,
+    TimerBackend,
+)
+from supervisor.store.journal import Journal, SqliteJournal
 from supervisor.store.kv import SqliteKV
+from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.postgres.audit import PostgresAudit
+from supervisor.store.postgres.instances import Instances
+from supervisor.store.postgres.journal import PostgresJournal
 from supervisor.store.postgres.kv import PostgresKV
 from supervisor.store.postgres.listener import Listener
+from supervisor.store.postgres.outbox import PostgresOutbox
 from supervisor.store.postgres.pool import open_pool, pool_not_ready
+from supervisor.store.postgres.schedules import PostgresSchedules
 from supervisor.store.postgres.schema import migrate
 from supervisor.store.postgres.timers import PostgresTimers
+from supervisor.store.schedules import SqliteSchedules
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
 
@@ -31,19 +44,35 @@ class StoreParts:
     kv: KVBackend
     audit: AuditBackend
     timers: TimerBackend
+    journal: Journal
+    outbox: OutboxBackend
+    schedules: ScheduleBackend
     run: Callable[[], Coroutine[Any, Any, None]]  # the store's own background work, until cancelled
     not_ready: Callable[[], Awaitable[str | None]]
     close: Callable[[], Awaitable[None]]
+    health: Callable[[], str | None]  # why the store cannot be used now, as last checked
     sqlite: Store | None = None  # the SQLite connection, for the parts that use it directly
     listener: Listener | None = None  # PostgreSQL's LISTEN connection
+    pool: Any = None  # PostgreSQL's asyncpg pool
+    instances: Callable[[], list[dict[str, Any]]] | None = None  # the cluster, as last read
+
+    @property
+    def shared(self) -> bool:
+        """Return True when several processes may use this store at once (PostgreSQL)."""
+        return self.kind == "postgres"
 
 
 async def open_parts(
-    config: StorageConfig, resolve: Callable[[Path], Path], instance: str
+    config: StorageConfig,
+    resolve: Callable[[Path], Path],
+    instance: str,
+    *,
+    heartbeat: float = 5.0,
 ) -> StoreParts:
-    """Open (and migrate) the configured store; return its parts."""
+    """Open (and migrate) the configured store; return its parts. On PostgreSQL ``instance``
+    writes its heartbeat (and checks the database) every ``heartbeat`` seconds while it runs."""
     if config.url is None:
-        return _sqlite_parts(Store(resolve(config.path), synchronous=config.synchronous.upper()))
+        return sqlite_parts(Store(resolve(config.path), synchronous=config.synchronous.upper()))
     shown = redact_url(config.url)
     pool = await open_pool(config)
     try:
@@ -52,23 +81,37 @@ async def open_parts(
         await pool.close()
         raise
     listener = Listener(config.url, shown, connect_timeout=config.connect_timeout)
+    instances = Instances(pool, instance, shown, every=heartbeat)
 
     async def not_ready() -> str | None:
         return await pool_not_ready(pool, shown)
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(listener.run(), name="postgres-listener")
+            tasks.create_task(instances.run(), name="postgres-instances")
 
     return StoreParts(
         "postgres",
         PostgresKV(pool),
         PostgresAudit(pool),
         PostgresTimers(pool, listener),
-        listener.run,
+        PostgresJournal(pool, listener),
+        PostgresOutbox(pool, listener),
+        PostgresSchedules(pool),
+        run,
         not_ready,
         pool.close,
+        lambda: instances.problem,
         listener=listener,
+        pool=pool,
+        instances=lambda: instances.seen,
     )
 
 
-def _sqlite_parts(store: Store) -> StoreParts:
+def sqlite_parts(store: Store) -> StoreParts:
+    """Return the parts on an open SQLite store; their ``close`` closes ``store``."""
+
     async def run() -> None:
         await asyncio.Future()  # nothing runs in the background; wait to be cancelled
 
@@ -83,8 +126,12 @@ def _sqlite_parts(store: Store) -> StoreParts:
         SqliteKV(store),
         SqliteAudit(store),
         SqliteTimers(store),
+        SqliteJournal(store),
+        SqliteOutbox(store),
+        SqliteSchedules(store),
         run,
         not_ready,
         close,
+        store.not_ready,
         sqlite=store,
     )

@@ -8,7 +8,7 @@ Rules every implementation keeps:
   end (epoch seconds); a claim whose lease has ended may be taken by another instance.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -140,4 +140,119 @@ class TimerBackend(Protocol):
     def watch(self, added: Callable[[str, float], None], resync: Callable[[], None]) -> None:
         """Call ``added(timer_id, due_at)`` for each timer another instance adds, and
         ``resync()`` when such news may have been missed."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One stored notification."""
+
+    id: int
+    key: str
+    kind: str
+    target: str
+    lane: str
+    text: str
+    priority: str
+    user_id: str | None
+    parent_id: str | None
+    alert: bool
+    state: str
+    attempts: int
+    parts_sent: int
+    unsure: bool
+    next_attempt_at: float
+    created_at: float
+    finished_at: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "OutboxEntry":
+        """Build an entry from an ``outbox`` row."""
+        data = dict(row)
+        return cls(**{**data, "alert": bool(data["alert"]), "unsure": bool(data["unsure"])})
+
+    @property
+    def address(self) -> str:
+        """Return the entry's channel address, ``kind:target``."""
+        return f"{self.kind}:{self.target}"
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A notification to store; ``key`` (the intent id) makes a second enqueue of it a no-op."""
+
+    key: str
+    kind: str
+    target: str
+    lane: str
+    text: str
+    priority: str
+    user_id: str | None
+    parent_id: str | None
+    alert: bool
+    created_at: float
+
+
+class OutboxBackend(Protocol):
+    """Stored notifications, delivered lane by lane. A lane is delivered by one instance at a
+    time: ``claim_lane`` takes it (or renews the caller's own claim) until ``lease_until``."""
+
+    async def enqueue(self, note: NewNotification) -> tuple[int, bool]:
+        """Store ``note`` unless its key is known; return its id and whether it was new."""
+        ...
+
+    async def get(self, entry_id: int) -> OutboxEntry | None:
+        """Return the entry with ``entry_id``, or None."""
+        ...
+
+    async def head(self, lane: str) -> OutboxEntry | None:
+        """Return the oldest pending entry of ``lane``, or None."""
+        ...
+
+    async def pending_lanes(self) -> list[str]:
+        """Return the lanes that have pending entries."""
+        ...
+
+    async def count(self, state: str) -> int:
+        """Return how many entries are in ``state``."""
+        ...
+
+    async def update(self, entry_id: int, values: Mapping[str, Any]) -> None:
+        """Set the columns ``values`` names on entry ``entry_id``."""
+        ...
+
+    async def dead_letters(self) -> list[OutboxEntry]:
+        """Return the dead letters, oldest first."""
+        ...
+
+    async def retry_dead(self, ids: Sequence[int] | None, now: float) -> list[int]:
+        """Put dead letters (all, or ``ids``) back in line; return the ids re-queued."""
+        ...
+
+    async def claim_lane(self, lane: str, owner: str, now: float, lease_until: float) -> bool:
+        """Take ``lane`` for ``owner`` (or extend its claim); False if another instance has it."""
+        ...
+
+    async def release_lane(self, lane: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``lane``."""
+        ...
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` when another instance stores a notification."""
+        ...
+
+
+class ScheduleBackend(Protocol):
+    """Each schedule's timing: its spec and next run time (the runs themselves are journaled
+    under a unique key, so a run happens once however many instances save the state)."""
+
+    async def load(self) -> dict[str, tuple[str, float]]:
+        """Return each saved schedule's spec and next run time, by name."""
+        ...
+
+    async def save(
+        self, name: str, spec: str, next_run_at: float, last_run_at: float | None
+    ) -> None:
+        """Save a schedule's timing; a later ``next_run_at`` saved elsewhere is kept."""
         ...

@@ -12,6 +12,7 @@ The interface a backend implements (``Journal``; SQLite here, PostgreSQL with
 - ``claim(owner, limit, lease, now)``: take up to ``limit`` due entries, oldest first: pending ones
   whose ``next_attempt_at`` has come, and claims of *other* owners whose lease ran out (their
   process died). Each claim counts an attempt and holds the entry until ``now + lease``.
+- ``renew(owner, event_ids, lease_until)``: extend the owner's claims while their events run.
 - ``finish(owner, event_ids, now)``: the handlers ran and their intents were carried out; one
   statement per call (``WHERE event_id IN (...)`` / ``= ANY($1)``), however many ids.
 - ``fail(owner, event_id, error, retry_at)``: back to pending, due again at ``retry_at``.
@@ -28,7 +29,7 @@ between them are the ``TRANSITIONS`` table below; the SQL takes its ``WHERE stat
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -159,6 +160,8 @@ class Journal(Protocol):
         self, owner: str, limit: int, lease: float, now: float
     ) -> list[JournalEntry]: ...
 
+    async def renew(self, owner: str, event_ids: Sequence[str], lease_until: float) -> int: ...
+
     async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int: ...
 
     async def fail(self, owner: str, event_id: str, error: str, retry_at: float) -> bool: ...
@@ -178,6 +181,8 @@ class Journal(Protocol):
     async def stats(self, now: float) -> JournalStats: ...
 
     async def prune(self, before: float) -> int: ...
+
+    def watch(self, wake: Callable[[], None]) -> None: ...
 
 
 MIGRATIONS = [
@@ -365,6 +370,21 @@ class SqliteJournal:
                 ).rowcount
         except sqlite3.Error as err:
             raise self._fail(doing, err) from err
+
+    def watch(self, wake: Callable[[], None]) -> None:
+        """Do nothing: one process appends and claims, so it never needs waking from outside."""
+
+    async def renew(self, owner: str, event_ids: Sequence[str], lease_until: float) -> int:
+        """Extend ``owner``'s claims on ``event_ids``; return how many it still holds."""
+        try:
+            with self.store.transaction() as db:
+                return db.executemany(
+                    "UPDATE journal SET lease_until = ? "
+                    "WHERE event_id = ? AND owner = ? AND state = 'claimed'",
+                    [(lease_until, event_id, owner) for event_id in event_ids],
+                ).rowcount
+        except sqlite3.Error as err:
+            raise self._fail("renew journal claims", err) from err
 
     async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int:
         """Mark ``owner``'s claimed entries done; return how many were."""

@@ -154,6 +154,11 @@ EXPECTED = {
         "docstring's 'Args:' section, so the model gets no description of them; add 'Args:' with "
         "a line 'text: what it is' for each",
     ],
+    "kv_not_awaited.py": [
+        "23: intent handler 'process_note' calls services.kv.get() without 'await', so nothing "
+        "happens and it gets a coroutine, not the result; services.kv and services.timers are "
+        "async, so write 'await services.kv.get(...)'",
+    ],
 }
 
 

@@ -193,3 +193,41 @@ def other(key: str) -> dict:
     return {}
 '''
     assert [(f.line, "'key'" in f.message) for f in lint_role(source)] == [(16, True)]
+
+
+INTENT_REGISTER = """
+
+def register_role():
+    return {"config": {}, "event_handlers": {}, "tools": [], "intents": {NoteIntent: process_note}}
+"""
+
+
+def intent_findings(body: str) -> list[tuple[int, str]]:
+    findings = lint_role(textwrap.dedent(body) + INTENT_REGISTER)
+    return [(f.line, f.message) for f in findings if f.rule == "unawaited"]
+
+
+def test_a_services_call_without_await_in_an_intent_handler_is_an_error():
+    body = (
+        "async def process_note(intent, svc):\n"
+        "    notes = svc.kv.get('notes', [])\n"
+        "    svc.timers.create(duration=5)\n"
+        "    await svc.kv.set('notes', notes)\n"
+    )
+    assert [(line, msg.split(" without")[0]) for line, msg in intent_findings(body)] == [
+        (2, "intent handler 'process_note' calls svc.kv.get()"),
+        (3, "intent handler 'process_note' calls svc.timers.create()"),
+    ]
+    assert not lint_role(textwrap.dedent(body) + INTENT_REGISTER)[0].warning
+
+
+def test_awaited_gathered_and_unrelated_calls_are_not_reported():
+    body = (
+        "import asyncio\n\n"
+        "async def process_note(intent, services):\n"
+        "    await services.kv.get('a')\n"
+        "    await asyncio.gather(services.kv.get('b'), services.timers.list())\n"
+        "    intent.data.get('x')\n"
+        "    services.publish('NOTE_KEPT', {})\n"
+    )
+    assert intent_findings(body) == []

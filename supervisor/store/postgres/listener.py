@@ -14,6 +14,8 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from supervisor.store.postgres.pool import DOWN_ERRORS
+
 log = structlog.get_logger("intentd.postgres")
 
 Callback = Callable[[str], None]
@@ -60,7 +62,7 @@ class Listener:
                     resync()
                 await lost.wait()
                 log.warning("postgres_listener_lost", url=self._shown)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            except DOWN_ERRORS as err:
                 log.warning("postgres_listener_failed", url=self._shown, error=type(err).__name__)
             finally:
                 self._listening.clear()

@@ -16,6 +16,16 @@ from supervisor.config import StorageConfig, redact_url
 
 log = structlog.get_logger("intentd.postgres")
 
+# What a call raises when the server is down, restarting or unreachable (asyncpg raises
+# InternalClientError for a statement sent on a connection the server has just closed).
+DOWN_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 async def open_pool(config: StorageConfig) -> asyncpg.Pool:
     """Connect to ``config.url``; return a pool of at most ``config.pool_size`` connections."""
@@ -50,7 +60,7 @@ async def open_pool(config: StorageConfig) -> asyncpg.Pool:
         raise StoreError(
             f"storage.url {shown!r}: the server refused the connection ({err})"
         ) from err
-    log.info("postgres_connected", url=shown, pool_size=config.pool_size)
+    log.debug("postgres_connected", url=shown, pool_size=config.pool_size)
     return pool
 
 
@@ -58,6 +68,6 @@ async def pool_not_ready(pool: asyncpg.Pool, shown: str) -> str | None:
     """Return why the database cannot be used now, or None when it answers (for ``/readyz``)."""
     try:
         await pool.fetchval("SELECT 1", timeout=2.0)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+    except DOWN_ERRORS as err:
         return f"the PostgreSQL store at {shown!r} does not answer ({type(err).__name__})"
     return None

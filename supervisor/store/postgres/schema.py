@@ -108,6 +108,32 @@ MIGRATIONS = [
         info jsonb NOT NULL DEFAULT '{}'
     );
     """,
+    """
+    CREATE TABLE journal (
+        seq bigserial PRIMARY KEY,
+        event_id text NOT NULL UNIQUE,
+        key text UNIQUE,
+        event_type text NOT NULL,
+        data text NOT NULL,
+        publisher text NOT NULL,
+        source text NOT NULL,
+        channel_id text,
+        user_id text,
+        parent_id text,
+        created_at double precision NOT NULL,
+        state text NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'claimed', 'done', 'dead')),
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at double precision NOT NULL,
+        owner text,
+        lease_until double precision,
+        finished_at double precision,
+        last_error text
+    );
+    CREATE INDEX journal_open ON journal (seq) WHERE state IN ('claimed', 'pending');
+    CREATE INDEX journal_dead ON journal (seq) WHERE state = 'dead';
+    CREATE INDEX journal_done ON journal (finished_at) WHERE state = 'done';
+    """,
 ]
 
 

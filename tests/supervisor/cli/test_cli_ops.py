@@ -40,6 +40,7 @@ async def test_status_prints_one_field_per_line(tmp_path):
         "events published": "1",  # ROLE_LOADED
         "active workflows": "0",
         "schedules": "none",
+        "instances": "n/a",
     }
 
 

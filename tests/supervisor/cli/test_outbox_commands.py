@@ -12,6 +12,7 @@ from common.intents import NotificationIntent
 from supervisor.cli.main import main
 from supervisor.config import OutboxConfig
 from supervisor.delivery.outbox import Outbox
+from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.sqlite import Store
 from tests.fakes.clock import FakeClock
 
@@ -39,11 +40,13 @@ def config(tmp_path: Path) -> Path:
 
 async def _dead(config: Path, capsys: pytest.CaptureFixture[str], count: int) -> list[int]:
     store = Store(config.parent / "var" / "intentd.db")
-    outbox = Outbox(store, {"slack": Refusing()}, FakeClock(), OutboxConfig(per_channel_rate=0))
+    outbox = Outbox(
+        SqliteOutbox(store), {"slack": Refusing()}, FakeClock(), OutboxConfig(per_channel_rate=0)
+    )
     ids = []
     for n in range(count):
         intent = NotificationIntent(message=f"note {n}", channel="slack:#gone")
-        ids.append(outbox.enqueue("slack", "#gone", intent.message, intent))
+        ids.append(await outbox.enqueue("slack", "#gone", intent.message, intent))
     worker = asyncio.create_task(outbox.run())
     async with asyncio.timeout(5):
         await outbox.wait_idle()  # one attempt each: a permanent error
@@ -55,10 +58,10 @@ async def _dead(config: Path, capsys: pytest.CaptureFixture[str], count: int) ->
     return ids
 
 
-async def test_dead_letters_list_prints_each_with_its_error(
+def test_dead_letters_list_prints_each_with_its_error(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first, _ = await _dead(config, capsys, 2)
+    first, _ = asyncio.run(_dead(config, capsys, 2))
     assert main(["dead-letters", "list", "--json", "--config", str(config)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["id"], r["channel"], r["attempts"], r["text"]) for r in rows] == [
@@ -75,10 +78,10 @@ def test_dead_letters_list_without_a_store_says_there_are_none(
     assert capsys.readouterr().out == "no dead letters\n"
 
 
-async def test_retry_one_puts_only_that_one_back_in_line(
+def test_retry_one_puts_only_that_one_back_in_line(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first, second = await _dead(config, capsys, 2)
+    first, second = asyncio.run(_dead(config, capsys, 2))
     assert main(["dead-letters", "retry", str(second), "--config", str(config)]) == 0
     store = Store(config.parent / "var" / "intentd.db")
     states = store.db.execute("SELECT id, state, attempts FROM outbox ORDER BY id").fetchall()
@@ -86,18 +89,18 @@ async def test_retry_one_puts_only_that_one_back_in_line(
     assert capsys.readouterr().out == f"re-queued 1 dead letter(s): [{second}]\n"
 
 
-async def test_retry_all_puts_every_dead_letter_back(
+def test_retry_all_puts_every_dead_letter_back(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ids = await _dead(config, capsys, 3)
+    ids = asyncio.run(_dead(config, capsys, 3))
     assert main(["dead-letters", "retry", "--all", "--config", str(config)]) == 0
     assert capsys.readouterr().out == f"re-queued 3 dead letter(s): {ids}\n"
 
 
-async def test_retry_of_an_unknown_id_is_a_clear_error(
+def test_retry_of_an_unknown_id_is_a_clear_error(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await _dead(config, capsys, 1)
+    asyncio.run(_dead(config, capsys, 1))
     assert main(["dead-letters", "retry", "99", "--config", str(config)]) == 1
     captured = capsys.readouterr()
     assert captured.err == (

@@ -75,7 +75,7 @@ class RecordingOutbox:
     def __init__(self):
         self.stored = []
 
-    def enqueue(self, kind, target, text, intent, *, alert=False):
+    async def enqueue(self, kind, target, text, intent, *, alert=False):
         self.stored.append((kind, target, text, alert))
         return len(self.stored)
 

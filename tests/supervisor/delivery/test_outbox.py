@@ -16,8 +16,9 @@ from common.events import NOTIFICATION_DEAD_LETTERED
 from common.intents import NotificationIntent
 from supervisor.config import ChannelsConfig, OutboxConfig
 from supervisor.delivery.channels import CommunicationManager
-from supervisor.delivery.outbox import Outbox, dead_letters
+from supervisor.delivery.outbox import Outbox
 from supervisor.slack.web_api import METADATA_EVENT, SlackOut
+from supervisor.store.outbox import SqliteOutbox, dead_letters
 from supervisor.store.sqlite import Store
 from tests.factories import make_bus
 from tests.fakes.clock import FakeClock
@@ -64,7 +65,7 @@ class Daemon:
         self.comms.add_channel("slack", SlackOut(client))
         config = OutboxConfig(**{"backoff_initial": 1.0, "backoff_max": 60.0, **outbox})
         self.outbox = Outbox(
-            self.store,
+            SqliteOutbox(self.store),
             self.comms.channels,
             clock,
             config,
@@ -114,13 +115,13 @@ async def test_a_notification_is_stored_before_send_returns_then_delivered(
     daemon: Daemon, slack: FakeSlack
 ) -> None:
     entry_id = await daemon.send("slack:#ops", "*deploy* finished")
-    assert daemon.outbox.get(entry_id).state == "pending"
+    assert (await daemon.outbox.get(entry_id)).state == "pending"
     async with daemon.running():
         pass
     post = slack.posts[0]
     assert (post.channel, post.text, post.mrkdwn) == ("C0OPS", "*deploy* finished", True)
     assert post.metadata["event_type"] == METADATA_EVENT
-    assert daemon.outbox.get(entry_id).state == "delivered"
+    assert (await daemon.outbox.get(entry_id)).state == "delivered"
     assert (daemon.outbox.stats.depth, daemon.outbox.stats.delivered) == (0, 1)
 
 
@@ -208,8 +209,12 @@ async def test_server_errors_back_off_exponentially_then_deliver(
 
 def test_backoff_doubles_to_its_cap_with_jitter_between_half_and_all(tmp_path: Path) -> None:
     config = OutboxConfig(backoff_initial=1, backoff_max=10)
-    low = Outbox(Store(tmp_path / "a.db"), {}, FakeClock(), config, random=lambda: 0.0)
-    high = Outbox(Store(tmp_path / "b.db"), {}, FakeClock(), config, random=lambda: 1.0)
+    low = Outbox(
+        SqliteOutbox(Store(tmp_path / "a.db")), {}, FakeClock(), config, random=lambda: 0.0
+    )
+    high = Outbox(
+        SqliteOutbox(Store(tmp_path / "b.db")), {}, FakeClock(), config, random=lambda: 1.0
+    )
     assert [high.backoff(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
     assert [low.backoff(n) for n in (1, 5)] == [0.5, 5]
 
@@ -221,10 +226,10 @@ async def test_a_connection_dropped_mid_request_does_not_post_twice(
     slack.fail_next("chat.postMessage", Fault.drop_after_recording())
     entry_id = await daemon.send(channel, "exactly once")
     async with daemon.running():
-        unsure = daemon.outbox.get(entry_id).unsure
+        unsure = (await daemon.outbox.get(entry_id)).unsure
         await daemon.advance(1.0)
     checked = {"conversations.history", "conversations.replies"} & {c.method for c in slack.calls}
-    assert (unsure, texts(slack), daemon.outbox.get(entry_id).state) == (
+    assert (unsure, texts(slack), (await daemon.outbox.get(entry_id)).state) == (
         True,
         ["exactly once"],
         "delivered",
@@ -242,7 +247,7 @@ async def test_a_post_that_times_out_is_checked_before_it_is_sent_again(
         slack.fail_next("chat.postMessage", Fault.slow(0.2))
         entry_id = await daemon.send("slack:C0OPS", "slow but once")
         async with daemon.running():
-            first = daemon.outbox.get(entry_id)
+            first = await daemon.outbox.get(entry_id)
             await daemon.advance(1.0)
     methods = [c.method for c in slack.calls]
     assert (first.unsure, first.state, "timed out" in (first.last_error or "")) == (
@@ -250,7 +255,10 @@ async def test_a_post_that_times_out_is_checked_before_it_is_sent_again(
         "pending",
         True,
     )
-    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["slow but once"], "delivered")
+    assert (texts(slack), (await daemon.outbox.get(entry_id)).state) == (
+        ["slow but once"],
+        "delivered",
+    )
     assert methods == ["chat.postMessage", "conversations.history"]
 
 
@@ -287,7 +295,7 @@ async def test_a_server_error_is_retried_not_dead_lettered(
     slack.fail_next("chat.postMessage", Fault.http_status(status))
     entry_id = await daemon.send("slack:#general", "try again")
     async with daemon.running():
-        first = daemon.outbox.get(entry_id)
+        first = await daemon.outbox.get(entry_id)
         await daemon.advance(1.0)  # the first backoff
     assert (first.state, first.attempts, f"HTTP {status}" in (first.last_error or "")) == (
         "pending",
@@ -295,7 +303,7 @@ async def test_a_server_error_is_retried_not_dead_lettered(
         True,
     )
     assert (dead_letters(daemon.store.db), texts(slack)) == ([], ["try again"])
-    assert daemon.outbox.get(entry_id).state == "delivered"
+    assert (await daemon.outbox.get(entry_id)).state == "delivered"
 
 
 async def test_invalid_auth_is_dead_lettered_at_once(
@@ -335,7 +343,7 @@ async def test_slack_down_past_the_retry_budget_loses_nothing_and_keeps_order(
             await daemon.advance(4)
         dead = len(dead_letters(daemon.store.db))
         slack.up()
-        daemon.outbox.retry()
+        await daemon.outbox.retry()
         await daemon.settle()
         for _ in range(3):
             await daemon.advance(1)
@@ -437,9 +445,11 @@ async def test_an_alert_that_raises_is_logged_and_the_outbox_keeps_delivering(
         raise RecursionError("maximum recursion depth exceeded")
 
     channel = Scripted()
-    outbox = Outbox(Store(tmp_path / "x.db"), {"slack": channel}, FakeClock(), alert=broken_alert)
-    outbox.enqueue("slack", "C404", "lost", intent("lost"))
-    outbox.enqueue("slack", "C200", "kept", intent("kept"))
+    outbox = Outbox(
+        SqliteOutbox(Store(tmp_path / "x.db")), {"slack": channel}, FakeClock(), alert=broken_alert
+    )
+    await outbox.enqueue("slack", "C404", "lost", intent("lost"))
+    await outbox.enqueue("slack", "C200", "kept", intent("kept"))
     async with lanes(outbox) as worker:
         alive = not worker.done()
     assert (alive, channel.posted, outbox.stats.dead_letters) == (True, ["kept"], 1)
@@ -450,9 +460,15 @@ async def test_an_attempt_that_crashes_waits_its_backoff_while_other_lanes_deliv
 ) -> None:
     channel, clock = Scripted(), FakeClock()
     config = OutboxConfig(backoff_initial=2.0)
-    outbox = Outbox(Store(tmp_path / "x.db"), {"slack": channel}, clock, config, random=lambda: 1.0)
-    crashing = outbox.enqueue("slack", "C1", "boom", intent("boom"))
-    outbox.enqueue("slack", "C2", "fine", intent("fine"))
+    outbox = Outbox(
+        SqliteOutbox(Store(tmp_path / "x.db")),
+        {"slack": channel},
+        clock,
+        config,
+        random=lambda: 1.0,
+    )
+    crashing = await outbox.enqueue("slack", "C1", "boom", intent("boom"))
+    await outbox.enqueue("slack", "C2", "fine", intent("fine"))
     async with lanes(outbox) as worker:
         first = channel.splits
         await clock.advance(1.9)
@@ -462,12 +478,14 @@ async def test_an_attempt_that_crashes_waits_its_backoff_while_other_lanes_deliv
         await outbox.wait_idle()
         alive = not worker.done()
     assert (alive, channel.posted, first, early, channel.splits) == (True, ["fine"], 2, 2, 3)
-    assert outbox.get(crashing).state == "pending"
+    assert (await outbox.get(crashing)).state == "pending"
 
 
 def test_backoff_stays_at_its_cap_for_huge_attempt_numbers(tmp_path: Path) -> None:
     config = OutboxConfig(backoff_initial=1, backoff_max=10, max_attempts=100_000)
-    outbox = Outbox(Store(tmp_path / "a.db"), {}, FakeClock(), config, random=lambda: 1.0)
+    outbox = Outbox(
+        SqliteOutbox(Store(tmp_path / "a.db")), {}, FakeClock(), config, random=lambda: 1.0
+    )
     assert [outbox.backoff(n) for n in (1030, 99_999)] == [10, 10]
 
 
@@ -479,11 +497,11 @@ async def test_an_entry_for_a_channel_kind_no_longer_configured_is_dead_lettered
     async def alert(entry: Any) -> None:
         alerts.append(entry.id)
 
-    outbox = Outbox(Store(tmp_path / "x.db"), {}, FakeClock(), alert=alert)
-    entry_id = outbox.enqueue("slack", "C1", "orphan", intent("orphan"))
+    outbox = Outbox(SqliteOutbox(Store(tmp_path / "x.db")), {}, FakeClock(), alert=alert)
+    entry_id = await outbox.enqueue("slack", "C1", "orphan", intent("orphan"))
     async with lanes(outbox):
         pass
-    (dead,) = dead_letters(outbox.store.db)
+    (dead,) = dead_letters(outbox.backend.store.db)
     assert (dead.id, alerts, dead.last_error) == (
         entry_id,
         [entry_id],
@@ -505,12 +523,15 @@ async def test_a_failed_duplicate_check_does_not_let_an_unsure_post_go_out_again
     entry_id = await daemon.send(channel, "exactly once")
     async with daemon.running():
         await daemon.advance(1.0)  # the check fails: nothing is posted
-        after_failed_check = (texts(slack), daemon.outbox.get(entry_id).unsure)
+        after_failed_check = (texts(slack), (await daemon.outbox.get(entry_id)).unsure)
         await daemon.advance(60.0)  # the next check succeeds and finds the post
     check = "conversations.replies" if "/" in channel else "conversations.history"
     methods = [c.method for c in slack.calls if c.method != "conversations.list"]
     assert after_failed_check == (["exactly once"], True)
-    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["exactly once"], "delivered")
+    assert (texts(slack), (await daemon.outbox.get(entry_id)).state) == (
+        ["exactly once"],
+        "delivered",
+    )
     assert methods == ["chat.postMessage", check, check]
 
 
@@ -528,7 +549,10 @@ async def test_a_post_hidden_behind_300_recent_replies_is_found_by_paging(
         async with daemon.running():
             await daemon.advance(1.0)
     pages = [c for c in slack.calls if c.method == "conversations.replies"]
-    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["runbook step 3"], "delivered")
+    assert (texts(slack), (await daemon.outbox.get(entry_id)).state) == (
+        ["runbook step 3"],
+        "delivered",
+    )
     assert (len(pages), {c.args.get("oldest") for c in pages}) == (21, {f"{clock.now - 61:.6f}"})
 
 
@@ -547,5 +571,5 @@ async def test_the_duplicate_check_reads_only_what_came_after_the_first_attempt(
         async with daemon.running():
             await daemon.advance(1.0)
     pages = [c for c in slack.calls if c.method == "conversations.replies"]
-    assert (texts(slack), daemon.outbox.get(entry_id).state) == (["resolved"], "delivered")
+    assert (texts(slack), (await daemon.outbox.get(entry_id)).state) == (["resolved"], "delivered")
     assert len(pages) == 1

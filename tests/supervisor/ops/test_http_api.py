@@ -377,6 +377,7 @@ async def test_status_reports_uptime_roles_heartbeat_and_contributed_fields(tmp_
         "journal_oldest_age_s": 0.0,
         "dead_events": 0,
         "schedules": [],
+        "instances": None,  # one process on SQLite
     }
 
 

@@ -12,6 +12,7 @@ from common.intent_processor import IntentProcessor
 from common.message_bus import MessageBus
 from supervisor.config import JournalConfig, ScheduleConfig
 from supervisor.scheduling.schedules import ScheduleService, next_run
+from supervisor.store.schedules import SqliteSchedules
 from supervisor.store.sqlite import Store
 from tests.factories import RunningIntake
 from tests.fakes.clock import START, FakeClock
@@ -39,13 +40,17 @@ class Daemon:
         for event in {s.event for s in schedules}:
             self.bus.subscribe("test", event, self._record)
         self.service = ScheduleService(
-            self.store, self.journal.intake, clock, list(schedules), random.Random(seed)
+            SqliteSchedules(self.store),
+            self.journal.intake,
+            clock,
+            list(schedules),
+            random.Random(seed),
         )
 
     async def start(self) -> "Daemon":
         await self.journal.start()
         self.bus.start()
-        self.service.start()
+        await self.service.start()
         return self
 
     def _record(self, data: dict[str, Any], context: EventContext) -> list[Any]:
@@ -56,6 +61,7 @@ class Daemon:
         await self.clock.advance(seconds)
         await self.journal.intake.drain()
         await self.bus.drain()
+        await self.service.save_pending()  # what run() does in the daemon
 
     async def crash(self) -> None:
         """Stop without handling what is queued (the bus is dropped, the journal keeps it)."""

@@ -14,6 +14,7 @@ from supervisor.delivery.channels import CommunicationManager
 from supervisor.delivery.outbox import Outbox
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.audit import DurableAuditSink, SqliteAudit
+from supervisor.store.outbox import SqliteOutbox
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
 from tests.fakes.clock import FakeClock, settle
@@ -44,7 +45,7 @@ class Daemon:
         self.slack = Slack()
         comms = CommunicationManager()
         comms.add_channel("slack", self.slack)
-        self.outbox = Outbox(self.store, comms.channels, clock)
+        self.outbox = Outbox(SqliteOutbox(self.store), comms.channels, clock)
         comms.outbox = self.outbox
         processor = IntentProcessor(comms, audit_sink=DurableAuditSink(SqliteAudit(self.store)))
         self.bus = MessageBus(processor, clock=clock.time)

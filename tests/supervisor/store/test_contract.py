@@ -9,7 +9,7 @@ from common.audit import AuditRecord
 from common.errors import StoreError
 from supervisor.store.audit import DurableAuditSink
 from supervisor.store.backends import StoreParts
-from supervisor.store.base import Timer
+from supervisor.store.base import NewNotification, Timer
 from supervisor.store.kv import KVStore
 
 
@@ -233,3 +233,87 @@ async def test_a_timer_being_fired_cannot_be_cancelled(parts: StoreParts) -> Non
         101.0,
     )
     assert await parts.timers.claim_due(["tmr-2"], "a", 103.0, 108.0) == ([], {})
+
+
+# -- outbox -----------------------------------------------------------------------------------
+
+
+def make_note(key: str = "int-1", lane: str = "slack:C1", **overrides: Any) -> NewNotification:
+    fields: dict[str, Any] = {
+        "key": key,
+        "kind": "slack",
+        "target": lane.partition(":")[2],
+        "lane": lane,
+        "text": f"note {key}",
+        "priority": "medium",
+        "user_id": "U1",
+        "parent_id": "evt-1",
+        "alert": False,
+        "created_at": 100.0,
+    }
+    return NewNotification(**{**fields, **overrides})
+
+
+async def test_outbox_an_intent_enqueued_twice_is_stored_once(parts: StoreParts) -> None:
+    first = await parts.outbox.enqueue(make_note("int-1"))
+    again = await parts.outbox.enqueue(make_note("int-1", text="changed"))
+    assert (first[1], again) == (True, (first[0], False))
+    entry = await parts.outbox.get(first[0])
+    assert entry is not None and (entry.text, entry.state, entry.unsure) == (
+        "note int-1",
+        "pending",
+        False,
+    )
+
+
+async def test_outbox_each_lane_gives_its_oldest_pending_entry(parts: StoreParts) -> None:
+    ids = [
+        (await parts.outbox.enqueue(make_note(f"int-{n}", lane=f"slack:C{n % 2}")))[0]
+        for n in range(4)
+    ]
+    await parts.outbox.update(ids[0], {"state": "delivered", "finished_at": 101.0})
+    heads = [await parts.outbox.head(lane) for lane in ("slack:C0", "slack:C1")]
+    assert [h.id for h in heads if h is not None] == [ids[2], ids[1]]
+    assert sorted(await parts.outbox.pending_lanes()) == ["slack:C0", "slack:C1"]
+    assert (await parts.outbox.count("pending"), await parts.outbox.count("delivered")) == (3, 1)
+
+
+async def test_outbox_dead_letters_are_listed_and_retried(parts: StoreParts) -> None:
+    ids = [(await parts.outbox.enqueue(make_note(f"int-{n}")))[0] for n in range(3)]
+    for entry_id in ids[:2]:
+        await parts.outbox.update(
+            entry_id, {"state": "dead", "attempts": 8, "last_error": "gone", "unsure": 1}
+        )
+    assert [e.id for e in await parts.outbox.dead_letters()] == ids[:2]
+    assert await parts.outbox.retry_dead([ids[1], ids[2], 999], 200.0) == [ids[1]]
+    again = await parts.outbox.get(ids[1])
+    assert again is not None and (again.state, again.attempts, again.unsure) == ("pending", 0, True)
+    assert await parts.outbox.retry_dead(None, 200.0) == [ids[0]]
+
+
+async def test_outbox_a_lane_is_held_by_one_owner_until_its_lease_ends(parts: StoreParts) -> None:
+    outbox = parts.outbox
+    assert await outbox.claim_lane("slack:C1", "a", 100.0, 105.0)
+    assert await outbox.claim_lane("slack:C1", "a", 101.0, 106.0)  # renewing its own claim
+    expected_for_b = not parts.shared  # one process on SQLite: every lane is its own
+    assert await outbox.claim_lane("slack:C1", "b", 105.9, 110.9) is expected_for_b
+    assert await outbox.claim_lane("slack:C1", "b", 106.0, 111.0)  # a's lease ended
+    await outbox.release_lane("slack:C1", "b")
+    assert await outbox.claim_lane("slack:C1", "a", 106.5, 111.5)
+
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+async def test_schedules_timing_round_trips_and_a_later_run_saved_elsewhere_stays(
+    parts: StoreParts,
+) -> None:
+    await parts.schedules.save("report", "spec-1", 200.0, None)
+    await parts.schedules.save("report", "spec-1", 150.0, 100.0)  # an instance behind the other
+    await parts.schedules.save("digest", "spec-2", 300.0, None)
+    assert await parts.schedules.load() == {
+        "report": ("spec-1", 200.0),
+        "digest": ("spec-2", 300.0),
+    }
+    await parts.schedules.save("report", "spec-3", 120.0, None)  # a changed schedule starts afresh
+    assert (await parts.schedules.load())["report"] == ("spec-3", 120.0)

@@ -1,8 +1,9 @@
 """The event journal's contract: states, transitions, claims with leases, keys, dead events.
 
-Written against the ``Journal`` interface only, so another backend can run the same tests.
+Written against the ``Journal`` interface only and run on SQLite and on PostgreSQL.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from common.errors import StoreError
 from common.ids import derived_event_id
+from supervisor.config import StorageConfig
 from supervisor.store.journal import (
     TRANSITIONS,
     EntryState,
@@ -18,7 +20,11 @@ from supervisor.store.journal import (
     SqliteJournal,
     next_state,
 )
+from supervisor.store.postgres.journal import PostgresJournal
+from supervisor.store.postgres.pool import open_pool
+from supervisor.store.postgres.schema import migrate
 from supervisor.store.sqlite import Store
+from tests.conftest import create_database, drop_database
 
 NOW = 1_800_000_000.0
 LEASE = 60.0
@@ -36,11 +42,20 @@ def make_event(n: int, **overrides: object) -> NewEvent:
     return NewEvent(**{**fields, **overrides})  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    store = Store(tmp_path / "intentd.db")
-    yield SqliteJournal(store)
-    store.close()
+@pytest.fixture(params=["sqlite", "postgres"])
+async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
+    if request.param == "sqlite":
+        store = Store(tmp_path / "intentd.db")
+        yield SqliteJournal(store)
+        store.close()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = await create_database(server)
+    pool = await open_pool(StorageConfig(url=server.url(name)))
+    await migrate(pool, "test", "test")
+    yield PostgresJournal(pool)
+    await pool.close()
+    await drop_database(server, name)
 
 
 def test_every_operation_names_its_start_states_and_its_end_state() -> None:
@@ -130,15 +145,46 @@ async def test_another_owner_takes_over_a_claim_only_after_its_lease_ran_out(
     assert not await journal.fail("dead-process", "evt-1", "late", NOW)  # it lost the claim
 
 
-async def test_release_and_recover_put_claims_back_in_order(journal: Journal) -> None:
+async def test_release_puts_the_owners_claims_back_in_order(journal: Journal) -> None:
     await journal.append([make_event(n) for n in range(3)])
     await journal.claim("me", 2, LEASE, NOW)
     assert await journal.release("other") == 0
     assert await journal.release("me") == 2
-    await journal.claim("old", 3, LEASE, NOW)
-    assert await journal.recover(NOW) == 3
+    entries = await journal.claim("other", 10, LEASE, NOW)
+    assert [(e.event_id, e.attempts) for e in entries] == [("evt-0", 2), ("evt-1", 2), ("evt-2", 1)]
+
+
+async def test_sqlite_recover_puts_every_claim_back_at_start(tmp_path: Path) -> None:
+    store = Store(tmp_path / "intentd.db")
+    journal = SqliteJournal(store)
+    await journal.append([make_event(n) for n in range(3)])
+    await journal.claim("old", 2, LEASE, NOW)
+    assert await journal.recover(NOW) == 2  # one process: a claim found at start is a dead one's
     entries = await journal.claim("me", 10, LEASE, NOW)
-    assert [(e.event_id, e.attempts) for e in entries] == [("evt-0", 3), ("evt-1", 3), ("evt-2", 2)]
+    store.close()
+    assert [(e.event_id, e.attempts) for e in entries] == [("evt-0", 2), ("evt-1", 2), ("evt-2", 1)]
+
+
+async def test_postgres_recover_leaves_claims_to_their_leases(postgres_url: str) -> None:
+    pool = await open_pool(StorageConfig(url=postgres_url))
+    await migrate(pool, "test", "test")
+    journal = PostgresJournal(pool)
+    await journal.append([make_event(n) for n in range(2)])
+    await journal.claim("alive-elsewhere", 1, LEASE, NOW)
+    assert await journal.recover(NOW) == 0
+    assert [e.event_id for e in await journal.claim("me", 10, LEASE, NOW)] == ["evt-1"]
+    stats = await journal.stats(NOW)
+    await pool.close()
+    assert stats.next_due_at == NOW + LEASE  # when the other claim may be taken over
+
+
+async def test_renew_extends_only_the_owners_claims(journal: Journal) -> None:
+    await journal.append([make_event(1), make_event(2)])
+    await journal.claim("me", 1, LEASE, NOW)
+    await journal.claim("other", 1, LEASE, NOW)
+    assert await journal.renew("me", ["evt-1", "evt-2"], NOW + 2 * LEASE) == 1
+    taken = await journal.claim("thief", 10, LEASE, NOW + LEASE)
+    assert [(e.event_id, e.attempts) for e in taken] == [("evt-2", 2)]
 
 
 async def test_a_parked_entry_is_listed_dead_until_retried(journal: Journal) -> None:
@@ -255,8 +301,7 @@ async def test_events_appended_claimed_by_a_dead_owner_are_replayed_at_attempt_t
 ) -> None:
     await journal.append([make_event(1)], owner="dead-process", lease_until=NOW + LEASE)
     assert await journal.claim("me", 10, LEASE, NOW) == []
-    assert await journal.recover(NOW) == 1
-    [entry] = await journal.claim("me", 10, LEASE, NOW)
+    [entry] = await journal.claim("me", 10, LEASE, NOW + LEASE)  # once the dead owner's lease ends
     assert (entry.event_id, entry.attempts) == ("evt-1", 2)
 
 
@@ -268,3 +313,17 @@ async def test_finish_of_a_large_batch_marks_only_the_owners_claims(journal: Jou
     assert await journal.finish("me", ids, NOW) == 1400
     assert await journal.finish("me", ids, NOW) == 0
     assert (await journal.stats(NOW)).backlog == 100
+
+
+async def test_postgres_claims_made_at_once_never_take_the_same_entry(postgres_url: str) -> None:
+    pool = await open_pool(StorageConfig(url=postgres_url, pool_size=8))
+    await migrate(pool, "test", "test")
+    journal = PostgresJournal(pool)
+    await journal.append([make_event(n) for n in range(200)])
+    batches = await asyncio.gather(
+        *(journal.claim(f"owner-{n}", 10, LEASE, NOW) for n in range(8)),
+        *(journal.claim(f"owner-{n}", 10, LEASE, NOW) for n in range(8)),
+    )
+    await pool.close()
+    claimed = [entry.event_id for batch in batches for entry in batch]
+    assert (len(claimed), len(set(claimed))) == (160, 160)
