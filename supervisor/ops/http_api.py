@@ -207,15 +207,22 @@ class HttpApi:
             return web.json_response({"ready": False, "checks": checks, "error": error}, status=503)
         return web.json_response({"ready": True, "checks": checks})
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        if self._runtime.intake is not None:
+    async def _refresh_journal(self) -> None:
+        """Read the journal's figures; when the store cannot answer, the last ones read stand."""
+        if self._runtime.intake is None:
+            return
+        try:
             await self._runtime.intake.refresh()
+        except StoreError as err:
+            log.warning("journal_figures_unavailable", error=str(err))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        await self._refresh_journal()
         body = self._metrics_registry.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _status(self, request: web.Request) -> web.Response:
-        if self._runtime.intake is not None:
-            await self._runtime.intake.refresh()
+        await self._refresh_journal()
         return _json(self._status_report())
 
     async def _roles(self, request: web.Request) -> web.Response:

@@ -136,6 +136,27 @@ async def test_readyz_is_503_while_the_database_is_away_and_ready_again_when_it_
     ] == ["node-a"]
 
 
+async def test_metrics_and_status_answer_while_the_database_is_away(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = make_config(tmp_path, postgres_url, cluster={"instance": "node-a", "heartbeat": 0.05})
+    async with running_daemon(config) as daemon:
+        await wait_for(lambda: ready_is(daemon, 200))
+        await set_connections(postgres_url, False)
+        try:
+            await wait_for(lambda: ready_is(daemon, 503))
+            metrics_status, _ = await answer_text(daemon, "/metrics")
+            status_status, status = await answer(daemon, "/status")
+        finally:
+            await set_connections(postgres_url, True)
+    assert (metrics_status, status_status, status["journal_backlog"]) == (200, 200, 0)
+
+
+async def answer_text(daemon: Any, path: str) -> tuple[int, str]:
+    async with daemon.session.get(daemon.url(path)) as response:
+        return response.status, await response.text()
+
+
 async def ready_is(daemon: Any, status: int) -> bool:
     return (await answer(daemon, "/readyz"))[0] == status
 

@@ -26,6 +26,7 @@ from supervisor.store.journal import (
     NewEvent,
 )
 from supervisor.store.postgres.listener import Listener
+from supervisor.store.postgres.pool import DOWN_ERRORS
 
 CHANNEL = "intentd_journal"
 _COLUMNS = (
@@ -264,19 +265,24 @@ class PostgresJournal:
 
         The next due time includes when a claim's lease ends: then another process may take it.
         """
-        row = await self.pool.fetchrow(
-            "SELECT count(*) FILTER (WHERE state IN ('claimed', 'pending')) AS backlog, "
-            "min(seq) FILTER (WHERE state IN ('claimed', 'pending')) AS oldest_seq, "
-            "count(*) FILTER (WHERE state = 'dead') AS dead, "
-            "least(min(next_attempt_at) FILTER (WHERE state = 'pending'), "
-            "min(lease_until) FILTER (WHERE state = 'claimed')) AS due "
-            "FROM journal WHERE state IN ('claimed', 'pending', 'dead')"
-        )
-        oldest = None
-        if row["oldest_seq"] is not None:
-            oldest = await self.pool.fetchval(
-                "SELECT created_at FROM journal WHERE seq = $1", row["oldest_seq"]
+        try:
+            row = await self.pool.fetchrow(
+                "SELECT count(*) FILTER (WHERE state IN ('claimed', 'pending')) AS backlog, "
+                "min(seq) FILTER (WHERE state IN ('claimed', 'pending')) AS oldest_seq, "
+                "count(*) FILTER (WHERE state = 'dead') AS dead, "
+                "least(min(next_attempt_at) FILTER (WHERE state = 'pending'), "
+                "min(lease_until) FILTER (WHERE state = 'claimed')) AS due "
+                "FROM journal WHERE state IN ('claimed', 'pending', 'dead')"
             )
+            oldest = None
+            if row["oldest_seq"] is not None:
+                oldest = await self.pool.fetchval(
+                    "SELECT created_at FROM journal WHERE seq = $1", row["oldest_seq"]
+                )
+        except DOWN_ERRORS as err:
+            raise StoreError(
+                f"storage.url: cannot read the event journal's figures ({err})"
+            ) from err
         return JournalStats(
             backlog=row["backlog"], oldest_at=oldest, dead=row["dead"], next_due_at=row["due"]
         )
