@@ -251,7 +251,8 @@ def _values(event: NewEvent, claim: tuple[str, str | None, float | None, int]) -
     )
 
 
-def _entry(row: sqlite3.Row) -> JournalEntry:
+def entry_from_row(row: Any) -> JournalEntry:
+    """Build a JournalEntry from a ``journal`` row (sqlite3.Row or asyncpg Record)."""
     event = NewEvent(
         event_id=row["event_id"],
         event_type=row["event_type"],
@@ -358,7 +359,7 @@ class SqliteJournal:
                 ).fetchall()
         except sqlite3.Error as err:
             raise self._fail("claim journal entries", err) from err
-        return sorted((_entry(row) for row in rows), key=lambda entry: entry.seq)
+        return sorted((entry_from_row(row) for row in rows), key=lambda entry: entry.seq)
 
     def _owned_update(self, operation: str, sets: str, params: tuple[Any, ...], doing: str) -> int:
         try:
@@ -439,14 +440,14 @@ class SqliteJournal:
         row = self.store.db.execute(
             "SELECT * FROM journal WHERE event_id = ?", (event_id,)
         ).fetchone()
-        return _entry(row) if row is not None else None
+        return entry_from_row(row) if row is not None else None
 
     async def dead(self, limit: int = 1000) -> list[JournalEntry]:
         """Return the dead entries, oldest first."""
         rows = self.store.db.execute(
             "SELECT * FROM journal WHERE state = 'dead' ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     async def retry(self, event_ids: Sequence[str] | None, now: float) -> list[str]:
         """Make the given dead entries (every one with None) pending again; return their ids."""

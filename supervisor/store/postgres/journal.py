@@ -20,10 +20,10 @@ from common.errors import StoreError
 from supervisor.store.journal import (
     TRANSITIONS,
     Appended,
-    EntryState,
     JournalEntry,
     JournalStats,
     NewEvent,
+    entry_from_row,
 )
 from supervisor.store.postgres.listener import Listener
 from supervisor.store.postgres.pool import DOWN_ERRORS
@@ -47,32 +47,6 @@ def _states(operation: str) -> list[str]:
 
 def _target(operation: str) -> str:
     return TRANSITIONS[operation][1].value
-
-
-def _entry(row: Any) -> JournalEntry:
-    event = NewEvent(
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        data=json.loads(row["data"]),
-        publisher=row["publisher"],
-        source=row["source"],
-        created_at=row["created_at"],
-        channel_id=row["channel_id"],
-        user_id=row["user_id"],
-        parent_id=row["parent_id"],
-        key=row["key"],
-    )
-    return JournalEntry(
-        seq=row["seq"],
-        event=event,
-        state=EntryState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        owner=row["owner"],
-        lease_until=row["lease_until"],
-        finished_at=row["finished_at"],
-        last_error=row["last_error"],
-    )
 
 
 def _count(status: str) -> int:
@@ -170,7 +144,7 @@ class PostgresJournal:
             _states("claim"),
             _target("claim"),
         )
-        return sorted((_entry(row) for row in rows), key=lambda entry: entry.seq)
+        return sorted((entry_from_row(row) for row in rows), key=lambda entry: entry.seq)
 
     async def renew(self, owner: str, event_ids: Sequence[str], lease_until: float) -> int:
         """Extend ``owner``'s claims on ``event_ids``; return how many it still holds."""
@@ -236,14 +210,14 @@ class PostgresJournal:
     async def get(self, event_id: str) -> JournalEntry | None:
         """Return the entry of ``event_id``, or None."""
         row = await self.pool.fetchrow("SELECT * FROM journal WHERE event_id = $1", event_id)
-        return _entry(row) if row is not None else None
+        return entry_from_row(row) if row is not None else None
 
     async def dead(self, limit: int = 1000) -> list[JournalEntry]:
         """Return the dead entries, oldest first."""
         rows = await self.pool.fetch(
             "SELECT * FROM journal WHERE state = 'dead' ORDER BY seq LIMIT $1", limit
         )
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     async def retry(self, event_ids: Sequence[str] | None, now: float) -> list[str]:
         """Make the given dead entries (every one with None) pending again; return their ids."""
