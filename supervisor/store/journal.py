@@ -222,17 +222,23 @@ _INSERT = (
 FINISH_CHUNK = 500  # ids per ``finish`` statement, under SQLite's bound-parameter limit
 
 
+def source_states(operation: str) -> list[str]:
+    """Return the states ``operation`` may start from, in name order (for SQL on any backend)."""
+    return sorted(state.value for state in TRANSITIONS[operation][0])
+
+
+def target_state(operation: str) -> str:
+    """Return the state ``operation`` moves an entry to."""
+    return TRANSITIONS[operation][1].value
+
+
 def _states(operation: str) -> str:
     """Return the SQL list of the states ``operation`` may start from, in name order.
 
     The order matters: SQLite uses the partial index ``journal_open`` only for the very same
     ``state IN ('claimed', 'pending')`` term.
     """
-    return ", ".join(f"'{state.value}'" for state in sorted(TRANSITIONS[operation][0]))
-
-
-def _target(operation: str) -> str:
-    return TRANSITIONS[operation][1].value
+    return ", ".join(f"'{state}'" for state in source_states(operation))
 
 
 def _values(event: NewEvent, claim: tuple[str, str | None, float | None, int]) -> tuple[Any, ...]:
@@ -301,7 +307,9 @@ class SqliteJournal:
     ) -> list[Appended]:
         """Store ``events`` in one transaction, claimed by ``owner`` if given; see the module."""
         claimed = owner is not None
-        claim = (_target("claim"), owner, lease_until, 1) if claimed else (_P.value, None, None, 0)
+        claim = (
+            (target_state("claim"), owner, lease_until, 1) if claimed else (_P.value, None, None, 0)
+        )
         results: list[Appended] = []
         try:
             with self.store.transaction() as db:
@@ -350,7 +358,7 @@ class SqliteJournal:
         try:
             with self.store.transaction() as db:
                 rows = db.execute(
-                    f"UPDATE journal SET state = '{_target('claim')}', owner = ?, "
+                    f"UPDATE journal SET state = '{target_state('claim')}', owner = ?, "
                     "lease_until = ?, attempts = attempts + 1 WHERE seq IN ("
                     f"SELECT seq FROM journal WHERE state IN ({_states('claim')}) AND ("
                     "(state = 'pending' AND next_attempt_at <= ?) "
@@ -365,7 +373,7 @@ class SqliteJournal:
         try:
             with self.store.transaction() as db:
                 return db.execute(
-                    f"UPDATE journal SET state = '{_target(operation)}', {sets} "
+                    f"UPDATE journal SET state = '{target_state(operation)}', {sets} "
                     f"WHERE event_id = ? AND owner = ? AND state IN ({_states(operation)})",
                     params,
                 ).rowcount
@@ -395,7 +403,7 @@ class SqliteJournal:
                 for at in range(0, len(event_ids), FINISH_CHUNK):
                     chunk = event_ids[at : at + FINISH_CHUNK]
                     finished += db.execute(
-                        f"UPDATE journal SET state = '{_target('finish')}', finished_at = ?, "
+                        f"UPDATE journal SET state = '{target_state('finish')}', finished_at = ?, "
                         "owner = NULL, lease_until = NULL "
                         f"WHERE event_id IN ({', '.join('?' * len(chunk))}) AND owner = ? "
                         f"AND state IN ({_states('finish')})",
@@ -428,7 +436,7 @@ class SqliteJournal:
         try:
             with self.store.transaction() as db:
                 return db.execute(
-                    f"UPDATE journal SET state = '{_target(operation)}', owner = NULL, "
+                    f"UPDATE journal SET state = '{target_state(operation)}', owner = NULL, "
                     f"lease_until = NULL WHERE state IN ({_states(operation)}) AND {where}",
                     params,
                 ).rowcount
@@ -458,7 +466,7 @@ class SqliteJournal:
         try:
             with self.store.transaction() as db:
                 rows = db.execute(
-                    f"UPDATE journal SET state = '{_target('retry')}', attempts = 0, "
+                    f"UPDATE journal SET state = '{target_state('retry')}', attempts = 0, "
                     "next_attempt_at = ?, finished_at = NULL "
                     f"WHERE state IN ({_states('retry')}){where} RETURNING event_id",
                     params,

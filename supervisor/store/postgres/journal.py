@@ -18,12 +18,13 @@ import asyncpg
 
 from common.errors import StoreError
 from supervisor.store.journal import (
-    TRANSITIONS,
     Appended,
     JournalEntry,
     JournalStats,
     NewEvent,
     entry_from_row,
+    source_states,
+    target_state,
 )
 from supervisor.store.postgres.listener import Listener
 from supervisor.store.postgres.pool import DOWN_ERRORS
@@ -39,14 +40,6 @@ _APPEND = (
     f"$10::float8[]) WITH ORDINALITY AS t({_COLUMNS}, n) ORDER BY n "
     "ON CONFLICT DO NOTHING RETURNING event_id, seq"
 )
-
-
-def _states(operation: str) -> list[str]:
-    return sorted(state.value for state in TRANSITIONS[operation][0])
-
-
-def _target(operation: str) -> str:
-    return TRANSITIONS[operation][1].value
 
 
 def _count(status: str) -> int:
@@ -76,7 +69,11 @@ class PostgresJournal:
         """Store ``events`` in one transaction, claimed by ``owner`` if given; a known key or id
         returns the first event's id and seq."""
         claimed = owner is not None
-        claim = (_target("claim"), owner, lease_until, 1) if claimed else ("pending", None, None, 0)
+        claim = (
+            (target_state("claim"), owner, lease_until, 1)
+            if claimed
+            else ("pending", None, None, 0)
+        )
         columns: list[list[Any]] = [[] for _ in range(10)]
         for event in events:
             values = (
@@ -141,8 +138,8 @@ class PostgresJournal:
             now + lease,
             now,
             limit,
-            _states("claim"),
-            _target("claim"),
+            source_states("claim"),
+            target_state("claim"),
         )
         return sorted((entry_from_row(row) for row in rows), key=lambda entry: entry.seq)
 
@@ -163,8 +160,8 @@ class PostgresJournal:
             "WHERE event_id = $1 AND owner = $2 AND state = ANY($4::text[])",
             event_id,
             owner,
-            _target(operation),
-            _states(operation),
+            target_state(operation),
+            source_states(operation),
             *args,
         )
         return _count(status)
@@ -177,8 +174,8 @@ class PostgresJournal:
             owner,
             list(event_ids),
             now,
-            _target("finish"),
-            _states("finish"),
+            target_state("finish"),
+            source_states("finish"),
         )
         return _count(status)
 
@@ -198,8 +195,8 @@ class PostgresJournal:
             "UPDATE journal SET state = $2, owner = NULL, lease_until = NULL "
             "WHERE owner = $1 AND state = ANY($3::text[])",
             owner,
-            _target("release"),
-            _states("release"),
+            target_state("release"),
+            source_states("release"),
         )
         return _count(status)
 
@@ -226,8 +223,8 @@ class PostgresJournal:
             "finished_at = NULL WHERE state = ANY($3::text[]) "
             "AND ($4::text[] IS NULL OR event_id = ANY($4::text[])) RETURNING event_id",
             now,
-            _target("retry"),
-            _states("retry"),
+            target_state("retry"),
+            source_states("retry"),
             None if event_ids is None else list(event_ids),
         )
         if rows:
