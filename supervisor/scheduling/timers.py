@@ -3,10 +3,14 @@
 Rules kept here:
 - A timer is stored (an absolute UTC deadline) before ``create`` returns its id.
 - The armed timers wait in one heap of ``(when, timer_id)``; one ``clock.call_at`` handle wakes
-  the service at the earliest. Every timer due at a wake-up is claimed in one store transaction
-  (its attempt counted on disk) and gets its ``TIMER_EXPIRED``; a timer is marked fired only once
+  the service ``claim_ahead`` (20 ms) before the earliest. That wake-up claims every timer due in
+  the next two ``claim_ahead`` in store steps of at most ``step_size`` timers (its attempt counted
+  on disk), and each claimed timer gets its ``TIMER_EXPIRED`` from its own handle at its time, so
+  the store's work is done before the deadline, not after it. Within ``claim_ahead`` of its
+  deadline a timer counts as firing (``cancel`` refuses it). A timer is marked fired only once
   the bus reports that at least one handler ran and every intent produced for that event was
-  carried out. The fired marks of the deliveries a loop turn finished go in one transaction.
+  carried out. Fired marks go in the step of the next wake-up when it is due within
+  ``marks_wait`` (20 ms), else at once.
   A crash in between leaves it pending, so the next start fires it again with the next attempt
   number; its intents keep the same ids (``idempotency_key``), so the outbox and the audit log
   keep one copy.
@@ -30,6 +34,7 @@ Rules kept here:
 
 import asyncio
 import heapq
+import itertools
 from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
 from functools import partial
@@ -84,6 +89,9 @@ class TimerService:
 
     max_duration = MAX_TIMER_SECONDS
     late_tolerance = 1.0  # seconds past due_at before reconcile fires an armed timer itself
+    claim_ahead = 0.02  # seconds before its deadline a timer is claimed, to fire on time
+    marks_wait = 0.02  # seconds a fired mark may wait to go with the next wake-up's claim
+    step_size = 16  # claims and marks per store step (each step holds the loop)
 
     def __init__(
         self,
@@ -109,12 +117,14 @@ class TimerService:
         self._armed: dict[str, float] = {}  # each armed timer and when it fires
         self._heap: list[tuple[float, str]] = []  # (when, timer_id); stale if _armed disagrees
         self._wake: Cancellable | None = None  # the one handle, for the heap's earliest entry
-        self._wake_at: float | None = None
+        self._wake_at: float | None = None  # the earliest armed deadline the handle serves
+        self._held: dict[str, Cancellable] = {}  # claimed ahead: each one's handle at its deadline
         self._arming: list[set[str]] = []  # ids armed while a reconcile reads the store
         self._creating: set[str] = set()
         self._in_flight: set[str] = set()
-        self._deliveries: list[Delivery] = []  # to record in one step
-        self._recording = False
+        self._due: dict[str, float] = {}  # woken timers the next step claims, and when they fire
+        self._deliveries: list[Delivery] = []  # finished deliveries the next step records
+        self._advancing = False  # a step runs; it takes what is added meanwhile
         self._stopped = False
         self._watching = False
         self._group: asyncio.TaskGroup | None = None
@@ -149,6 +159,9 @@ class TimerService:
         self._stopped = True
         self._armed.clear()
         self._heap.clear()
+        for handle in self._held.values():
+            handle.cancel()  # claimed, not yet published: the claims end with their leases
+        self._held.clear()
         self._settle_wake()
         for step in self._waiting:
             step.close()  # never started: it counts as done
@@ -157,6 +170,8 @@ class TimerService:
 
     async def settled(self) -> None:
         """Return once no store step (a firing, a delivery record) waits or runs."""
+        if self._deliveries:
+            self._kick()  # marks waiting for the next claim go now
         loop = asyncio.get_running_loop()
         while self._steps:
             waiter = loop.create_future()
@@ -336,9 +351,11 @@ class TimerService:
         """Fire armed timers whose handle should have fired by the wall clock; return how many."""
         late = self.clock.time() - self.late_tolerance
         armed = self._armed
-        overdue = [
-            tid for tid, when in rows.items() if when <= late and armed.get(tid, late + 1) <= late
-        ]
+        overdue = {
+            tid: when
+            for tid, when in rows.items()
+            if when <= late and armed.get(tid, late + 1) <= late
+        }
         if overdue:
             for timer_id in overdue:
                 del armed[timer_id]
@@ -381,7 +398,11 @@ class TimerService:
         if self._wake is not None:
             self._wake.cancel()
         self._wake_at = when
-        self._wake = None if when is None else self.clock.call_at(when, self._woken)
+        self._wake = (
+            None if when is None else self.clock.call_at(when - self.claim_ahead, self._woken)
+        )
+        if self._deliveries and not self._soon(when):
+            self._kick()  # the marks were waiting for a claim that is now later, or gone
 
     def _settle_wake(self) -> None:
         """Drop stale entries from the heap's top and point the handle at the earliest left."""
@@ -397,22 +418,26 @@ class TimerService:
 
     def _woken(self) -> None:
         self._wake = self._wake_at = None
-        now = self.clock.time()
+        horizon = self._claims_until(self.clock.time())
         heap, armed = self._heap, self._armed
-        due: list[str] = []
-        while heap and heap[0][0] <= now:
+        due: dict[str, float] = {}
+        while heap and heap[0][0] <= horizon:
             when, timer_id = heapq.heappop(heap)
             if armed.get(timer_id) == when:
                 del armed[timer_id]
-                due.append(timer_id)
+                due[timer_id] = when
         self._settle_wake()  # a wake-up before the deadline (the clock went back) re-arms only
         if due:
             self._fire(due)
+        elif self._deliveries:
+            self._kick()
 
-    def _fire(self, timer_ids: Sequence[str]) -> None:
-        self._in_flight.update(timer_ids)  # held from now on, so reconcile does not arm them
+    def _fire(self, due: dict[str, float]) -> None:
+        """Claim each timer in ``due`` now, to publish it at its time (the value)."""
+        self._in_flight.update(due)  # held from now on, so reconcile does not arm them
         self._holding.set()
-        self._spawn(self._fire_step(timer_ids))
+        self._due.update(due)
+        self._kick()
 
     def _retry(self, timer_ids: Sequence[str], when: float) -> None:
         self._in_flight.difference_update(timer_ids)
@@ -420,35 +445,88 @@ class TimerService:
             for timer_id in timer_ids:
                 self._arm(timer_id, when)
 
-    async def _fire_step(self, timer_ids: Sequence[str]) -> None:
-        try:
-            await self._claim_and_publish(timer_ids)
-        except Exception as err:  # the store is away or failing: try again in a moment
-            log.error("timer_fire_failed", timer_ids=timer_ids, error=str(err),
-                      retry_in_s=RETRY_DELAY)  # fmt: skip
-            self._retry(timer_ids, self.clock.time() + RETRY_DELAY)
+    def _claims_until(self, now: float) -> float:
+        """A wake-up comes ``claim_ahead`` before the earliest deadline and claims every timer
+        due up to ``claim_ahead`` after that deadline."""
+        return now + 2 * self.claim_ahead
 
-    async def _claim_and_publish(self, timer_ids: Sequence[str]) -> None:
-        fired_at = self.clock.time()
+    def _soon(self, when: float | None) -> bool:
+        """Whether the wake-up for deadline ``when`` is within ``marks_wait`` seconds of now,
+        either way (one overdue by more is not coming soon: the clock was changed)."""
+        if when is None:
+            return False
+        return abs(when - self.claim_ahead - self.clock.time()) <= self.marks_wait
+
+    def _kick(self) -> None:
+        if not self._advancing:
+            self._advancing = True
+            self._spawn(self._advance_steps())
+
+    async def _advance_steps(self) -> None:
+        """Claim the woken timers and record the finished deliveries, at most ``step_size`` of
+        each per store step, until none are left; the loop runs between steps, so a held timer
+        due meanwhile fires on time."""
+        size = self.step_size
+        try:
+            while self._due or self._deliveries:
+                due = dict(itertools.islice(self._due.items(), size))
+                for timer_id in due:
+                    del self._due[timer_id]
+                finished, self._deliveries = self._deliveries[:size], self._deliveries[size:]
+                await self._advance(due, finished)
+                if self._due or self._deliveries:
+                    await asyncio.sleep(0)
+        finally:
+            self._advancing = False
+
+    async def _advance(self, woken: dict[str, float], finished: Sequence[Delivery]) -> None:
+        now = self.clock.time()
+        due = self._room_for(list(woken), now)
+        fired = [(timer.timer_id, fired_at) for timer, fired_at, outcome in finished if outcome.ok]
+        try:
+            try:
+                for timer, _, outcome in finished:
+                    if outcome.ok:
+                        TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
+                marked, claimed, waiting = await self.backend.advance(
+                    fired, due, self.instance, self._claims_until(now), now + self.lease
+                )
+            except Exception as err:  # the store is away or failing
+                self._not_advanced(due, fired, err)
+                marked, claimed, waiting = 0, [], {}
+            self.pending -= marked
+            if len(claimed) < len(due):
+                self._not_claimed(due, claimed, waiting, self._claims_until(now))
+            for timer in claimed:
+                self._hold(timer, woken[timer.timer_id])
+            for timer, _, outcome in finished:
+                if not outcome.ok:
+                    try:
+                        await self._retry_failed(timer, outcome)
+                    except Exception as err:  # its lease ends and it fires again
+                        log.error("timer_delivery_not_recorded", timer_ids=[timer.timer_id],
+                                  error=str(err))  # fmt: skip
+        finally:
+            self._in_flight.difference_update(timer.timer_id for timer, _, _ in finished)
+
+    def _room_for(self, due: Sequence[str], now: float) -> Sequence[str]:
+        """Return what of ``due`` the bus can take now; the rest is tried again in a moment."""
         room = max(0, self.bus.max_queue - self.bus.queue_depth)
-        if room < len(timer_ids):  # claim only what the bus can take now
-            deferred, timer_ids = timer_ids[room:], timer_ids[:room]
+        if room < len(due):
+            deferred, due = due[room:], due[:room]
             log.warning("publish_deferred", count=len(deferred), retry_in_s=RETRY_DELAY)
-            self._retry(deferred, fired_at + RETRY_DELAY)
-            if not timer_ids:
-                return
-        claimed, waiting = await self.backend.claim_due(
-            timer_ids, self.instance, fired_at, fired_at + self.lease
-        )
-        if len(claimed) < len(timer_ids):
-            self._not_claimed(timer_ids, claimed, waiting, fired_at)
-        for timer in claimed:
-            if not self._publish(timer, fired_at):
-                self._retry([timer.timer_id], fired_at + RETRY_DELAY)
-                try:
-                    await self.backend.release(timer.timer_id, self.instance, fired_at)
-                except Exception as err:  # its lease ends on its own; the retry waits for that
-                    log.warning("timer_release_failed", timer_id=timer.timer_id, error=str(err))
+            self._retry(deferred, now + RETRY_DELAY)
+        return due
+
+    def _not_advanced(
+        self, due: Sequence[str], fired: Sequence[tuple[str, float]], err: Exception
+    ) -> None:
+        if due:  # try the claims again in a moment
+            log.error("timer_fire_failed", timer_ids=due, error=str(err), retry_in_s=RETRY_DELAY)
+            self._retry(due, self.clock.time() + RETRY_DELAY)
+        if fired:  # the leases end and the timers fire again, effects kept once
+            log.error("timer_delivery_not_recorded", timer_ids=[tid for tid, _ in fired],
+                      error=str(err))  # fmt: skip
 
     def _not_claimed(
         self,
@@ -467,6 +545,29 @@ class TimerService:
             when = waiting.get(timer_id)
             if when is not None and not self._stopped:
                 self._arm(timer_id, when if when > now else now + RETRY_DELAY)
+
+    def _hold(self, timer: Timer, when: float) -> None:
+        """Publish a claimed timer at ``when``, the time it was armed for (at once if past)."""
+        now = self.clock.time()
+        if when <= now:
+            self._publish_or_release(timer, now)
+        else:
+            self._held[timer.timer_id] = self.clock.call_at(when, partial(self._held_due, timer))
+
+    def _held_due(self, timer: Timer) -> None:
+        del self._held[timer.timer_id]
+        self._publish_or_release(timer, self.clock.time())
+
+    def _publish_or_release(self, timer: Timer, fired_at: float) -> None:
+        if not self._publish(timer, fired_at):
+            self._retry([timer.timer_id], fired_at + RETRY_DELAY)
+            self._spawn(self._release(timer.timer_id, fired_at))
+
+    async def _release(self, timer_id: str, not_before: float) -> None:
+        try:
+            await self.backend.release(timer_id, self.instance, not_before)
+        except Exception as err:  # its lease ends on its own; the retry waits for that
+            log.warning("timer_release_failed", timer_id=timer_id, error=str(err))
 
     def _publish(self, timer: Timer, fired_at: float) -> bool:
         attempt = timer.attempts
@@ -503,39 +604,8 @@ class TimerService:
 
     def _delivered(self, timer: Timer, fired_at: float, outcome: EventOutcome) -> None:
         self._deliveries.append((timer, fired_at, outcome))
-        if not self._recording:
-            self._recording = True
-            self._spawn(self._record_step())
-
-    async def _record_step(self) -> None:
-        """Record every delivery the bus has reported so far; more may come while it awaits."""
-        try:
-            while self._deliveries:
-                batch, self._deliveries = self._deliveries, []
-                try:
-                    await self._record_deliveries(batch)
-                finally:
-                    self._in_flight.difference_update(timer.timer_id for timer, _, _ in batch)
-        finally:
-            self._recording = False
-
-    async def _record_deliveries(self, batch: Sequence[Delivery]) -> None:
-        fired = [(timer.timer_id, fired_at) for timer, fired_at, outcome in batch if outcome.ok]
-        try:
-            for timer, _, outcome in batch:
-                if outcome.ok:
-                    TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
-            self.pending -= await self.backend.finish_fired(fired, self.instance)
-        except Exception as err:  # the leases end and the timers fire again, effects kept once
-            log.error("timer_delivery_not_recorded", timer_ids=[tid for tid, _ in fired],
-                      error=str(err))  # fmt: skip
-        for timer, _, outcome in batch:
-            if not outcome.ok:
-                try:
-                    await self._retry_failed(timer, outcome)
-                except Exception as err:  # its lease ends and it fires again
-                    log.error("timer_delivery_not_recorded", timer_ids=[timer.timer_id],
-                              error=str(err))  # fmt: skip
+        if not self._soon(self._wake_at):  # else the marks go with that wake-up's claim
+            self._kick()
 
     async def _retry_failed(self, timer: Timer, outcome: EventOutcome) -> None:
         attempt = timer.attempts

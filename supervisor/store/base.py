@@ -74,10 +74,12 @@ class Timer:
         return out
 
 
-class Claimed(NamedTuple):
-    """What one claim took: the timers now held (attempt counted), and for each other named
-    timer still pending, when it may be claimed (its deadline, or the end of another's lease)."""
+class Advanced(NamedTuple):
+    """What one step of the timer service did: how many fired marks it recorded (a lost claim is
+    skipped), the timers it claimed (attempt counted), and for each other named timer still
+    pending, when it may be claimed (its deadline, or the end of another's lease)."""
 
+    marked: int
     timers: list[Timer]
     waiting: dict[str, float]
 
@@ -112,20 +114,22 @@ class TimerBackend(Protocol):
         """Cancel a pending timer no instance is firing now; return whether it was cancelled."""
         ...
 
-    async def claim_due(
-        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
-    ) -> Claimed:
-        """Claim, in one transaction, each of ``timer_ids`` that is pending, due and unclaimed,
-        for ``instance``; a timer that is not pending is left out of both halves of the answer."""
+    async def advance(
+        self,
+        fired: Sequence[tuple[str, float]],
+        due: Sequence[str],
+        instance: str,
+        due_by: float,
+        lease_until: float,
+    ) -> Advanced:
+        """In one transaction: mark fired each ``(timer_id, fired_at)`` that ``instance`` still
+        holds, then claim for ``instance`` each of ``due`` that is pending, due by ``due_by`` and
+        unclaimed by then (its lease ended or released until no later); a timer that is not
+        pending is left out of both halves of the claim's answer."""
         ...
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
-        ...
-
-    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
-        """Mark fired, in one transaction, each ``(timer_id, fired_at)`` that ``instance`` still
-        holds; return how many were marked (a lost claim is skipped)."""
         ...
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:

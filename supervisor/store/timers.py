@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from common.errors import StoreError
-from supervisor.store.base import Claimed, Timer
+from supervisor.store.base import Advanced, Timer
 from supervisor.store.sqlite import Store
 
 MIGRATIONS = [
@@ -42,8 +42,11 @@ COLUMNS = (
 
 
 def timer_from_row(row: Any) -> Timer:
-    """Build a Timer from a ``timers`` row holding ``COLUMNS``."""
-    return Timer(**{**dict(row), "data": json.loads(row["data"])})
+    """Build a Timer from a ``timers`` row holding ``COLUMNS`` (in the Timer's field order)."""
+    values = list(row)
+    data = values[8]
+    values[8] = {} if data == "{}" else json.loads(data)
+    return Timer(*values)
 
 
 def query_timers(
@@ -137,23 +140,39 @@ class SqliteTimers:
             )
         return cursor.rowcount == 1
 
-    async def claim_due(
-        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
-    ) -> Claimed:
-        """Claim each named timer that is pending, due and unclaimed, in one transaction."""
-        if not timer_ids:
-            return Claimed([], {})
+    async def advance(
+        self,
+        fired: Sequence[tuple[str, float]],
+        due: Sequence[str],
+        instance: str,
+        due_by: float,
+        lease_until: float,
+    ) -> Advanced:
+        """Mark fired what ``instance`` holds of ``fired``, then claim each of ``due`` that is
+        pending and due and unclaimed by ``due_by``, in one transaction."""
+        if not fired and not due:
+            return Advanced(0, [], {})
+        rows: list[Any] = []
+        waiting: dict[str, float] = {}
         with self.store.transaction() as db:
-            rows = db.execute(
-                "UPDATE timers SET attempts = attempts + 1, claimed_by = ?, lease_until = ? "
-                "WHERE timer_id IN (SELECT value FROM json_each(?)) AND +state = 'pending' "
-                f"AND due_at <= ? AND coalesce(lease_until, 0) <= ? RETURNING {COLUMNS}",
-                (instance, lease_until, json.dumps(timer_ids), now, now),
-            ).fetchall()
-            waiting: dict[str, float] = {}
-            if len(rows) < len(timer_ids):
-                taken = {row["timer_id"] for row in rows}
-                rest = [timer_id for timer_id in timer_ids if timer_id not in taken]
+            marked = 0
+            if fired:
+                marked = db.executemany(
+                    "UPDATE timers SET state = 'fired', fired_at = ?, claimed_by = NULL, "
+                    "lease_until = NULL WHERE timer_id = ? AND state = 'pending' "
+                    "AND claimed_by = ?",
+                    [(fired_at, timer_id, instance) for timer_id, fired_at in fired],
+                ).rowcount
+            if due:
+                rows = db.execute(
+                    "UPDATE timers SET attempts = attempts + 1, claimed_by = ?, lease_until = ? "
+                    "WHERE timer_id IN (SELECT value FROM json_each(?)) AND +state = 'pending' "
+                    f"AND due_at <= ? AND coalesce(lease_until, 0) <= ? RETURNING {COLUMNS}",
+                    (instance, lease_until, json.dumps(due), due_by, due_by),
+                ).fetchall()
+            if len(rows) < len(due):
+                taken = {row[0] for row in rows}
+                rest = [timer_id for timer_id in due if timer_id not in taken]
                 waiting = dict(
                     db.execute(
                         "SELECT timer_id, max(due_at, coalesce(lease_until, due_at)) FROM timers "
@@ -162,7 +181,7 @@ class SqliteTimers:
                         (json.dumps(rest),),
                     ).fetchall()
                 )
-        return Claimed([timer_from_row(row) for row in rows], waiting)
+        return Advanced(marked, [timer_from_row(row) for row in rows], waiting)
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
@@ -172,18 +191,6 @@ class SqliteTimers:
                 "AND state = 'pending'",
                 [(lease_until, timer_id, instance) for timer_id in timer_ids],
             )
-
-    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
-        """Mark fired each ``(timer_id, fired_at)`` that ``instance`` holds, in one transaction."""
-        if not fired:
-            return 0
-        with self.store.transaction() as db:
-            cursor = db.executemany(
-                "UPDATE timers SET state = 'fired', fired_at = ?, claimed_by = NULL, "
-                "lease_until = NULL WHERE timer_id = ? AND state = 'pending' AND claimed_by = ?",
-                [(fired_at, timer_id, instance) for timer_id, fired_at in fired],
-            )
-        return cursor.rowcount
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:
         """Give up ``instance``'s claim until ``not_before``."""

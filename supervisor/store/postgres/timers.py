@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from supervisor.store.base import Claimed, Timer
+from supervisor.store.base import Advanced, Timer
 from supervisor.store.postgres.listener import Listener
 
 CHANNEL = "intentd_timers"
@@ -99,32 +99,65 @@ class PostgresTimers:
         )
         return bool(status == "UPDATE 1")
 
-    async def claim_due(
-        self, timer_ids: Sequence[str], instance: str, now: float, lease_until: float
-    ) -> Claimed:
-        """Claim each named timer that is pending, due and unclaimed, in one statement."""
-        if not timer_ids:
-            return Claimed([], {})
-        rows = await self.pool.fetch(
+    async def advance(
+        self,
+        fired: Sequence[tuple[str, float]],
+        due: Sequence[str],
+        instance: str,
+        due_by: float,
+        lease_until: float,
+    ) -> Advanced:
+        """Mark fired what ``instance`` holds of ``fired``, then claim each of ``due`` that is
+        pending and due and unclaimed by ``due_by``; one statement each, in one transaction when
+        both are given."""
+        if fired and due:
+            async with self.pool.acquire() as conn, conn.transaction():
+                marked = await self._mark_fired(conn, fired, instance)
+                claimed, waiting = await self._claim(conn, due, instance, due_by, lease_until)
+        elif fired:
+            marked, claimed, waiting = await self._mark_fired(self.pool, fired, instance), [], {}
+        else:
+            marked = 0
+            claimed, waiting = await self._claim(self.pool, due, instance, due_by, lease_until)
+        return Advanced(marked, claimed, waiting)
+
+    async def _claim(
+        self, db: Any, due: Sequence[str], instance: str, due_by: float, lease_until: float
+    ) -> tuple[list[Timer], dict[str, float]]:
+        if not due:
+            return [], {}
+        rows = await db.fetch(
             "UPDATE timers SET attempts = attempts + 1, claimed_by = $2, lease_until = $4 "
             "WHERE timer_id = ANY($1::text[]) AND state = 'pending' AND due_at <= $3 "
             f"AND coalesce(lease_until, 0) <= $3 RETURNING {COLUMNS}",
-            list(timer_ids),
+            list(due),
             instance,
-            now,
+            due_by,
             lease_until,
         )
         waiting: dict[str, float] = {}
-        if len(rows) < len(timer_ids):
+        if len(rows) < len(due):
             taken = {row["timer_id"] for row in rows}
-            rest = [timer_id for timer_id in timer_ids if timer_id not in taken]
-            left = await self.pool.fetch(
+            rest = [timer_id for timer_id in due if timer_id not in taken]
+            left = await db.fetch(
                 "SELECT timer_id, greatest(due_at, lease_until) AS at FROM timers "
                 "WHERE timer_id = ANY($1::text[]) AND state = 'pending'",
                 rest,
             )
             waiting = {row["timer_id"]: row["at"] for row in left}
-        return Claimed([_timer(row) for row in rows], waiting)
+        return [_timer(row) for row in rows], waiting
+
+    async def _mark_fired(self, db: Any, fired: Sequence[tuple[str, float]], instance: str) -> int:
+        status = await db.execute(
+            "UPDATE timers SET state = 'fired', fired_at = f.fired_at, claimed_by = NULL, "
+            "lease_until = NULL FROM unnest($1::text[], $2::float8[]) AS f(timer_id, fired_at) "
+            "WHERE timers.timer_id = f.timer_id AND timers.state = 'pending' "
+            "AND timers.claimed_by = $3",
+            [timer_id for timer_id, _ in fired],
+            [fired_at for _, fired_at in fired],
+            instance,
+        )
+        return int(status.rpartition(" ")[2])
 
     async def renew(self, timer_ids: Sequence[str], instance: str, lease_until: float) -> None:
         """Extend the leases ``instance`` holds on ``timer_ids``."""
@@ -135,21 +168,6 @@ class PostgresTimers:
             instance,
             lease_until,
         )
-
-    async def finish_fired(self, fired: Sequence[tuple[str, float]], instance: str) -> int:
-        """Mark fired each ``(timer_id, fired_at)`` that ``instance`` holds, in one statement."""
-        if not fired:
-            return 0
-        status = await self.pool.execute(
-            "UPDATE timers SET state = 'fired', fired_at = f.fired_at, claimed_by = NULL, "
-            "lease_until = NULL FROM unnest($1::text[], $2::float8[]) AS f(timer_id, fired_at) "
-            "WHERE timers.timer_id = f.timer_id AND timers.state = 'pending' "
-            "AND timers.claimed_by = $3",
-            [timer_id for timer_id, _ in fired],
-            [fired_at for _, fired_at in fired],
-            instance,
-        )
-        return int(status.rpartition(" ")[2])
 
     async def release(self, timer_id: str, instance: str, not_before: float) -> None:
         """Give up ``instance``'s claim until ``not_before``."""

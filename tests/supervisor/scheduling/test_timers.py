@@ -16,7 +16,7 @@ from supervisor.scheduling.bus_retry import RETRY_DELAY
 from supervisor.scheduling.timers import TimerService
 from supervisor.store.sqlite import Store
 from supervisor.store.timers import SqliteTimers
-from tests.fakes.clock import START, FakeClock
+from tests.fakes.clock import START, FakeClock, settle
 
 
 class Daemon:
@@ -291,6 +291,131 @@ async def test_a_timer_created_after_a_later_one_fires_first_and_a_cancel_holds(
     await daemon.clock.advance(60)
     await daemon.drain()
     assert [f["timer_id"] for f in daemon.fired] == [early]
+
+
+class StepLog(SqliteTimers):
+    """SQLite timers that note each store step's fired marks and claims, by label."""
+
+    steps: list[tuple[list[str], list[str]]]
+
+    async def advance(self, fired: Any, due: Any, *args: Any) -> Any:
+        labels = {t.timer_id: t.label for t in await self.query(include_done=True)}
+        self.steps.append(([labels[tid] for tid, _ in fired], [labels[tid] for tid in due]))
+        return await super().advance(fired, due, *args)
+
+
+@pytest.fixture
+async def logged(db_path: Path) -> AsyncIterator[tuple[Daemon, StepLog]]:
+    made: list[StepLog] = []
+
+    def backend(store: Store) -> StepLog:
+        made.append(StepLog(store))
+        made[0].steps = []
+        return made[0]
+
+    d = Daemon(db_path, FakeClock(), backend=backend)
+    await d.timers.start()
+    yield d, made[0]
+    await d.crash()
+
+
+async def state(d: Daemon, timer_id: str) -> str:
+    timer = await d.timers.get(timer_id)
+    assert timer is not None
+    return timer.state
+
+
+def wake_after(d: Daemon, seconds: float) -> float:
+    """Return the deadline of a timer whose wake-up (its claim) comes ``seconds`` after now."""
+    return d.timers.claim_ahead + seconds
+
+
+async def test_a_fired_mark_goes_with_the_claim_of_a_wake_up_due_within_marks_wait(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    first = await d.timers.create(duration=5, label="first")
+    await d.timers.create(duration=5 + wake_after(d, d.timers.marks_wait / 2), label="second")
+    await d.clock.advance(5)
+    await d.bus.drain()
+    assert [f["label"] for f in d.fired] == ["first"] and await state(d, first) == "pending"
+    await d.clock.advance(d.timers.marks_wait / 2)
+    assert backend.steps == [([], ["first"]), (["first"], ["second"])]
+    await d.clock.advance(d.timers.claim_ahead)
+    await d.drain()
+    assert backend.steps[2:] == [(["second"], [])]
+    assert await state(d, first) == "fired" and await d.timers.list() == []
+
+
+async def test_a_fired_mark_goes_at_once_when_no_wake_up_is_near(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    first = await d.timers.create(duration=5, label="first")
+    await d.timers.create(duration=5 + wake_after(d, 2 * d.timers.marks_wait), label="later")
+    await d.clock.advance(5)
+    await d.bus.drain()
+    await settle()
+    assert backend.steps == [([], ["first"]), (["first"], [])]
+    assert await state(d, first) == "fired"
+
+
+async def test_a_waiting_mark_goes_at_once_when_the_next_wake_up_is_cancelled_or_settled(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    soon = wake_after(d, d.timers.marks_wait / 2)
+    first = await d.timers.create(duration=5, label="first")
+    second = await d.timers.create(duration=5 + soon, label="second")
+    third = await d.timers.create(duration=10, label="third")
+    fourth = await d.timers.create(duration=10 + soon, label="fourth")
+    await d.clock.advance(5)
+    await d.bus.drain()
+    assert await state(d, first) == "pending"  # its mark waits for the second's claim
+    await d.timers.cancel(second)
+    await settle()
+    assert backend.steps == [([], ["first"]), (["first"], [])]
+    assert await state(d, first) == "fired"
+    await d.clock.advance(5)
+    await d.bus.drain()
+    assert await state(d, third) == "pending"  # waits for the fourth's claim
+    await d.timers.settled()  # as at shutdown: nothing is left waiting
+    assert backend.steps[-1] == (["third"], []) and await state(d, third) == "fired"
+    assert await state(d, fourth) == "pending"
+
+
+async def test_a_timer_is_claimed_claim_ahead_before_its_deadline_and_fires_on_it(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    timer_id = await d.timers.create(duration=5, label="tea")
+    await d.clock.advance(5 - d.timers.claim_ahead - 0.001)
+    assert backend.steps == []
+    await d.clock.advance(0.001)
+    await d.bus.drain()
+    timer = await d.timers.get(timer_id)
+    assert backend.steps == [([], ["tea"])] and timer is not None and timer.attempts == 1
+    assert d.fired == []  # claimed, held until its deadline
+    with pytest.raises(TimerError, match="already fired"):
+        await d.timers.cancel(timer_id)  # within claim_ahead of its deadline it counts as firing
+    await d.clock.advance(d.timers.claim_ahead)
+    await d.drain()
+    assert [(f["timer_id"], f["fired_at"], f["late_by_s"]) for f in d.fired] == [
+        (timer_id, START + 5, 0.0)
+    ]
+
+
+async def test_a_store_step_claims_at_most_step_size_timers(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    size = d.timers.step_size
+    ids = [await d.timers.create(duration=5, label=str(i)) for i in range(2 * size + 3)]
+    await d.clock.advance(5)
+    await d.drain()
+    claims = [len(due) for _, due in backend.steps if due]
+    assert claims == [size, size, 3]
+    assert sorted(f["timer_id"] for f in d.fired) == sorted(ids) and await d.timers.list() == []
 
 
 async def test_reconcile_arms_a_timer_the_scheduler_does_not_know(daemon: Daemon) -> None:

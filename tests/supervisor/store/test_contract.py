@@ -134,6 +134,22 @@ def make_timer(timer_id: str = "tmr-1", due_at: float = 100.0, **overrides: Any)
     return Timer(**{**fields, **overrides})
 
 
+async def claim(
+    parts: StoreParts, due: list[str], instance: str, now: float, lease_until: float
+) -> tuple[list[Timer], dict[str, float]]:
+    """One step that only claims."""
+    marked, claimed, waiting = await parts.timers.advance([], due, instance, now, lease_until)
+    assert marked == 0
+    return claimed, waiting
+
+
+async def mark_fired(parts: StoreParts, fired: list[tuple[str, float]], instance: str) -> int:
+    """One step that only records fired marks."""
+    marked, claimed, waiting = await parts.timers.advance(fired, [], instance, 0.0, 0.0)
+    assert (claimed, waiting) == ([], {})
+    return marked
+
+
 async def test_timers_round_trip_and_query_by_deadline(parts: StoreParts) -> None:
     await parts.timers.add(make_timer("tmr-late", 300.0, user_id="U2"))
     await parts.timers.add(make_timer("tmr-early", 100.0))
@@ -145,8 +161,8 @@ async def test_timers_round_trip_and_query_by_deadline(parts: StoreParts) -> Non
 
 async def test_a_timer_is_claimed_only_once_it_is_due(parts: StoreParts) -> None:
     await parts.timers.add(make_timer(due_at=100.0))
-    assert await parts.timers.claim_due(["tmr-1"], "a", 99.0, 104.0) == ([], {"tmr-1": 100.0})
-    [claimed], waiting = await parts.timers.claim_due(["tmr-1"], "a", 100.0, 105.0)
+    assert await claim(parts, ["tmr-1"], "a", 99.0, 104.0) == ([], {"tmr-1": 100.0})
+    [claimed], waiting = await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
     assert (claimed.timer_id, claimed.attempts, waiting) == ("tmr-1", 1, {})
 
 
@@ -156,42 +172,42 @@ async def test_a_claim_takes_every_due_timer_it_names_in_one_call(parts: StorePa
     await parts.timers.add(make_timer("tmr-4", 100.0))
     await parts.timers.cancel("tmr-4", 50.0)
     await parts.timers.add(make_timer("tmr-5", 100.0))
-    await parts.timers.claim_due(["tmr-5"], "b", 100.0, 110.0)
+    await claim(parts, ["tmr-5"], "b", 100.0, 110.0)
     ids = ["tmr-1", "tmr-2", "tmr-3", "tmr-4", "tmr-5", "tmr-nope"]
-    claimed, waiting = await parts.timers.claim_due(ids, "a", 101.0, 106.0)
+    claimed, waiting = await claim(parts, ids, "a", 101.0, 106.0)
     assert sorted((t.timer_id, t.attempts, t.data) for t in claimed) == [
         ("tmr-1", 1, {"n": [1, "two"]}),
         ("tmr-2", 1, {"n": [1, "two"]}),
     ]
     assert waiting == {"tmr-3": 200.0, "tmr-5": 110.0}  # not due yet; b holds its lease
-    assert await parts.timers.claim_due([], "a", 101.0, 106.0) == ([], {})
+    assert await claim(parts, [], "a", 101.0, 106.0) == ([], {})
 
 
 async def test_a_live_claim_keeps_others_out_and_an_ended_lease_is_taken_over(
     parts: StoreParts,
 ) -> None:
     await parts.timers.add(make_timer(due_at=100.0))
-    await parts.timers.claim_due(["tmr-1"], "a", 100.0, 105.0)
-    assert await parts.timers.claim_due(["tmr-1"], "b", 104.9, 109.9) == ([], {"tmr-1": 105.0})
+    await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
+    assert await claim(parts, ["tmr-1"], "b", 104.9, 109.9) == ([], {"tmr-1": 105.0})
     assert await parts.timers.pending() == {"tmr-1": 105.0}
-    [taken], _ = await parts.timers.claim_due(["tmr-1"], "b", 105.0, 110.0)
+    [taken], _ = await claim(parts, ["tmr-1"], "b", 105.0, 110.0)
     assert taken.attempts == 2
-    assert await parts.timers.finish_fired([("tmr-1", 105.1)], "a") == 0  # a lost it
-    assert await parts.timers.finish_fired([("tmr-1", 105.2)], "b") == 1
+    assert await mark_fired(parts, [("tmr-1", 105.1)], "a") == 0  # a lost it
+    assert await mark_fired(parts, [("tmr-1", 105.2)], "b") == 1
     timer = await parts.timers.get("tmr-1")
     assert timer is not None and (timer.state, timer.fired_at) == ("fired", 105.2)
     assert await parts.timers.pending() == {}
-    assert await parts.timers.finish_fired([("tmr-1", 105.3)], "b") == 0  # fired already
+    assert await mark_fired(parts, [("tmr-1", 105.3)], "b") == 0  # fired already
 
 
 async def test_finishing_marks_every_timer_held_in_one_call(parts: StoreParts) -> None:
     for timer_id in ["tmr-1", "tmr-2", "tmr-3"]:
         await parts.timers.add(make_timer(timer_id, 100.0))
-    await parts.timers.claim_due(["tmr-1", "tmr-2"], "a", 100.0, 105.0)
-    await parts.timers.claim_due(["tmr-3"], "b", 100.0, 105.0)
+    await claim(parts, ["tmr-1", "tmr-2"], "a", 100.0, 105.0)
+    await claim(parts, ["tmr-3"], "b", 100.0, 105.0)
     fired = [("tmr-1", 100.1), ("tmr-2", 100.2), ("tmr-3", 100.3)]
-    assert await parts.timers.finish_fired(fired, "a") == 2
-    assert await parts.timers.finish_fired([], "a") == 0
+    assert await mark_fired(parts, fired, "a") == 2
+    assert await mark_fired(parts, [], "a") == 0
     states = {
         t.timer_id: (t.state, t.fired_at) for t in await parts.timers.query(include_done=True)
     }
@@ -202,28 +218,43 @@ async def test_finishing_marks_every_timer_held_in_one_call(parts: StoreParts) -
     }
 
 
+async def test_one_step_records_the_marks_and_takes_the_claims(parts: StoreParts) -> None:
+    for timer_id, due_at in [("tmr-1", 100.0), ("tmr-2", 101.0), ("tmr-3", 105.0)]:
+        await parts.timers.add(make_timer(timer_id, due_at))
+    await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
+    marked, claimed, waiting = await parts.timers.advance(
+        [("tmr-1", 100.5)], ["tmr-2", "tmr-3"], "a", 101.0, 106.0
+    )
+    assert (marked, [t.timer_id for t in claimed], waiting) == (1, ["tmr-2"], {"tmr-3": 105.0})
+    states = {
+        t.timer_id: (t.state, t.attempts) for t in await parts.timers.query(include_done=True)
+    }
+    assert states == {"tmr-1": ("fired", 1), "tmr-2": ("pending", 1), "tmr-3": ("pending", 0)}
+    assert await parts.timers.advance([], [], "a", 101.0, 106.0) == (0, [], {})
+
+
 async def test_a_renewed_lease_keeps_the_claim(parts: StoreParts) -> None:
     await parts.timers.add(make_timer(due_at=100.0))
-    await parts.timers.claim_due(["tmr-1"], "a", 100.0, 105.0)
+    await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
     await parts.timers.renew(["tmr-1"], "a", 110.0)
     await parts.timers.renew(["tmr-1"], "b", 200.0)  # b holds nothing: no effect
-    assert await parts.timers.claim_due(["tmr-1"], "b", 106.0, 111.0) == ([], {"tmr-1": 110.0})
+    assert await claim(parts, ["tmr-1"], "b", 106.0, 111.0) == ([], {"tmr-1": 110.0})
     assert await parts.timers.pending() == {"tmr-1": 110.0}
 
 
 async def test_a_released_timer_waits_until_its_retry_time(parts: StoreParts) -> None:
     await parts.timers.add(make_timer(due_at=100.0))
-    await parts.timers.claim_due(["tmr-1"], "a", 100.0, 105.0)
+    await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
     await parts.timers.release("tmr-1", "a", 130.0)
-    assert await parts.timers.claim_due(["tmr-1"], "b", 129.0, 134.0) == ([], {"tmr-1": 130.0})
-    [again], _ = await parts.timers.claim_due(["tmr-1"], "b", 130.0, 135.0)
+    assert await claim(parts, ["tmr-1"], "b", 129.0, 134.0) == ([], {"tmr-1": 130.0})
+    [again], _ = await claim(parts, ["tmr-1"], "b", 130.0, 135.0)
     assert again.attempts == 2
 
 
 async def test_a_timer_being_fired_cannot_be_cancelled(parts: StoreParts) -> None:
     await parts.timers.add(make_timer("tmr-1", due_at=100.0))
     await parts.timers.add(make_timer("tmr-2", due_at=100.0))
-    await parts.timers.claim_due(["tmr-1"], "a", 100.0, 105.0)
+    await claim(parts, ["tmr-1"], "a", 100.0, 105.0)
     assert await parts.timers.cancel("tmr-1", 101.0) is False
     assert await parts.timers.cancel("tmr-2", 101.0) is True
     assert await parts.timers.cancel("tmr-2", 102.0) is False  # already cancelled
@@ -232,7 +263,7 @@ async def test_a_timer_being_fired_cannot_be_cancelled(parts: StoreParts) -> Non
         "cancelled",
         101.0,
     )
-    assert await parts.timers.claim_due(["tmr-2"], "a", 103.0, 108.0) == ([], {})
+    assert await claim(parts, ["tmr-2"], "a", 103.0, 108.0) == ([], {})
 
 
 # -- outbox -----------------------------------------------------------------------------------
