@@ -121,7 +121,7 @@ class TimerService:
         self._held: dict[str, Cancellable] = {}  # claimed ahead: each one's handle at its deadline
         self._arming: list[set[str]] = []  # ids armed while a reconcile reads the store
         self._creating: set[str] = set()
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, float] = {}  # each claimed timer and when its lease ends
         self._due: dict[str, float] = {}  # woken timers the next step claims, and when they fire
         self._deliveries: list[Delivery] = []  # finished deliveries the next step records
         self._advancing = False  # a step runs; it takes what is added meanwhile
@@ -190,7 +190,7 @@ class TimerService:
                     await self._holding.wait()
                     await self.clock.sleep_until(self.clock.time() + self.lease / 3)
                     if self._in_flight:
-                        group.create_task(self._renew(sorted(self._in_flight)))
+                        self._renew_ending(group)
                     else:
                         self._holding.clear()
         finally:
@@ -218,9 +218,21 @@ class TimerService:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def _renew(self, timer_ids: list[str]) -> None:
+    def _renew_ending(self, group: asyncio.TaskGroup) -> None:
+        """Renew the leases taken more than a sixth of a lease ago; a newer one still has over
+        half a lease left at the next renewal."""
+        now = self.clock.time()
+        older = now + self.lease - self.lease / 6
+        ending = sorted(tid for tid, ends in self._in_flight.items() if ends <= older)
+        if ending:
+            until = now + self.lease
+            for timer_id in ending:
+                self._in_flight[timer_id] = until
+            group.create_task(self._renew(ending, until))
+
+    async def _renew(self, timer_ids: list[str], until: float) -> None:
         try:
-            await self.backend.renew(timer_ids, self.instance, self.clock.time() + self.lease)
+            await self.backend.renew(timer_ids, self.instance, until)
         except Exception as err:  # the next renewal (or a takeover) follows
             log.warning("timer_lease_renew_failed", count=len(timer_ids), error=str(err))
 
@@ -434,13 +446,15 @@ class TimerService:
 
     def _fire(self, due: dict[str, float]) -> None:
         """Claim each timer in ``due`` now, to publish it at its time (the value)."""
-        self._in_flight.update(due)  # held from now on, so reconcile does not arm them
+        ends = self.clock.time() + self.lease  # no later than the claim's own lease end
+        self._in_flight.update(dict.fromkeys(due, ends))  # so reconcile does not arm them
         self._holding.set()
         self._due.update(due)
         self._kick()
 
     def _retry(self, timer_ids: Sequence[str], when: float) -> None:
-        self._in_flight.difference_update(timer_ids)
+        for timer_id in timer_ids:
+            self._in_flight.pop(timer_id, None)
         if not self._stopped:
             for timer_id in timer_ids:
                 self._arm(timer_id, when)
@@ -507,7 +521,8 @@ class TimerService:
                         log.error("timer_delivery_not_recorded", timer_ids=[timer.timer_id],
                                   error=str(err))  # fmt: skip
         finally:
-            self._in_flight.difference_update(timer.timer_id for timer, _, _ in finished)
+            for timer, _, _ in finished:
+                self._in_flight.pop(timer.timer_id, None)
 
     def _room_for(self, due: Sequence[str], now: float) -> Sequence[str]:
         """Return what of ``due`` the bus can take now; the rest is tried again in a moment."""
@@ -541,7 +556,7 @@ class TimerService:
         for timer_id in timer_ids:
             if timer_id in taken:
                 continue
-            self._in_flight.discard(timer_id)
+            self._in_flight.pop(timer_id, None)
             when = waiting.get(timer_id)
             if when is not None and not self._stopped:
                 self._arm(timer_id, when if when > now else now + RETRY_DELAY)

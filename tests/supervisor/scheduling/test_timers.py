@@ -297,11 +297,16 @@ class StepLog(SqliteTimers):
     """SQLite timers that note each store step's fired marks and claims, by label."""
 
     steps: list[tuple[list[str], list[str]]]
+    renewed: list[tuple[list[str], float]]
 
     async def advance(self, fired: Any, due: Any, *args: Any) -> Any:
         labels = {t.timer_id: t.label for t in await self.query(include_done=True)}
         self.steps.append(([labels[tid] for tid, _ in fired], [labels[tid] for tid in due]))
         return await super().advance(fired, due, *args)
+
+    async def renew(self, timer_ids: Any, instance: str, lease_until: float) -> None:
+        self.renewed.append((list(timer_ids), lease_until))
+        await super().renew(timer_ids, instance, lease_until)
 
 
 @pytest.fixture
@@ -310,7 +315,7 @@ async def logged(db_path: Path) -> AsyncIterator[tuple[Daemon, StepLog]]:
 
     def backend(store: Store) -> StepLog:
         made.append(StepLog(store))
-        made[0].steps = []
+        made[0].steps, made[0].renewed = [], []
         return made[0]
 
     d = Daemon(db_path, FakeClock(), backend=backend)
@@ -416,6 +421,28 @@ async def test_a_store_step_claims_at_most_step_size_timers(
     claims = [len(due) for _, due in backend.steps if due]
     assert claims == [size, size, 3]
     assert sorted(f["timer_id"] for f in d.fired) == sorted(ids) and await d.timers.list() == []
+
+
+async def test_leases_held_through_a_long_delivery_are_renewed_and_a_fresh_one_waits(
+    logged: tuple[Daemon, StepLog],
+) -> None:
+    d, backend = logged
+    lease, ahead = d.timers.lease, d.timers.claim_ahead
+    first = await d.timers.create(duration=5, label="first")
+    second = await d.timers.create(duration=6.2, label="second")
+    await d.clock.advance(6.7)  # both published, neither handled: the bus is not drained
+    tick = START + 5 - ahead + lease / 3
+    assert backend.renewed == [([first], tick + lease)]  # the second was claimed 0.5 s before
+    assert await d.timers.backend.pending() == {
+        first: tick + lease,
+        second: START + 6.2 - ahead + lease,
+    }
+    await d.clock.advance(lease / 3)
+    assert backend.renewed[1:] == [(sorted([first, second]), tick + lease / 3 + lease)]
+    await d.drain()
+    assert await d.timers.list() == []
+    await d.clock.advance(lease)
+    assert len(backend.renewed) == 2  # nothing held, nothing renewed
 
 
 async def test_reconcile_arms_a_timer_the_scheduler_does_not_know(daemon: Daemon) -> None:
