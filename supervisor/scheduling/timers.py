@@ -286,7 +286,6 @@ class TimerService:
             self._creating.discard(timer_id)
         self.pending += 1
         self._arm(timer_id, due_at)
-        log.debug("timer_created", timer_id=timer_id, due_at=due_at)
         return timer_id
 
     async def cancel(self, timer_id: str) -> Timer:
