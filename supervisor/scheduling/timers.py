@@ -295,16 +295,21 @@ class TimerService:
             raise TimerError(
                 f"no timer has id {timer_id!r}; list the pending ones with list_timers"
             )
-        already = (
-            f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: it has already "
-            f"{'fired' if timer.state != TimerState.CANCELLED else 'been cancelled'}"
-        )
+        why = {
+            TimerState.PENDING: "it is firing now (its deadline is at most moments away)",
+            TimerState.FIRED: "it has already fired",
+            TimerState.CANCELLED: "it has already been cancelled",
+        }[TimerState(timer.state)]
+        already = f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: {why}"
         if not TIMER_STATES.allows(timer.state, TimerState.CANCELLED) or (
             timer_id in self._in_flight
         ):
             raise TimerError(already)
         if not await self.backend.cancel(timer_id, self.clock.time()):
-            raise TimerError(already)  # another instance is firing it now
+            raise TimerError(  # another instance is firing it now, or it changed meanwhile
+                f"timer {timer_id!r} ({timer.label!r}) cannot be cancelled: it is firing now "
+                "or has fired; list_timers shows what is still pending"
+            )
         self.pending -= 1
         if self._armed.pop(timer_id, None) is not None:
             self._settle_wake()
