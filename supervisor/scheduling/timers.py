@@ -2,7 +2,7 @@
 
 Rules kept here:
 - A timer is stored (an absolute UTC deadline) before ``create`` returns its id.
-- The armed timers wait in one heap of ``(when, timer_id)``; one ``clock.call_at`` handle wakes
+- The armed timers wait in ``Deadlines`` (one heap, one ``clock.call_at`` handle), which wakes
   the service ``claim_ahead`` (20 ms) before the earliest. That wake-up claims every timer due in
   the next two ``claim_ahead`` in store steps of at most ``step_size`` timers (its attempt counted
   on disk), and each claimed timer gets its ``TIMER_EXPIRED`` from its own handle at its time, so
@@ -33,7 +33,6 @@ Rules kept here:
 """
 
 import asyncio
-import heapq
 import itertools
 from collections.abc import Callable, Coroutine, Sequence
 from enum import StrEnum
@@ -52,6 +51,7 @@ from common.role_api import MAX_TIMER_SECONDS
 from common.states import Transitions
 from supervisor.config import TimersConfig
 from supervisor.scheduling.bus_retry import RETRY_DELAY, try_publish
+from supervisor.scheduling.deadlines import Deadlines
 from supervisor.store.base import Timer, TimerBackend
 
 log = structlog.get_logger("intentd.timers")
@@ -114,10 +114,7 @@ class TimerService:
         self.instance = instance
         self.lease = lease
         self.pending = 0  # pending timers in the store, as last counted
-        self._armed: dict[str, float] = {}  # each armed timer and when it fires
-        self._heap: list[tuple[float, str]] = []  # (when, timer_id); stale if _armed disagrees
-        self._wake: Cancellable | None = None  # the one handle, for the heap's earliest entry
-        self._wake_at: float | None = None  # the earliest armed deadline the handle serves
+        self._armed = Deadlines(clock, self._woken, lead=self.claim_ahead)
         self._held: dict[str, Cancellable] = {}  # claimed ahead: each one's handle at its deadline
         self._arming: list[set[str]] = []  # ids armed while a reconcile reads the store
         self._creating: set[str] = set()
@@ -146,10 +143,7 @@ class TimerService:
             self._watching = True
         pending = await self.backend.pending()
         if self.arms:
-            self._armed.update(pending)
-            self._heap.extend((when, timer_id) for timer_id, when in pending.items())
-            heapq.heapify(self._heap)
-            self._settle_wake()
+            self._armed.arm_all(pending)
         self.pending = len(pending)
         log.info("timers_armed", count=len(self._armed))
         return len(self._armed)
@@ -158,11 +152,10 @@ class TimerService:
         """Disarm every timer (they stay pending on disk)."""
         self._stopped = True
         self._armed.clear()
-        self._heap.clear()
         for handle in self._held.values():
             handle.cancel()  # claimed, not yet published: the claims end with their leases
         self._held.clear()
-        self._settle_wake()
+        self._wake_moved()
         for step in self._waiting:
             step.close()  # never started: it counts as done
         self._step_done(len(self._waiting))
@@ -311,8 +304,9 @@ class TimerService:
                 "or has fired; list_timers shows what is still pending"
             )
         self.pending -= 1
-        if self._armed.pop(timer_id, None) is not None:
-            self._settle_wake()
+        if timer_id in self._armed:
+            self._armed.disarm([timer_id])
+            self._wake_moved()
         log.info("timer_cancelled", timer_id=timer_id)
         return await self.get(timer_id)  # type: ignore[return-value]
 
@@ -352,12 +346,11 @@ class TimerService:
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
         missing = [tid for tid in rows if tid not in self._armed and tid not in self._in_flight]
-        stale = [tid for tid in self._armed if tid not in rows and tid not in armed_meanwhile]
+        stale = [tid for tid in self._armed.armed if tid not in rows and tid not in armed_meanwhile]
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
-        for timer_id in stale:
-            del self._armed[timer_id]
-        self._settle_wake()
+        self._armed.disarm(stale)
+        self._wake_moved()
         log.warning("timers_reconciled", rearmed=len(missing), dropped=len(stale))
         return {
             "pending": pending, "rearmed": len(missing), "dropped": len(stale), "overdue": overdue
@@ -366,16 +359,14 @@ class TimerService:
     def _fire_overdue(self, rows: dict[str, float]) -> int:
         """Fire armed timers whose handle should have fired by the wall clock; return how many."""
         late = self.clock.time() - self.late_tolerance
-        armed = self._armed
+        armed = self._armed.armed
         overdue = {
             tid: when
             for tid, when in rows.items()
             if when <= late and armed.get(tid, late + 1) <= late
         }
         if overdue:
-            for timer_id in overdue:
-                del armed[timer_id]
-            self._settle_wake()
+            self._armed.disarm(overdue)
             self._fire(overdue)
             log.warning("timers_overdue_fired", count=len(overdue))
         return len(overdue)
@@ -403,49 +394,19 @@ class TimerService:
     def _arm(self, timer_id: str, when: float) -> None:
         if not self.arms:
             return
-        self._armed[timer_id] = when  # an older heap entry for it is stale from now on
-        heapq.heappush(self._heap, (when, timer_id))
+        self._armed.arm(timer_id, when)
         for armed_meanwhile in self._arming:
             armed_meanwhile.add(timer_id)
-        if self._wake_at is None or when < self._wake_at:
-            self._wake_for(when)
 
-    def _wake_for(self, when: float | None) -> None:
-        if self._wake is not None:
-            self._wake.cancel()
-        self._wake_at = when
-        self._wake = (
-            None if when is None else self.clock.call_at(when - self.claim_ahead, self._woken)
-        )
-        if self._deliveries and not self._soon(when):
-            self._kick()  # the marks were waiting for a claim that is now later, or gone
-
-    def _settle_wake(self) -> None:
-        """Drop stale entries from the heap's top and point the handle at the earliest left."""
-        heap, armed = self._heap, self._armed
-        while heap and armed.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        if len(heap) > 2 * len(armed) + 64:  # mostly cancelled or re-armed entries: compact
-            heap[:] = [(when, tid) for when, tid in heap if armed.get(tid) == when]
-            heapq.heapify(heap)
-        earliest = heap[0][0] if heap else None
-        if earliest != self._wake_at:
-            self._wake_for(earliest)
-
-    def _woken(self) -> None:
-        self._wake = self._wake_at = None
-        horizon = self._claims_until(self.clock.time())
-        heap, armed = self._heap, self._armed
-        due: dict[str, float] = {}
-        while heap and heap[0][0] <= horizon:
-            when, timer_id = heapq.heappop(heap)
-            if armed.get(timer_id) == when:
-                del armed[timer_id]
-                due[timer_id] = when
-        self._settle_wake()  # a wake-up before the deadline (the clock went back) re-arms only
+    def _woken(self, due: dict[str, float]) -> None:
         if due:
             self._fire(due)
-        elif self._deliveries:
+        else:  # a wake-up before the deadline (the clock went back) re-armed only
+            self._wake_moved()
+
+    def _wake_moved(self) -> None:
+        """The next wake-up is later or gone: fired marks waiting for it go now."""
+        if self._deliveries and not self._soon():
             self._kick()
 
     def _fire(self, due: dict[str, float]) -> None:
@@ -463,17 +424,11 @@ class TimerService:
             for timer_id in timer_ids:
                 self._arm(timer_id, when)
 
-    def _claims_until(self, now: float) -> float:
-        """A wake-up comes ``claim_ahead`` before the earliest deadline and claims every timer
-        due up to ``claim_ahead`` after that deadline."""
-        return now + 2 * self.claim_ahead
-
-    def _soon(self, when: float | None) -> bool:
-        """Whether the wake-up for deadline ``when`` is within ``marks_wait`` seconds of now,
-        either way (one overdue by more is not coming soon: the clock was changed)."""
-        if when is None:
-            return False
-        return abs(when - self.claim_ahead - self.clock.time()) <= self.marks_wait
+    def _soon(self) -> bool:
+        """Whether the next wake-up is within ``marks_wait`` seconds of now, either way (one
+        overdue by more is not coming soon: the clock was changed)."""
+        wake = self._armed.next_wake()
+        return wake is not None and abs(wake - self.clock.time()) <= self.marks_wait
 
     def _kick(self) -> None:
         if not self._advancing:
@@ -507,14 +462,14 @@ class TimerService:
                     if outcome.ok:
                         TIMER_STATES.check(timer.timer_id, timer.state, TimerState.FIRED)
                 marked, claimed, waiting = await self.backend.advance(
-                    fired, due, self.instance, self._claims_until(now), now + self.lease
+                    fired, due, self.instance, self._armed.horizon(now), now + self.lease
                 )
             except Exception as err:  # the store is away or failing
                 self._not_advanced(due, fired, err)
                 marked, claimed, waiting = 0, [], {}
             self.pending -= marked
             if len(claimed) < len(due):
-                self._not_claimed(due, claimed, waiting, self._claims_until(now))
+                self._not_claimed(due, claimed, waiting, self._armed.horizon(now))
             for timer in claimed:
                 self._hold(timer, woken[timer.timer_id])
             for timer, _, outcome in finished:
@@ -623,7 +578,7 @@ class TimerService:
 
     def _delivered(self, timer: Timer, fired_at: float, outcome: EventOutcome) -> None:
         self._deliveries.append((timer, fired_at, outcome))
-        if not self._soon(self._wake_at):  # else the marks go with that wake-up's claim
+        if not self._soon():  # else the marks go with that wake-up's claim
             self._kick()
 
     async def _retry_failed(self, timer: Timer, outcome: EventOutcome) -> None:
