@@ -220,6 +220,9 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING"
 )
 FINISH_CHUNK = 500  # ids per ``finish`` statement, under SQLite's bound-parameter limit
+# an event's data as stored: JSON, a value JSON has no type for written as its str; built once,
+# as ``json.dumps(data, default=str)`` builds an encoder per call
+encode_data = json.JSONEncoder(default=str).encode
 
 
 def source_states(operation: str) -> list[str]:
@@ -246,7 +249,7 @@ def _values(event: NewEvent, claim: tuple[str, str | None, float | None, int]) -
         event.event_id,
         event.key,
         event.event_type,
-        json.dumps(event.data, default=str),
+        encode_data(event.data),
         event.publisher,
         event.source,
         event.channel_id,

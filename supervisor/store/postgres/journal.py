@@ -10,7 +10,6 @@ Rules kept here (the rest are the Journal's, in ``supervisor/store/journal.py``)
   the new entries at once; ``watch`` registers for that wake-up.
 """
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from supervisor.store.journal import (
     JournalEntry,
     JournalStats,
     NewEvent,
+    encode_data,
     entry_from_row,
     source_states,
     target_state,
@@ -80,7 +80,7 @@ class PostgresJournal:
                 event.event_id,
                 event.key,
                 event.event_type,
-                json.dumps(event.data, default=str),
+                encode_data(event.data),
                 event.publisher,
                 event.source,
                 event.channel_id,

@@ -5,6 +5,7 @@ Written against the ``Journal`` interface only and run on SQLite and on PostgreS
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,18 @@ async def test_an_append_of_a_known_event_id_is_a_duplicate(journal: Journal) ->
     await journal.append([make_event(1)])
     [again] = await journal.append([make_event(1)])
     assert again.duplicate and (await journal.stats(NOW)).backlog == 1
+
+
+async def test_data_json_cannot_write_is_stored_as_its_text(journal: Journal) -> None:
+    at = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+    await journal.append([make_event(1, data={"at": at, "n": [1.5, None]})])
+    await journal.append([make_event(2, data={"plain": "é"})])
+    first, second = await journal.get("evt-1"), await journal.get("evt-2")
+    assert first is not None and second is not None
+    assert (first.event.data, second.event.data) == (
+        {"at": "2027-01-15 08:00:00+00:00", "n": [1.5, None]},
+        {"plain": "é"},
+    )
 
 
 async def test_finish_needs_the_owner_and_a_claim(journal: Journal) -> None:
