@@ -3,7 +3,8 @@
 Rules kept here:
 - ``accept`` returns only once the event is committed to the journal; that is when HTTP answers
   202, Socket Mode acks and a schedule marks its run. Every event submitted during one loop turn
-  shares one transaction (a group commit), and so do the done marks.
+  shares one transaction (a group commit), and so do the done marks; a turn that has both
+  commits them together (``journal.finish_and_append``).
 - One task, ``run()``, does the journal's work in turns: commit what was submitted, commit the
   done marks and failures, claim what is due (at most ``MAX_IN_FLIGHT`` events in the bus at
   once, ``SHARED_IN_FLIGHT`` on a shared store, so a busy process still has room to take over a
@@ -235,6 +236,8 @@ class EventIntake:
 
     async def _turn(self) -> None:
         now = self.clock.time()
+        if self._done and self._appends and self._nothing_due(now):
+            await self._commit_done_and_appends(now)  # a busy turn: one transaction for both
         await self._commit_marks()  # first: the events they finish make room for new ones
         if self._in_flight and now >= self._renew_at:
             self._renew_at = now + self.config.lease / 3
@@ -294,11 +297,43 @@ class EventIntake:
                     events, owner=self.owner, lease_until=lease_until
                 )
         except StoreError as err:
-            log.error("journal_append_failed", events=len(appends), error=str(err))
-            for _, future in appends:
-                if not future.done():
-                    future.set_exception(err)
+            self._append_failed(appends, err)
             return
+        self._appended(appends, results, lease_until)
+
+    async def _commit_done_and_appends(self, now: float) -> None:
+        """Commit the done marks and the submitted events (claimed) in one transaction."""
+        done = self._done
+        room = self.max_in_flight - len(self._in_flight.difference(done))
+        if room <= 0:
+            return  # left to the turn's separate steps
+        appends, self._appends = self._appends[:room], self._appends[room:]
+        self._done = []
+        lease_until = now + self.config.lease
+        try:
+            finished, results = await self.journal.finish_and_append(
+                self.owner, done, now, [event for event, _ in appends], lease_until
+            )
+        except StoreError as err:
+            self._done[:0] = done  # marked at the next turn
+            self._append_failed(appends, err)
+            raise
+        except BaseException:
+            self._done[:0] = done
+            self._appends[:0] = appends  # stopping: shutdown() cancels their futures
+            raise
+        self._finished(done, finished)
+        self._appended(appends, results, lease_until)
+
+    def _append_failed(self, appends: list[_Submitted], err: StoreError) -> None:
+        log.error("journal_append_failed", events=len(appends), error=str(err))
+        for _, future in appends:
+            if not future.done():
+                future.set_exception(err)
+
+    def _appended(
+        self, appends: list[_Submitted], results: list[Appended], lease_until: float | None
+    ) -> None:
         added = pending = 0
         taken: list[JournalEntry] = []
         for (event, future), result in zip(appends, results, strict=True):
@@ -336,8 +371,7 @@ class EventIntake:
             except BaseException:
                 self._done[:0] = done  # marked at the next turn
                 raise
-            self._in_flight.difference_update(done)
-            self._set_backlog(self.backlog - finished)
+            self._finished(done, finished)
         failed, self._failed = self._failed, []
         for index, (entry, error) in enumerate(failed):
             try:
@@ -361,6 +395,10 @@ class EventIntake:
                 retry_in_s=round(delay, 3),
             )
             self._due_at = min(self._due_at or now + delay, now + delay)
+
+    def _finished(self, done: list[str], finished: int) -> None:
+        self._in_flight.difference_update(done)
+        self._set_backlog(self.backlog - finished)
 
     async def _park(self, entry: JournalEntry, error: str, now: float) -> None:
         if not await self.journal.park(self.owner, entry.event_id, error, now):

@@ -26,6 +26,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 import structlog
@@ -60,6 +61,8 @@ RETRY_AFTER = 1  # seconds a refused POST /events is told to wait: the journal d
 DEFAULT_AUDIT_LIMIT = 50
 MAX_AUDIT_LIMIT = 1000
 PUBLIC_PATHS = frozenset({"/healthz"})
+_ACCEPTED_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+_REPLAYED_HEADERS = {**_ACCEPTED_HEADERS, "Idempotent-Replayed": "true"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -89,7 +92,7 @@ class HttpApi:
         self.requests: Counter[tuple[str, int]] = Counter()
         self.hangups: Counter[str] = Counter()
         self._signed = list(signed_routes)
-        self._signed_paths = frozenset(route.path for route in self._signed)
+        self._open_paths = PUBLIC_PATHS | {route.path for route in self._signed}
 
     async def start(self) -> None:
         """Listen on ``http.host``:``http.port`` (port 0 picks a free one)."""
@@ -152,7 +155,7 @@ class HttpApi:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "<unknown>"
         try:
-            if request.path not in PUBLIC_PATHS | self._signed_paths:
+            if request.path not in self._open_paths:
                 self._authorize(request)
             response = await handler(request)
         except ConnectionError:  # the client hung up: nobody to answer, nothing went wrong here
@@ -266,9 +269,7 @@ class HttpApi:
             response = _error(503, str(err))
             response.headers["Retry-After"] = str(RETRY_AFTER)
             return response
-        answer = {"event_id": stored.event_id, "event_type": stored.event_type}
-        headers = {"Idempotent-Replayed": "true"} if stored.duplicate else None
-        return web.json_response(answer, status=202, headers=headers)
+        return _accepted(stored.event_id, stored.event_type, stored.duplicate)
 
     async def _call_tool(self, request: web.Request) -> web.Response:
         role, name = request.match_info["role"], request.match_info["tool"]
@@ -332,6 +333,13 @@ def _describe_http_error(err: web.HTTPException, request: web.Request) -> str:
             "/roles/{ROLE}/tools/{TOOL}"
         )
     return f"{err.reason} for {request.method} {request.path!r}"
+
+
+def _accepted(event_id: str, event_type: str, replayed: bool) -> web.Response:
+    """Return the 202 for a stored event: the JSON ``json.dumps`` writes, built without it."""
+    body = f'{{"event_id": {_json_string(event_id)}, "event_type": {_json_string(event_type)}}}'
+    headers = _REPLAYED_HEADERS if replayed else _ACCEPTED_HEADERS
+    return web.Response(body=body.encode(), status=202, headers=headers)
 
 
 def _error(status: int, message: str) -> web.Response:

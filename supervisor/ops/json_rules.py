@@ -23,7 +23,9 @@ def loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # as json.loads refuses it; the decoder alone would not
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except JSONRuleError:
         raise
     except UnicodeDecodeError as err:
@@ -63,6 +65,10 @@ def _finite_float(text: str) -> float:
             "send a finite number"
         )
     return number
+
+
+# built once: json.loads given hooks builds a decoder per call
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _finite(value: Any) -> Any:

@@ -15,6 +15,10 @@ The interface a backend implements (``Journal``; SQLite here, PostgreSQL with
 - ``renew(owner, event_ids, lease_until)``: extend the owner's claims while their events run.
 - ``finish(owner, event_ids, now)``: the handlers ran and their intents were carried out; one
   statement per call (``WHERE event_id IN (...)`` / ``= ANY($1)``), however many ids.
+- ``finish_and_append(owner, event_ids, now, events, lease_until)``: ``finish`` and then
+  ``append(events, owner=owner, lease_until=lease_until)`` in one transaction, so a dispatcher's
+  turn commits its done marks and its new events at once; returns the finished count and the
+  append's results. Either both are stored or neither.
 - ``fail(owner, event_id, error, retry_at)``: back to pending, due again at ``retry_at``.
 - ``park(owner, event_id, error, now)``: give up: the entry is dead until retried.
 - ``release(owner)``: the owner's unfinished claims go back to pending (a clean shutdown).
@@ -156,6 +160,15 @@ class Journal(Protocol):
         lease_until: float | None = None,
     ) -> list[Appended]: ...
 
+    async def finish_and_append(
+        self,
+        owner: str,
+        event_ids: Sequence[str],
+        now: float,
+        events: Sequence[NewEvent],
+        lease_until: float,
+    ) -> tuple[int, list[Appended]]: ...
+
     async def claim(
         self, owner: str, limit: int, lease: float, now: float
     ) -> list[JournalEntry]: ...
@@ -220,6 +233,9 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING"
 )
 FINISH_CHUNK = 500  # ids per ``finish`` statement, under SQLite's bound-parameter limit
+# an event's data as stored: JSON, a value JSON has no type for written as its str; built once,
+# as ``json.dumps(data, default=str)`` builds an encoder per call
+encode_data = json.JSONEncoder(default=str).encode
 
 
 def source_states(operation: str) -> list[str]:
@@ -246,7 +262,7 @@ def _values(event: NewEvent, claim: tuple[str, str | None, float | None, int]) -
         event.event_id,
         event.key,
         event.event_type,
-        json.dumps(event.data, default=str),
+        encode_data(event.data),
         event.publisher,
         event.source,
         event.channel_id,
@@ -284,6 +300,62 @@ def entry_from_row(row: Any) -> JournalEntry:
     )
 
 
+def _append(
+    db: sqlite3.Connection,
+    events: Sequence[NewEvent],
+    owner: str | None,
+    lease_until: float | None,
+) -> list[Appended]:
+    """Insert ``events`` inside the open transaction ``db``; claimed by ``owner`` if given."""
+    claimed = owner is not None
+    claim = (target_state("claim"), owner, lease_until, 1) if claimed else (_P.value, None, None, 0)
+    results: list[Appended] = []
+    # The common case in one executemany: events without a key, all new, given consecutive seqs
+    # (AUTOINCREMENT in one write transaction).
+    unkeyed = [event for event in events if event.key is None]
+    db.execute("SAVEPOINT unkeyed")
+    before = db.total_changes
+    db.executemany(_INSERT, [_values(event, claim) for event in unkeyed])
+    all_new = db.total_changes - before == len(unkeyed)
+    db.execute("RELEASE unkeyed" if all_new else "ROLLBACK TO unkeyed")
+    (seq,) = db.execute("SELECT last_insert_rowid()").fetchone()
+    seq -= len(unkeyed) - 1
+    for event in events:
+        if all_new and event.key is None:
+            results.append(Appended(event.event_id, event.event_type, seq=seq, claimed=claimed))
+            seq += 1
+            continue
+        cursor = db.execute(_INSERT, _values(event, claim))
+        if cursor.rowcount == 1:
+            results.append(
+                Appended(
+                    event.event_id, event.event_type, seq=cursor.lastrowid or 0, claimed=claimed
+                )
+            )
+            continue
+        row = db.execute(
+            "SELECT seq, event_id, event_type FROM journal WHERE key = ? OR event_id = ?",
+            (event.key, event.event_id),
+        ).fetchone()
+        results.append(Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"]))
+    return results
+
+
+def _finish(db: sqlite3.Connection, owner: str, event_ids: Sequence[str], now: float) -> int:
+    """Mark ``owner``'s claimed entries done inside the open transaction ``db``; count them."""
+    finished = 0
+    for at in range(0, len(event_ids), FINISH_CHUNK):
+        chunk = event_ids[at : at + FINISH_CHUNK]
+        finished += db.execute(
+            f"UPDATE journal SET state = '{target_state('finish')}', finished_at = ?, "
+            "owner = NULL, lease_until = NULL "
+            f"WHERE event_id IN ({', '.join('?' * len(chunk))}) AND owner = ? "
+            f"AND state IN ({_states('finish')})",
+            (now, *chunk, owner),
+        ).rowcount
+    return finished
+
+
 class SqliteJournal:
     """The journal in the daemon's SQLite store: plain sqlite3 on the loop, short transactions.
 
@@ -306,52 +378,27 @@ class SqliteJournal:
         lease_until: float | None = None,
     ) -> list[Appended]:
         """Store ``events`` in one transaction, claimed by ``owner`` if given; see the module."""
-        claimed = owner is not None
-        claim = (
-            (target_state("claim"), owner, lease_until, 1) if claimed else (_P.value, None, None, 0)
-        )
-        results: list[Appended] = []
         try:
             with self.store.transaction() as db:
-                # The common case in one executemany: events without a key, all new, given
-                # consecutive seqs (AUTOINCREMENT in one write transaction).
-                unkeyed = [event for event in events if event.key is None]
-                db.execute("SAVEPOINT unkeyed")
-                before = db.total_changes
-                db.executemany(_INSERT, [_values(event, claim) for event in unkeyed])
-                all_new = db.total_changes - before == len(unkeyed)
-                db.execute("RELEASE unkeyed" if all_new else "ROLLBACK TO unkeyed")
-                (seq,) = db.execute("SELECT last_insert_rowid()").fetchone()
-                seq -= len(unkeyed) - 1
-                for event in events:
-                    if all_new and event.key is None:
-                        results.append(
-                            Appended(event.event_id, event.event_type, seq=seq, claimed=claimed)
-                        )
-                        seq += 1
-                        continue
-                    cursor = db.execute(_INSERT, _values(event, claim))
-                    if cursor.rowcount == 1:
-                        results.append(
-                            Appended(
-                                event.event_id,
-                                event.event_type,
-                                seq=cursor.lastrowid or 0,
-                                claimed=claimed,
-                            )
-                        )
-                        continue
-                    row = db.execute(
-                        "SELECT seq, event_id, event_type FROM journal "
-                        "WHERE key = ? OR event_id = ?",
-                        (event.key, event.event_id),
-                    ).fetchone()
-                    results.append(
-                        Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"])
-                    )
+                return _append(db, events, owner, lease_until)
         except sqlite3.Error as err:
             raise self._fail("append to the event journal", err) from err
-        return results
+
+    async def finish_and_append(
+        self,
+        owner: str,
+        event_ids: Sequence[str],
+        now: float,
+        events: Sequence[NewEvent],
+        lease_until: float,
+    ) -> tuple[int, list[Appended]]:
+        """``finish`` then ``append(owner=...)`` in one transaction; see the module."""
+        try:
+            with self.store.transaction() as db:
+                finished = _finish(db, owner, event_ids, now)
+                return finished, _append(db, events, owner, lease_until)
+        except sqlite3.Error as err:
+            raise self._fail("mark journal entries done and append new events", err) from err
 
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[JournalEntry]:
         """Claim up to ``limit`` due entries for ``owner``, oldest first."""
@@ -397,21 +444,11 @@ class SqliteJournal:
 
     async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int:
         """Mark ``owner``'s claimed entries done; return how many were."""
-        finished = 0
         try:
             with self.store.transaction() as db:
-                for at in range(0, len(event_ids), FINISH_CHUNK):
-                    chunk = event_ids[at : at + FINISH_CHUNK]
-                    finished += db.execute(
-                        f"UPDATE journal SET state = '{target_state('finish')}', finished_at = ?, "
-                        "owner = NULL, lease_until = NULL "
-                        f"WHERE event_id IN ({', '.join('?' * len(chunk))}) AND owner = ? "
-                        f"AND state IN ({_states('finish')})",
-                        (now, *chunk, owner),
-                    ).rowcount
+                return _finish(db, owner, event_ids, now)
         except sqlite3.Error as err:
             raise self._fail("mark journal entries done", err) from err
-        return finished
 
     async def fail(self, owner: str, event_id: str, error: str, retry_at: float) -> bool:
         """Put ``owner``'s claimed entry back, due again at ``retry_at``."""

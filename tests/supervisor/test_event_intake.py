@@ -2,14 +2,24 @@
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from common.clock import SystemClock
+from common.errors import StoreError
 from common.message_bus import MessageBus
 from supervisor.config import JournalConfig
 from supervisor.event_intake import MAX_IN_FLIGHT, EventIntake
-from supervisor.store.journal import EntryState, JournalEntry, NewEvent, SqliteJournal
+from supervisor.store.journal import (
+    Appended,
+    EntryState,
+    JournalEntry,
+    NewEvent,
+    SqliteJournal,
+)
 from supervisor.store.sqlite import Store
 from tests.factories import make_bus, running_intake
 from tests.fakes.clock import FakeClock
@@ -25,6 +35,50 @@ class ClaimCountingJournal(SqliteJournal):
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[JournalEntry]:
         self.claims += 1
         return await super().claim(owner, limit, lease, now)
+
+
+class CallRecordingJournal(SqliteJournal):
+    """The SQLite journal, recording the writes asked of it and the event ids in each."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.calls: list[tuple[str, list[str], list[str]]] = []
+
+    async def append(self, events: Sequence[NewEvent], **claim: Any) -> list[Appended]:
+        self.calls.append(("append", [], [event.event_id for event in events]))
+        return await super().append(events, **claim)
+
+    async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int:
+        self.calls.append(("finish", list(event_ids), []))
+        return await super().finish(owner, event_ids, now)
+
+    async def finish_and_append(
+        self,
+        owner: str,
+        event_ids: Sequence[str],
+        now: float,
+        events: Sequence[NewEvent],
+        lease_until: float,
+    ) -> tuple[int, list[Appended]]:
+        self.calls.append(("finish_and_append", list(event_ids), [e.event_id for e in events]))
+        return await super().finish_and_append(owner, event_ids, now, events, lease_until)
+
+
+class MergedCommitFailingOnceJournal(CallRecordingJournal):
+    """The recording journal, whose first ``finish_and_append`` fails as a store gone away."""
+
+    async def finish_and_append(
+        self,
+        owner: str,
+        event_ids: Sequence[str],
+        now: float,
+        events: Sequence[NewEvent],
+        lease_until: float,
+    ) -> tuple[int, list[Appended]]:
+        if not any(call[0] == "finish_and_append" for call in self.calls):
+            self.calls.append(("finish_and_append failed", list(event_ids), []))
+            raise StoreError("store.path 'intentd.db': cannot mark journal entries done (gone)")
+        return await super().finish_and_append(owner, event_ids, now, events, lease_until)
 
 
 def recording_bus(
@@ -131,3 +185,91 @@ async def test_a_failed_event_taken_with_its_append_is_delivered_again_as_attemp
     assert pending is not None and (pending.state, pending.attempts) == (EntryState.PENDING, 1)
     assert done is not None and (done.state, done.attempts) == (EntryState.DONE, 2)
     assert seen == [("flaky", 1), ("flaky", 2)]
+
+
+async def test_a_turn_commits_its_done_marks_and_its_new_events_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "intentd.db")
+    journal = CallRecordingJournal(store)
+    bus, _ = make_bus()
+    intake = EventIntake(journal, bus, SystemClock(), JournalConfig())
+    chained: list[asyncio.Future[Appended]] = []
+
+    async def handle(data: dict[str, Any], context: Any) -> list[Any]:
+        if data["name"] == "first":  # its done mark and the next event meet in one turn
+            chained.append(intake.submit("test", "PING", {"name": "second"}))
+        return []
+
+    bus.subscribe("chain", "PING", handle)
+    bus.start()
+    await intake.start()
+    run = asyncio.get_running_loop().create_task(intake.run())
+    try:
+        first = await intake.accept("test", "PING", {"name": "first"})
+        while not chained:
+            await bus.drain()
+        second = await chained[0]
+        while intake.backlog:
+            await bus.drain()
+            await intake.drain()
+        states = [await journal.get(result.event_id) for result in (first, second)]
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await intake.shutdown()
+        await bus.stop()
+        store.close()
+    assert journal.calls == [
+        ("append", [], [first.event_id]),
+        ("finish_and_append", [first.event_id], [second.event_id]),
+        ("finish", [second.event_id], []),
+    ]
+    assert [entry.state for entry in states if entry is not None] == [EntryState.DONE] * 2
+
+
+async def test_a_failed_turn_commit_refuses_its_new_events_and_marks_the_done_ones_later(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "intentd.db")
+    journal = MergedCommitFailingOnceJournal(store)
+    clock = FakeClock()
+    bus, _ = make_bus()
+    intake = EventIntake(journal, bus, clock, JournalConfig())
+    chained: list[asyncio.Future[Appended]] = []
+
+    async def handle(data: dict[str, Any], context: Any) -> list[Any]:
+        chained.append(intake.submit("test", "PING", {"name": "second"}))
+        return []
+
+    bus.subscribe("chain", "PING", handle)
+    bus.start()
+    await intake.start()
+    run = asyncio.get_running_loop().create_task(intake.run())
+    try:
+        first = await intake.accept("test", "PING", {"name": "first"})
+        while not chained:
+            await bus.drain()
+        with pytest.raises(StoreError):
+            await chained[0]  # not stored: an HTTP client is told 503
+        before_retry = await journal.get(first.event_id)
+        await clock.advance(1)  # the failed turn is tried again a second later
+        await intake.drain()
+        after_retry = await journal.get(first.event_id)
+        stored = (await journal.stats(clock.time())).backlog
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await intake.shutdown()
+        await bus.stop()
+        store.close()
+    assert before_retry is not None and before_retry.state == EntryState.CLAIMED
+    assert after_retry is not None and after_retry.state == EntryState.DONE
+    assert stored == 0
+    assert journal.calls == [
+        ("append", [], [first.event_id]),
+        ("finish_and_append failed", [first.event_id], []),
+        ("finish", [first.event_id], []),
+    ]

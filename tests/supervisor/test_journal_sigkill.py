@@ -91,13 +91,14 @@ async def _start(config: Path, port: int) -> asyncio.subprocess.Process:
     )
     log.close()
     async with aiohttp.ClientSession() as session:
-        await _until(lambda: _healthy(session, port), f"the daemon to answer on port {port}")
+        # ready, not just answering: events posted before the journal opens are refused (503)
+        await _until(lambda: _ready(session, port), f"the daemon to be ready on port {port}")
     return child
 
 
-async def _healthy(session: aiohttp.ClientSession, port: int) -> bool:
+async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
     try:
-        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
             return response.status == 200
     except aiohttp.ClientConnectionError:
         return False

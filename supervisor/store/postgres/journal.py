@@ -10,7 +10,6 @@ Rules kept here (the rest are the Journal's, in ``supervisor/store/journal.py``)
   the new entries at once; ``watch`` registers for that wake-up.
 """
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from supervisor.store.journal import (
     JournalEntry,
     JournalStats,
     NewEvent,
+    encode_data,
     entry_from_row,
     source_states,
     target_state,
@@ -46,6 +46,79 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[1])
 
 
+async def _append(
+    conn: asyncpg.Connection,
+    events: Sequence[NewEvent],
+    owner: str | None,
+    lease_until: float | None,
+) -> list[Appended]:
+    """Insert ``events`` inside the open transaction on ``conn``; claimed by ``owner`` if given."""
+    claimed = owner is not None
+    claim = (
+        (target_state("claim"), owner, lease_until, 1) if claimed else ("pending", None, None, 0)
+    )
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for event in events:
+        values = (
+            event.event_id,
+            event.key,
+            event.event_type,
+            encode_data(event.data),
+            event.publisher,
+            event.source,
+            event.channel_id,
+            event.user_id,
+            event.parent_id,
+            event.created_at,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await conn.fetch(_APPEND, *columns, *claim)
+    inserted = {row["event_id"]: row["seq"] for row in rows}
+    known: dict[str, Any] = {}
+    if len(inserted) < len(events):
+        rows = await conn.fetch(
+            "SELECT seq, event_id, event_type, key FROM journal "
+            "WHERE key = ANY($1::text[]) OR event_id = ANY($2::text[])",
+            [e.key for e in events if e.key is not None],
+            [e.event_id for e in events],
+        )
+        for row in rows:
+            known[row["event_id"]] = row
+            if row["key"] is not None:
+                known[f"key:{row['key']}"] = row
+    if inserted:
+        await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+    results: list[Appended] = []
+    seen: set[str] = set()
+    for event in events:
+        if event.event_id in inserted and event.event_id not in seen:
+            seen.add(event.event_id)
+            seq = inserted[event.event_id]
+            results.append(Appended(event.event_id, event.event_type, seq=seq, claimed=claimed))
+            continue
+        row = known.get(f"key:{event.key}") if event.key is not None else None
+        row = row or known[event.event_id]
+        results.append(Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"]))
+    return results
+
+
+async def _finish(
+    conn: asyncpg.Connection, owner: str, event_ids: Sequence[str], now: float
+) -> int:
+    """Mark ``owner``'s claimed entries done on ``conn``; return how many were."""
+    status = await conn.execute(
+        "UPDATE journal SET state = $4, finished_at = $3, owner = NULL, lease_until = NULL "
+        "WHERE event_id = ANY($2::text[]) AND owner = $1 AND state = ANY($5::text[])",
+        owner,
+        list(event_ids),
+        now,
+        target_state("finish"),
+        source_states("finish"),
+    )
+    return _count(status)
+
+
 class PostgresJournal:
     """The event journal in the shared database."""
 
@@ -68,62 +141,29 @@ class PostgresJournal:
     ) -> list[Appended]:
         """Store ``events`` in one transaction, claimed by ``owner`` if given; a known key or id
         returns the first event's id and seq."""
-        claimed = owner is not None
-        claim = (
-            (target_state("claim"), owner, lease_until, 1)
-            if claimed
-            else ("pending", None, None, 0)
-        )
-        columns: list[list[Any]] = [[] for _ in range(10)]
-        for event in events:
-            values = (
-                event.event_id,
-                event.key,
-                event.event_type,
-                json.dumps(event.data, default=str),
-                event.publisher,
-                event.source,
-                event.channel_id,
-                event.user_id,
-                event.parent_id,
-                event.created_at,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(_APPEND, *columns, *claim)
-                inserted = {row["event_id"]: row["seq"] for row in rows}
-                known: dict[str, Any] = {}
-                if len(inserted) < len(events):
-                    rows = await conn.fetch(
-                        "SELECT seq, event_id, event_type, key FROM journal "
-                        "WHERE key = ANY($1::text[]) OR event_id = ANY($2::text[])",
-                        [e.key for e in events if e.key is not None],
-                        [e.event_id for e in events],
-                    )
-                    for row in rows:
-                        known[row["event_id"]] = row
-                        if row["key"] is not None:
-                            known[f"key:{row['key']}"] = row
-                if inserted:
-                    await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+                return await _append(conn, events, owner, lease_until)
         except (asyncpg.PostgresError, OSError) as err:
             raise StoreError(f"storage.url: cannot append to the event journal ({err})") from err
-        results: list[Appended] = []
-        seen: set[str] = set()
-        for event in events:
-            if event.event_id in inserted and event.event_id not in seen:
-                seen.add(event.event_id)
-                seq = inserted[event.event_id]
-                results.append(Appended(event.event_id, event.event_type, seq=seq, claimed=claimed))
-                continue
-            row = known.get(f"key:{event.key}") if event.key is not None else None
-            row = row or known[event.event_id]
-            results.append(
-                Appended(row["event_id"], row["event_type"], duplicate=True, seq=row["seq"])
-            )
-        return results
+
+    async def finish_and_append(
+        self,
+        owner: str,
+        event_ids: Sequence[str],
+        now: float,
+        events: Sequence[NewEvent],
+        lease_until: float,
+    ) -> tuple[int, list[Appended]]:
+        """``finish`` then ``append(owner=...)`` in one transaction."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                finished = await _finish(conn, owner, event_ids, now)
+                return finished, await _append(conn, events, owner, lease_until)
+        except (asyncpg.PostgresError, OSError) as err:
+            raise StoreError(
+                f"storage.url: cannot mark journal entries done and append new events ({err})"
+            ) from err
 
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[JournalEntry]:
         """Claim up to ``limit`` due entries for ``owner``, oldest first, skipping locked rows."""
@@ -168,16 +208,8 @@ class PostgresJournal:
 
     async def finish(self, owner: str, event_ids: Sequence[str], now: float) -> int:
         """Mark ``owner``'s claimed entries done; return how many were."""
-        status = await self.pool.execute(
-            "UPDATE journal SET state = $4, finished_at = $3, owner = NULL, lease_until = NULL "
-            "WHERE event_id = ANY($2::text[]) AND owner = $1 AND state = ANY($5::text[])",
-            owner,
-            list(event_ids),
-            now,
-            target_state("finish"),
-            source_states("finish"),
-        )
-        return _count(status)
+        async with self.pool.acquire() as conn:
+            return await _finish(conn, owner, event_ids, now)
 
     async def fail(self, owner: str, event_id: str, error: str, retry_at: float) -> bool:
         """Put ``owner``'s claimed entry back, due again at ``retry_at``."""

@@ -116,6 +116,34 @@ async def test_posting_an_event_publishes_it_from_source_http(tmp_path):
     assert (data, context.source) == ({"n": 7}, "http")
 
 
+async def test_the_202_is_json_naming_the_stored_event_first_and_on_a_replay(tmp_path):
+    async with running_daemon(make_config(tmp_path)) as daemon:
+        seen = []
+        daemon.supervisor.message_bus.subscribe(
+            "probe", "PING", lambda data, ctx: seen.append(ctx.event_id)
+        )
+        answers = []
+        for _ in range(2):
+            async with daemon.session.post(
+                daemon.url("/events/PING"), json={"n": 1}, headers={"Idempotency-Key": "k-1"}
+            ) as response:
+                answers.append(
+                    (
+                        response.status,
+                        response.headers["Content-Type"],
+                        response.headers.get("Idempotent-Replayed"),
+                        await response.text(),
+                    )
+                )
+        await daemon.supervisor.message_bus.drain()
+    [event_id] = seen
+    body = json.dumps({"event_id": event_id, "event_type": "PING"})
+    assert answers == [
+        (202, "application/json; charset=utf-8", None, body),
+        (202, "application/json; charset=utf-8", "true", body),
+    ]
+
+
 async def test_an_event_posted_over_http_reaches_the_roles_intents(tmp_path):
     async with running_daemon(make_config(tmp_path)) as daemon:
         async with daemon.session.post(daemon.url("/events/PING"), json={"n": 1}) as response:

@@ -5,6 +5,7 @@ Written against the ``Journal`` interface only and run on SQLite and on PostgreS
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,18 @@ async def test_an_append_of_a_known_event_id_is_a_duplicate(journal: Journal) ->
     await journal.append([make_event(1)])
     [again] = await journal.append([make_event(1)])
     assert again.duplicate and (await journal.stats(NOW)).backlog == 1
+
+
+async def test_data_json_cannot_write_is_stored_as_its_text(journal: Journal) -> None:
+    at = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
+    await journal.append([make_event(1, data={"at": at, "n": [1.5, None]})])
+    await journal.append([make_event(2, data={"plain": "é"})])
+    first, second = await journal.get("evt-1"), await journal.get("evt-2")
+    assert first is not None and second is not None
+    assert (first.event.data, second.event.data) == (
+        {"at": "2027-01-15 08:00:00+00:00", "n": [1.5, None]},
+        {"plain": "é"},
+    )
 
 
 async def test_finish_needs_the_owner_and_a_claim(journal: Journal) -> None:
@@ -327,3 +340,45 @@ async def test_postgres_claims_made_at_once_never_take_the_same_entry(postgres_u
     await pool.close()
     claimed = [entry.event_id for batch in batches for entry in batch]
     assert (len(claimed), len(set(claimed))) == (160, 160)
+
+
+async def test_finish_and_append_marks_the_owners_entries_done_and_stores_new_ones_claimed(
+    journal: Journal,
+) -> None:
+    await journal.append([make_event(1), make_event(2)], owner="me", lease_until=NOW + LEASE)
+    await journal.append([make_event(3)], owner="other", lease_until=NOW + LEASE)
+    await journal.append([make_event(4, key="k")])
+    finished, results = await journal.finish_and_append(
+        "me",
+        ["evt-1", "evt-2", "evt-3"],  # evt-3 is another owner's: left as it is
+        NOW,
+        [make_event(5), make_event(6, key="k")],
+        NOW + 9,
+    )
+    assert finished == 2
+    assert [(r.event_id, r.duplicate, r.claimed) for r in results] == [
+        ("evt-5", False, True),
+        ("evt-4", True, False),
+    ]
+    entries = {n: await journal.get(f"evt-{n}") for n in (1, 2, 3, 5)}
+    assert {
+        n: (e.state, e.owner, e.attempts, e.finished_at, e.lease_until)
+        for n, e in entries.items()
+        if e is not None
+    } == {
+        1: (EntryState.DONE, None, 1, NOW, None),
+        2: (EntryState.DONE, None, 1, NOW, None),
+        3: (EntryState.CLAIMED, "other", 1, None, NOW + LEASE),
+        5: (EntryState.CLAIMED, "me", 1, None, NOW + 9),
+    }
+
+
+async def test_finish_and_append_commits_nothing_when_the_append_fails(journal: Journal) -> None:
+    await journal.append([make_event(1)], owner="me", lease_until=NOW + LEASE)
+    with pytest.raises(StoreError):
+        await journal.finish_and_append(
+            "me", ["evt-1"], NOW, [make_event(2), make_event(3, event_type=None)], NOW + 9
+        )
+    entry = await journal.get("evt-1")
+    assert entry is not None and entry.state == EntryState.CLAIMED
+    assert await journal.get("evt-2") is None
