@@ -23,6 +23,7 @@ Rules kept here:
 """
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -78,6 +79,20 @@ class RoleRegistry:
         if not self.roles_directory.is_dir():
             return []
         return sorted(p for p in self.roles_directory.glob("*.py") if not p.name.startswith("_"))
+
+    def folder_state(self) -> tuple[tuple[str, int, int], ...]:
+        """Return each role file's name, modification time and size: a rescan can only find
+        something when this changed (one directory read and a stat per file)."""
+        try:
+            with os.scandir(self.roles_directory) as entries:
+                found = [
+                    (entry.name, entry.stat())
+                    for entry in entries
+                    if entry.name.endswith(".py") and not entry.name.startswith("_")
+                ]
+        except OSError:  # no folder (yet): nothing to load
+            return ()
+        return tuple(sorted((name, st.st_mtime_ns, st.st_size) for name, st in found))
 
     def discover_roles(self) -> dict[str, LoadedRole]:
         """Check and wire every role file not loaded yet; return the loaded roles by name."""

@@ -164,6 +164,7 @@ class Supervisor:
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._role_rescan: asyncio.Task[None] | None = None
+        self._roles_folder: tuple[tuple[str, int, int], ...] | None = None  # as last rescanned
         self._roles_discovered = False
         self.readiness = Readiness()
         self.readiness.add("bus", self._bus_not_ready)
@@ -515,7 +516,9 @@ class Supervisor:
 
     def _fast_heartbeat_seen(self, now: float) -> None:
         runtime = self._running()
-        self._rescan_roles_soon()
+        folder = runtime.registry.folder_state()
+        if folder != self._roles_folder and self._rescan_roles_soon():
+            self._roles_folder = folder  # else the next tick tries again
         runtime.timers.sweep()
 
     def _loop_has_work(
@@ -525,16 +528,18 @@ class Supervisor:
         if context.event_type not in _TICKS:
             self.loop_lag.poke()
 
-    def _rescan_roles_soon(self, reloaded: bool = False) -> None:
-        """Start a rescan of the roles folder as a task, after any rescan under way."""
+    def _rescan_roles_soon(self, reloaded: bool = False) -> bool:
+        """Start a rescan of the roles folder as a task, after any rescan under way; return
+        whether one was started."""
         if self._tasks is None:
-            return  # not serving: run() loads the folder when it starts
+            return False  # not serving: run() loads the folder when it starts
         previous = self._role_rescan
         if previous is not None and not previous.done() and not reloaded:
-            return  # a heartbeat tick: the rescan under way sees the same files
+            return False  # a heartbeat tick: the rescan under way sees the same files
         self._role_rescan = self._tasks.create_task(
             self._rescan_roles(previous, reloaded), name="role-rescan"
         )
+        return True
 
     async def _rescan_roles(self, previous: asyncio.Task[None] | None, reloaded: bool) -> None:
         if previous is not None and not previous.done():

@@ -180,3 +180,24 @@ async def test_role_with_warnings_loads_logs_them_and_reports_none_returned_at_r
             ("handler_returned_none", f"{path}:8"),
         ],
     )
+
+
+def test_the_folder_state_changes_exactly_when_a_rescan_could_find_something(tmp_path):
+    registry = RoleRegistry(tmp_path / "roles")
+    assert registry.folder_state() == ()  # no folder yet
+    roles = tmp_path / "roles"
+    roles.mkdir()
+    (roles / "_helpers.py").write_text("x = 1\n")
+    (roles / "notes.txt").write_text("not a role\n")
+    assert registry.folder_state() == ()
+    (roles / "ping.py").write_text("one\n")
+    first = registry.folder_state()
+    assert [name for name, _, _ in first] == ["ping.py"]
+    assert registry.folder_state() == first  # nothing changed: the heartbeat skips the rescan
+    (roles / "ping.py").write_text("one, edited\n")
+    edited = registry.folder_state()
+    assert edited != first
+    (roles / "ping.py").rename(roles / "pong.py")
+    assert [name for name, _, _ in registry.folder_state()] == ["pong.py"]
+    (roles / "pong.py").unlink()
+    assert registry.folder_state() == ()
