@@ -25,8 +25,15 @@ def make_bus(**overrides: Any) -> tuple[MessageBus, IntentProcessor]:
 class RunningIntake:
     """An EventIntake over a store whose run task the test owns; ``stop()`` is a clean stop."""
 
-    def __init__(self, store: Store, bus: MessageBus, clock: Clock, config: JournalConfig) -> None:
-        self.intake = EventIntake(SqliteJournal(store), bus, clock, config)
+    def __init__(
+        self,
+        store: Store,
+        bus: MessageBus,
+        clock: Clock,
+        config: JournalConfig,
+        journal: SqliteJournal | None = None,
+    ) -> None:
+        self.intake = EventIntake(journal or SqliteJournal(store), bus, clock, config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> EventIntake:

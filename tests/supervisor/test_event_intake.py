@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from supervisor.store.journal import (
     SqliteJournal,
 )
 from supervisor.store.sqlite import Store
-from tests.factories import make_bus, running_intake
+from tests.factories import RunningIntake, make_bus, running_intake
 from tests.fakes.clock import FakeClock
 
 OLDER = MAX_IN_FLIGHT + 88  # more than the intake keeps in flight at once
@@ -187,25 +187,37 @@ async def test_a_failed_event_taken_with_its_append_is_delivered_again_as_attemp
     assert seen == [("flaky", 1), ("flaky", 2)]
 
 
+@contextlib.asynccontextmanager
+async def chained_intake(
+    store: Store, journal: SqliteJournal, clock: Any
+) -> AsyncIterator[tuple[EventIntake, MessageBus, list[asyncio.Future[Appended]]]]:
+    """A running intake whose PING handler submits a second event while the first is handled,
+    so the first's done mark and the second event meet in one turn."""
+    bus, _ = make_bus()
+    running = RunningIntake(store, bus, clock, JournalConfig(), journal)
+    chained: list[asyncio.Future[Appended]] = []
+
+    async def handle(data: dict[str, Any], context: Any) -> list[Any]:
+        if data["name"] == "first":
+            chained.append(running.intake.submit("test", "PING", {"name": "second"}))
+        return []
+
+    bus.subscribe("chain", "PING", handle)
+    bus.start()
+    try:
+        yield await running.start(), bus, chained
+    finally:
+        await running.stop()
+        await bus.stop()
+        store.close()
+
+
 async def test_a_turn_commits_its_done_marks_and_its_new_events_in_one_transaction(
     tmp_path: Path,
 ) -> None:
     store = Store(tmp_path / "intentd.db")
     journal = CallRecordingJournal(store)
-    bus, _ = make_bus()
-    intake = EventIntake(journal, bus, SystemClock(), JournalConfig())
-    chained: list[asyncio.Future[Appended]] = []
-
-    async def handle(data: dict[str, Any], context: Any) -> list[Any]:
-        if data["name"] == "first":  # its done mark and the next event meet in one turn
-            chained.append(intake.submit("test", "PING", {"name": "second"}))
-        return []
-
-    bus.subscribe("chain", "PING", handle)
-    bus.start()
-    await intake.start()
-    run = asyncio.get_running_loop().create_task(intake.run())
-    try:
+    async with chained_intake(store, journal, SystemClock()) as (intake, bus, chained):
         first = await intake.accept("test", "PING", {"name": "first"})
         while not chained:
             await bus.drain()
@@ -214,13 +226,6 @@ async def test_a_turn_commits_its_done_marks_and_its_new_events_in_one_transacti
             await bus.drain()
             await intake.drain()
         states = [await journal.get(result.event_id) for result in (first, second)]
-    finally:
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        await intake.shutdown()
-        await bus.stop()
-        store.close()
     assert journal.calls == [
         ("append", [], [first.event_id]),
         ("finish_and_append", [first.event_id], [second.event_id]),
@@ -235,19 +240,7 @@ async def test_a_failed_turn_commit_refuses_its_new_events_and_marks_the_done_on
     store = Store(tmp_path / "intentd.db")
     journal = MergedCommitFailingOnceJournal(store)
     clock = FakeClock()
-    bus, _ = make_bus()
-    intake = EventIntake(journal, bus, clock, JournalConfig())
-    chained: list[asyncio.Future[Appended]] = []
-
-    async def handle(data: dict[str, Any], context: Any) -> list[Any]:
-        chained.append(intake.submit("test", "PING", {"name": "second"}))
-        return []
-
-    bus.subscribe("chain", "PING", handle)
-    bus.start()
-    await intake.start()
-    run = asyncio.get_running_loop().create_task(intake.run())
-    try:
+    async with chained_intake(store, journal, clock) as (intake, bus, chained):
         first = await intake.accept("test", "PING", {"name": "first"})
         while not chained:
             await bus.drain()
@@ -258,13 +251,6 @@ async def test_a_failed_turn_commit_refuses_its_new_events_and_marks_the_done_on
         await intake.drain()
         after_retry = await journal.get(first.event_id)
         stored = (await journal.stats(clock.time())).backlog
-    finally:
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
-        await intake.shutdown()
-        await bus.stop()
-        store.close()
     assert before_retry is not None and before_retry.state == EntryState.CLAIMED
     assert after_retry is not None and after_retry.state == EntryState.DONE
     assert stored == 0
