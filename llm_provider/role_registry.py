@@ -53,6 +53,11 @@ TRIALS_AT_ONCE = 4  # trial imports (child processes) running at the same time
 Trial = Callable[[Path, bytes], Awaitable[str | None]]
 
 
+def _is_role_file(name: str) -> bool:
+    """A role file is a ``.py`` file of the roles folder whose name does not start with ``_``."""
+    return name.endswith(".py") and not name.startswith("_")
+
+
 class RoleRegistry:
     """Discover roles in a folder, wire them to the bus and the IntentProcessor, reload them."""
 
@@ -78,7 +83,7 @@ class RoleRegistry:
         """Return the role files in the folder, sorted by name."""
         if not self.roles_directory.is_dir():
             return []
-        return sorted(p for p in self.roles_directory.glob("*.py") if not p.name.startswith("_"))
+        return sorted(p for p in self.roles_directory.iterdir() if _is_role_file(p.name))
 
     def folder_state(self) -> tuple[tuple[str, int, int], ...]:
         """Return each role file's name, modification time and size: a rescan can only find
@@ -86,9 +91,7 @@ class RoleRegistry:
         try:
             with os.scandir(self.roles_directory) as entries:
                 found = [
-                    (entry.name, entry.stat())
-                    for entry in entries
-                    if entry.name.endswith(".py") and not entry.name.startswith("_")
+                    (entry.name, entry.stat()) for entry in entries if _is_role_file(entry.name)
                 ]
         except OSError:  # no folder (yet): nothing to load
             return ()

@@ -10,7 +10,7 @@ Rules kept here:
 """
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from common.clock import Cancellable, Clock
 
@@ -24,16 +24,23 @@ class Deadlines:
         self.clock = clock
         self.on_due = on_due
         self.lead = lead
-        self.armed: dict[str, float] = {}  # each key and its deadline
+        self._armed: dict[str, float] = {}  # each key and its deadline
         self._heap: list[tuple[float, str]] = []  # (deadline, key); stale if armed disagrees
         self._handle: Cancellable | None = None
         self.earliest: float | None = None  # the deadline the handle serves
 
     def __len__(self) -> int:
-        return len(self.armed)
+        return len(self._armed)
 
     def __contains__(self, key: str) -> bool:
-        return key in self.armed
+        return key in self._armed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._armed)
+
+    def get(self, key: str) -> float | None:
+        """Return the deadline of ``key``, or None when it is not armed."""
+        return self._armed.get(key)
 
     def horizon(self, now: float) -> float:
         """The latest deadline a wake-up at ``now`` takes: ``lead`` after the earliest."""
@@ -45,8 +52,8 @@ class Deadlines:
 
     def arm(self, key: str, when: float) -> None:
         """Give ``key`` the deadline ``when`` (replacing any it had)."""
-        old = self.armed.get(key)
-        self.armed[key] = when
+        old = self._armed.get(key)
+        self._armed[key] = when
         heapq.heappush(self._heap, (when, key))
         if self.earliest is None or when < self.earliest:
             self._point(when)
@@ -55,7 +62,7 @@ class Deadlines:
 
     def arm_all(self, deadlines: Mapping[str, float]) -> None:
         """Arm many keys at once (a start)."""
-        self.armed.update(deadlines)
+        self._armed.update(deadlines)
         self._heap.extend((when, key) for key, when in deadlines.items())
         heapq.heapify(self._heap)
         self.settle()
@@ -63,18 +70,18 @@ class Deadlines:
     def disarm(self, keys: Iterable[str]) -> None:
         """Forget the deadlines of ``keys`` (unknown keys are ignored)."""
         for key in keys:
-            self.armed.pop(key, None)
+            self._armed.pop(key, None)
         self.settle()
 
     def clear(self) -> None:
         """Forget every deadline and cancel the handle."""
-        self.armed.clear()
+        self._armed.clear()
         self._heap.clear()
         self.settle()
 
     def settle(self) -> None:
         """Drop stale entries from the heap's top and point the handle at the earliest left."""
-        heap, armed = self._heap, self.armed
+        heap, armed = self._heap, self._armed
         while heap and armed.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
         if len(heap) > 2 * len(armed) + 64:  # mostly disarmed or re-armed entries: compact
@@ -93,7 +100,7 @@ class Deadlines:
     def _woken(self) -> None:
         self._handle = self.earliest = None
         horizon = self.horizon(self.clock.time())
-        heap, armed = self._heap, self.armed
+        heap, armed = self._heap, self._armed
         due: dict[str, float] = {}
         while heap and heap[0][0] <= horizon:
             when, key = heapq.heappop(heap)

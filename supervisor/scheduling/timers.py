@@ -34,7 +34,7 @@ Rules kept here:
 
 import asyncio
 import itertools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -346,7 +346,7 @@ class TimerService:
         if pending == len(self._armed) + len(self._in_flight):
             return {"pending": pending, "rearmed": 0, "dropped": 0, "overdue": overdue}
         missing = [tid for tid in rows if tid not in self._armed and tid not in self._in_flight]
-        stale = [tid for tid in self._armed.armed if tid not in rows and tid not in armed_meanwhile]
+        stale = [tid for tid in self._armed if tid not in rows and tid not in armed_meanwhile]
         for timer_id in missing:
             self._arm(timer_id, rows[timer_id])
         self._armed.disarm(stale)
@@ -359,11 +359,11 @@ class TimerService:
     def _fire_overdue(self, rows: dict[str, float]) -> int:
         """Fire armed timers whose handle should have fired by the wall clock; return how many."""
         late = self.clock.time() - self.late_tolerance
-        armed = self._armed.armed
+        armed = self._armed
         overdue = {
             tid: when
             for tid, when in rows.items()
-            if when <= late and armed.get(tid, late + 1) <= late
+            if when <= late and (armed_at := armed.get(tid)) is not None and armed_at <= late
         }
         if overdue:
             self._armed.disarm(overdue)
@@ -417,9 +417,13 @@ class TimerService:
         self._due.update(due)
         self._kick()
 
-    def _retry(self, timer_ids: Sequence[str], when: float) -> None:
+    def _landed(self, timer_ids: Iterable[str]) -> None:
+        """No longer in flight: delivered and recorded, given up, or left to be armed again."""
         for timer_id in timer_ids:
             self._in_flight.pop(timer_id, None)
+
+    def _retry(self, timer_ids: Sequence[str], when: float) -> None:
+        self._landed(timer_ids)
         if not self._stopped:
             for timer_id in timer_ids:
                 self._arm(timer_id, when)
@@ -480,8 +484,7 @@ class TimerService:
                         log.error("timer_delivery_not_recorded", timer_ids=[timer.timer_id],
                                   error=str(err))  # fmt: skip
         finally:
-            for timer, _, _ in finished:
-                self._in_flight.pop(timer.timer_id, None)
+            self._landed(timer.timer_id for timer, _, _ in finished)
 
     def _room_for(self, due: Sequence[str], now: float) -> Sequence[str]:
         """Return what of ``due`` the bus can take now; the rest is tried again in a moment."""
@@ -515,7 +518,7 @@ class TimerService:
         for timer_id in timer_ids:
             if timer_id in taken:
                 continue
-            self._in_flight.pop(timer_id, None)
+            self._landed([timer_id])
             when = waiting.get(timer_id)
             if when is not None and not self._stopped:
                 self._arm(timer_id, when if when > now else now + RETRY_DELAY)
